@@ -1,0 +1,32 @@
+package nbd
+
+import (
+	"context"
+	"errors"
+
+	"github.com/extrasphere/extrasphere/internal/blockdev"
+)
+
+// ErrUnknownExport is returned by Exports.OpenExport for a name it does not
+// serve; the client gets NBD_REP_ERR_UNKNOWN.
+var ErrUnknownExport = errors.New("unknown export")
+
+// Export is one named device as the server serves it.
+type Export struct {
+	Name        string
+	Description string
+	Device      blockdev.Device
+	// ReadOnly forces NBD_FLAG_READ_ONLY even when the device is writable.
+	ReadOnly bool
+}
+
+// Exports resolves export names for the server. The engine implements it.
+type Exports interface {
+	// OpenExport returns the export called name and a release function the
+	// server calls exactly once when the connection that opened it ends.
+	// An unknown name fails with an error wrapping ErrUnknownExport.
+	OpenExport(ctx context.Context, name string) (*Export, func(), error)
+
+	// ListExports returns the names for NBD_OPT_LIST, in a stable order.
+	ListExports(ctx context.Context) []string
+}

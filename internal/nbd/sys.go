@@ -1,0 +1,6 @@
+package nbd
+
+import "syscall"
+
+// syscallEMFILE: accept failed for lack of file descriptors; retried.
+const syscallEMFILE = syscall.EMFILE
