@@ -47,3 +47,47 @@ func TestNbdinfoCan(t *testing.T) {
 		}
 	}
 }
+
+// nbdinfo --map and qemu-img map see exactly the data written.
+func TestMapMatchesData(t *testing.T) {
+	s := startServer(t)
+	run(t, "qemu-io", "-f", "raw", "-c", "write -P 1 1M 1M", "-c", "write -P 2 10M 128k", s.uri("disk"))
+	out := run(t, "nbdinfo", "--map", s.uri("disk"))
+	want := []string{
+		"0     1048576    3  hole,zero",
+		"1048576     1048576    0  data",
+		"2097152     8388608    3  hole,zero",
+		"10485760      131072    0  data",
+	}
+	norm := strings.Join(strings.Fields(out), " ")
+	for _, w := range want {
+		if !strings.Contains(norm, strings.Join(strings.Fields(w), " ")) {
+			t.Errorf("nbdinfo --map lacks %q:\n%s", w, out)
+		}
+	}
+	js := run(t, "qemu-img", "map", "--output=json", "-f", "raw", s.uri("disk"))
+	if !strings.Contains(js, `"start": 1048576, "length": 1048576, "depth": 0, "present": true, "zero": false, "data": true`) {
+		t.Errorf("qemu-img map:\n%s", js)
+	}
+}
+
+// nbdcopy with four connections round-trips random data byte for byte.
+func TestNbdcopyRoundTrip(t *testing.T) {
+	s := startServer(t)
+	dir := t.TempDir()
+	src, back := dir+"/src.raw", dir+"/back.raw"
+	run(t, "sh", "-c", "head -c 67108864 /dev/urandom > "+src)
+	run(t, "nbdcopy", "-C", "4", "--requests=64", src, s.uri("disk"))
+	run(t, "nbdcopy", "-C", "4", s.uri("disk"), back)
+	run(t, "cmp", src, back)
+	run(t, "qemu-img", "compare", "-f", "raw", "-F", "raw", src, s.uri("disk"))
+}
+
+// fio's verify over unix and TCP at queue depth 32.
+func TestFioVerify(t *testing.T) {
+	s := startServer(t)
+	for _, uri := range []string{s.uri("disk"), "nbd://" + s.tcp + "/disk"} {
+		run(t, "fio", "--name=v", "--ioengine=nbd", "--uri="+uri, "--rw=randwrite", "--bs=4k",
+			"--iodepth=32", "--size=32m", "--verify=crc32c", "--do_verify=1", "--output-format=terse")
+	}
+}
