@@ -32,4 +32,9 @@ var (
 
 	// ErrClosed: the device was closed.
 	ErrClosed = errors.New("device closed")
+
+	// ErrContractViolation: a call broke the Device contract (range,
+	// alignment, flags the device does not advertise), or a device answered
+	// in a way the contract forbids. Only the checked device returns it.
+	ErrContractViolation = errors.New("device contract violation")
 )
