@@ -1,0 +1,106 @@
+package flat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/extrasphere/extrasphere/internal/blockdev"
+	"golang.org/x/sys/unix"
+)
+
+// ReadAt fills p from the page cache (pread). Any off and length.
+func (d *Device) ReadAt(ctx context.Context, p []byte, off int64) error {
+	if err := d.acquire(ctx, "read", off, int64(len(p))); err != nil {
+		return err
+	}
+	defer d.mu.RUnlock()
+	for len(p) > 0 {
+		n, err := d.sys.pread(d.fd, p, off)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return d.mapErr("read", err)
+		}
+		if n == 0 {
+			return fmt.Errorf("read %s at %d: %w", d.path, off, io.ErrUnexpectedEOF)
+		}
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
+}
+
+// WriteAt writes p into the page cache (pwrite). With FUA the range is
+// durable on return (pwritev2 RWF_DSYNC, or pwrite + fdatasync). Flags
+// other than FUA are ignored here; the checked device reports them.
+func (d *Device) WriteAt(ctx context.Context, p []byte, off int64, flags blockdev.WriteFlags) error {
+	if err := d.acquireWrite(ctx, "write", off, int64(len(p))); err != nil {
+		return err
+	}
+	defer d.mu.RUnlock()
+	if len(p) == 0 {
+		return nil
+	}
+	if flags&blockdev.FUA != 0 {
+		return d.writeFUA(p, off)
+	}
+	return d.writeAll(d.sys.pwrite, p, off)
+}
+
+func (d *Device) writeAll(pwrite func(int, []byte, int64) (int, error), p []byte, off int64) error {
+	for len(p) > 0 {
+		n, err := pwrite(d.fd, p, off)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return d.mapErr("write", err)
+		}
+		if n == 0 {
+			return fmt.Errorf("write %s at %d: %w", d.path, off, io.ErrShortWrite)
+		}
+		p, off = p[n:], off+int64(n)
+	}
+	return nil
+}
+
+// writeFUA writes p durably.
+func (d *Device) writeFUA(p []byte, off int64) error {
+	if !d.noDSync.Load() {
+		err := d.writeAll(d.sys.pwriteDS, p, off)
+		if !unsupported(err) {
+			return err
+		}
+		// RWF_DSYNC is checked before any byte is written, so nothing
+		// was written: remember and fall back.
+		d.noDSync.Store(true)
+	}
+	if err := d.writeAll(d.sys.pwrite, p, off); err != nil {
+		return err
+	}
+	return d.datasync("write")
+}
+
+// Flush makes every completed write durable (fdatasync).
+func (d *Device) Flush(ctx context.Context) error {
+	if err := d.acquire(ctx, "flush", 0, 0); err != nil {
+		return err
+	}
+	defer d.mu.RUnlock()
+	return d.datasync("flush")
+}
+
+func (d *Device) datasync(op string) error {
+	for {
+		err := d.sys.fdatasync(d.fd)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return d.mapErr(op+" (fdatasync)", err)
+		}
+		return nil
+	}
+}
