@@ -20,7 +20,8 @@ func errnoFor(cmd uint16, err error) uint32 {
 			return eNOSPC
 		}
 		return eINVAL
-	case errors.Is(err, blockdev.ErrMisaligned), errors.Is(err, blockdev.ErrUnknownContext):
+	case errors.Is(err, blockdev.ErrMisaligned), errors.Is(err, blockdev.ErrUnknownContext),
+		errors.Is(err, blockdev.ErrContractViolation):
 		return eINVAL
 	case errors.Is(err, blockdev.ErrReadOnly):
 		return ePERM

@@ -92,17 +92,6 @@ func goPayload(name string) []byte {
 	return binary.BigEndian.AppendUint16(b, 0)
 }
 
-func metaPayload(name string, queries ...string) []byte {
-	b := binary.BigEndian.AppendUint32(nil, uint32(len(name)))
-	b = append(b, name...)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(queries)))
-	for _, q := range queries {
-		b = binary.BigEndian.AppendUint32(b, uint32(len(q)))
-		b = append(b, q...)
-	}
-	return b
-}
-
 // open negotiates into transmission on export, optionally with structured
 // replies and base:allocation.
 func (r *rawConn) open(export string, structured bool) {
