@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# bench/nbd.sh — fio's nbd engine against qemu-nbd, nbdkit `file` and Extrasphere, side by side.
+#
+# Each server gets an equal raw file/volume of SIZE bytes, created sparse and then filled through NBD
+# with the same random seed file (nbdcopy), in the same cache mode. Then, for each workload, the same
+# fio job runs against each server in turn (interleaved, so drift hits all servers alike):
+#
+#   randwrite-4k-qd32   4 KiB random writes, iodepth 32
+#   randread-4k-qd32    4 KiB random reads, iodepth 32
+#   write-1m-qd8        1 MiB sequential writes, iodepth 8
+#   randwrite-4k-qd1-fsync  4 KiB random writes, iodepth 1, NBD FLUSH after every write (--fsync=1)
+#
+# Then the Extrasphere daemon's RSS (VmRSS/VmHWM) is measured on a fresh daemon: right after start,
+# with 10 volumes each holding one idle NBD connection, and with fio writing to all 10 at once.
+#
+# Results go to bench/out/ (fio JSON per run, logs, results.md); the markdown table for
+# bench/RESULTS.md is printed at the end. Compare figures only within one run: the machine is noisy.
+#
+# Usage: make bench      (or bench/nbd.sh after make build)
+# Environment:
+#   SIZE=1G           size of each file/volume
+#   RUNTIME=10        seconds of measurement per run (after RAMP=2 seconds of ramp)
+#   CACHE=writeback   peers' cache mode: writeback (page cache) or none (qemu-nbd O_DIRECT; nbdkit
+#                     cache=none only drops pages after I/O). Extrasphere uses its own documented mode.
+#   EXTRASPHERE_BIN=bin/extrasphere
+#   EXTRASPHERE_SKIP=1  run the peers only (no Extrasphere columns, no RSS section)
+#   KEEP=1            keep bench/out/work (the data files) afterwards
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OUT="$ROOT/bench/out"
+WORK="$OUT/work"
+SIZE=${SIZE:-1G}
+RUNTIME=${RUNTIME:-10}
+RAMP=${RAMP:-2}
+CACHE=${CACHE:-writeback}
+BIN=${EXTRASPHERE_BIN:-$ROOT/bin/extrasphere}
+SKIP_ES=${EXTRASPHERE_SKIP:-0}
+PY=/usr/bin/python3 # python3-libnbd lives there; another python3 may come first on PATH
+
+die() { echo "bench/nbd.sh: $*" >&2; exit 1; }
+log() { echo "bench/nbd.sh: $*" >&2; }
+
+for tool in fio qemu-nbd nbdkit nbdcopy nbdinfo "$PY"; do
+  command -v "$tool" >/dev/null || die "$tool is missing: run make deps"
+done
+if [[ "$SKIP_ES" != 1 ]]; then
+  [[ -x "$BIN" ]] || die "$BIN is missing: run make build (or EXTRASPHERE_SKIP=1 to bench the peers only)"
+else
+  log "EXTRASPHERE_SKIP=1: benchmarking the peers only"
+fi
+case "$CACHE" in
+  writeback)
+    QEMU_CACHE=(--cache=writeback)
+    NBDKIT_CACHE=() # the file plugin's default (cache=default) is the page cache
+    ;;
+  none)
+    QEMU_CACHE=(--cache=none --aio=native)
+    NBDKIT_CACHE=(cache=none)
+    ;;
+  *) die "CACHE must be writeback or none, not $CACHE" ;;
+esac
+
+rm -rf "$WORK" "$OUT"/fio "$OUT"/*.log
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+mkdir -p "$WORK" "$OUT/fio"
+
+# --- process bookkeeping: we stop only what we started, by PID -------------------------------------
+PIDS=()
+stop_pids() { # PID... : SIGTERM, then SIGKILL whatever is still there after 5 s
+  local p
+  for p in "$@"; do kill "$p" 2>/dev/null || true; done
+  for p in "$@"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+  done
+}
+cleanup() {
+  stop_pids "${PIDS[@]}"
+  if [[ "${KEEP:-0}" != 1 ]]; then rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+wait_for_socket() { # PATH [PID]
+  local i
+  for i in $(seq 100); do
+    [[ -S "$1" ]] && return 0
+    if [[ -n "${2-}" ]] && ! kill -0 "$2" 2>/dev/null; then return 1; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+# es CMD...: the Extrasphere CLI against the daemon whose data dir is $ES_DATA.
+es() { EXTRASPHERE_DATA="$ES_DATA" EXTRASPHERE_API="unix:$ES_DATA/api.sock" "$BIN" "$@"; }
+
+start_extrasphere() { # DATA LOGFILE -> sets ES_PID
+  ES_DATA=$1
+  mkdir -p "$ES_DATA"
+  "$BIN" serve --data "$ES_DATA" --nbd "" --nbd-socket "$ES_DATA/nbd.sock" --api "unix:$ES_DATA/api.sock" \
+    >"$2" 2>&1 &
+  ES_PID=$!
+  PIDS+=("$ES_PID")
+  wait_for_socket "$ES_DATA/api.sock" "$ES_PID" || die "extrasphere did not start: see $2"
+  local i
+  for i in $(seq 100); do
+    es volume list >/dev/null 2>&1 && return 0
+    kill -0 "$ES_PID" 2>/dev/null || die "extrasphere exited: see $2"
+    sleep 0.1
+  done
+  die "extrasphere API did not answer within 10 s: see $2"
+}
+
+# --- servers ------------------------------------------------------------------------------------------
+log "seed: $SIZE of random data"
+bytes=$(numfmt --from=iec "$SIZE")
+head -c "$bytes" /dev/urandom >"$WORK/seed.raw"
+
+SERVERS=(qemu-nbd nbdkit)
+declare -A URI
+
+truncate -s "$bytes" "$WORK/qemu-nbd.raw"
+qemu-nbd -f raw --persistent --fork --pid-file="$WORK/qemu-nbd.pid" -k "$WORK/qemu-nbd.sock" \
+  "${QEMU_CACHE[@]}" -e 8 --discard=unmap "$WORK/qemu-nbd.raw" 2>"$OUT/qemu-nbd.log" ||
+  die "qemu-nbd failed: see $OUT/qemu-nbd.log"
+PIDS+=("$(cat "$WORK/qemu-nbd.pid")")
+URI[qemu-nbd]="nbd+unix:///?socket=$WORK/qemu-nbd.sock"
+
+truncate -s "$bytes" "$WORK/nbdkit.raw"
+nbdkit -U "$WORK/nbdkit.sock" -P "$WORK/nbdkit.pid" file "$WORK/nbdkit.raw" "${NBDKIT_CACHE[@]}" \
+  2>"$OUT/nbdkit.log" || die "nbdkit failed: see $OUT/nbdkit.log"
+wait_for_socket "$WORK/nbdkit.sock" || die "nbdkit socket did not appear"
+for _ in $(seq 50); do [[ -s "$WORK/nbdkit.pid" ]] && break; sleep 0.1; done
+PIDS+=("$(cat "$WORK/nbdkit.pid")")
+URI[nbdkit]="nbd+unix:///?socket=$WORK/nbdkit.sock"
+
+if [[ "$SKIP_ES" != 1 ]]; then
+  start_extrasphere "$WORK/es-data" "$OUT/extrasphere.log"
+  es volume create bench --size "$SIZE" >/dev/null || die "extrasphere volume create bench failed"
+  SERVERS+=(extrasphere)
+  URI[extrasphere]="nbd+unix:///bench?socket=$ES_DATA/nbd.sock"
+fi
+
+for s in "${SERVERS[@]}"; do
+  got=$(nbdinfo --size "${URI[$s]}") || die "nbdinfo ${URI[$s]} failed"
+  [[ "$got" == "$bytes" ]] || die "$s export is $got bytes, want $bytes"
+  log "fill $s"
+  nbdcopy --flush "$WORK/seed.raw" "${URI[$s]}" || die "nbdcopy into $s failed"
+done
+rm -f "$WORK/seed.raw"
+
+# --- fio ----------------------------------------------------------------------------------------------
+WORKLOADS=(randwrite-4k-qd32 randread-4k-qd32 write-1m-qd8 randwrite-4k-qd1-fsync)
+fio_args() { # WORKLOAD
+  case "$1" in
+    randwrite-4k-qd32) echo --rw=randwrite --bs=4k --iodepth=32 --norandommap ;;
+    randread-4k-qd32) echo --rw=randread --bs=4k --iodepth=32 --norandommap ;;
+    write-1m-qd8) echo --rw=write --bs=1M --iodepth=8 ;;
+    randwrite-4k-qd1-fsync) echo --rw=randwrite --bs=4k --iodepth=1 --fsync=1 --norandommap ;;
+  esac
+}
+for w in "${WORKLOADS[@]}"; do
+  for s in "${SERVERS[@]}"; do
+    log "$w on $s"
+    # shellcheck disable=SC2046
+    fio --name="$w" --ioengine=nbd --uri="${URI[$s]}" $(fio_args "$w") \
+      --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" --randrepeat=1 \
+      --output-format=json --output="$OUT/fio/$w.$s.json" >/dev/null ||
+      die "fio $w on $s failed (see $OUT/fio/$w.$s.json)"
+  done
+done
+
+# --- Extrasphere RSS ----------------------------------------------------------------------------------
+rss_json="$OUT/rss.json"
+rm -f "$rss_json"
+if [[ "$SKIP_ES" != 1 ]]; then
+  stop_pids "$ES_PID"
+  wait "$ES_PID" 2>/dev/null || true # reap it (it is our child)
+  log "RSS: fresh daemon, 10 volumes"
+  start_extrasphere "$WORK/es-rss" "$OUT/extrasphere-rss.log"
+  status() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$ES_PID/status"; } # kB
+  rss_start=$(status VmRSS)
+  uris=()
+  for i in $(seq 0 9); do
+    es volume create "vol$i" --size "$SIZE" >/dev/null || die "extrasphere volume create vol$i failed"
+    uris+=("nbd+unix:///vol$i?socket=$ES_DATA/nbd.sock")
+  done
+  # One idle connection per volume, held open by libnbd (stopped by PID below / in cleanup).
+  holders=()
+  for i in $(seq 0 9); do
+    "$PY" -c 'import nbd, sys, time
+h = nbd.NBD(); h.connect_uri(sys.argv[1]); open(sys.argv[2], "w").close(); time.sleep(600)' \
+      "${uris[$i]}" "$WORK/hold$i.ready" 2>>"$OUT/holders.log" &
+    holders+=("$!")
+    PIDS+=("$!")
+  done
+  for i in $(seq 0 9); do
+    for _ in $(seq 100); do [[ -e "$WORK/hold$i.ready" ]] && break; sleep 0.1; done
+    [[ -e "$WORK/hold$i.ready" ]] || die "could not hold a connection to vol$i: see $OUT/holders.log"
+  done
+  sleep 1
+  rss_idle=$(status VmRSS)
+  fio_jobs=()
+  for i in $(seq 0 9); do
+    fio_jobs+=(--name="vol$i" --ioengine=nbd --uri="${uris[$i]}" --rw=randwrite --bs=4k --iodepth=8
+      --time_based --runtime=6 --norandommap)
+  done
+  fio --output-format=json --output="$OUT/fio/rss-load.json" "${fio_jobs[@]}" >/dev/null &
+  fio_pid=$!
+  PIDS+=("$fio_pid")
+  sleep 4
+  rss_load=$(status VmRSS)
+  wait "$fio_pid" || die "fio load on 10 volumes failed"
+  rss_hwm=$(status VmHWM)
+  conns=${#holders[@]}
+  stop_pids "${holders[@]}"
+  printf '{"start_kib":%s,"idle10_kib":%s,"load10_kib":%s,"hwm_kib":%s,"connections":%s}\n' \
+    "$rss_start" "$rss_idle" "$rss_load" "$rss_hwm" "$conns" >"$rss_json"
+fi
+
+# --- report -------------------------------------------------------------------------------------------
+{
+  echo "versions: $(qemu-nbd --version | head -n1); nbdkit $(nbdkit --version | cut -d' ' -f2); $(fio --version)"
+  [[ "$SKIP_ES" != 1 ]] && echo "extrasphere: $("$BIN" version 2>/dev/null | head -n1)"
+  echo "host: $(nproc) CPUs, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
+} >"$OUT/env.txt"
+"$PY" "$ROOT/bench/report.py" --out "$OUT" --size "$SIZE" --cache "$CACHE" --runtime "$RUNTIME" \
+  --ramp "$RAMP" --servers "${SERVERS[*]}" --workloads "${WORKLOADS[*]}" | tee "$OUT/results.md"

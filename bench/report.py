@@ -1,0 +1,126 @@
+#!/usr/bin/python3
+"""bench/report.py: turn bench/nbd.sh's fio JSON files into the markdown for bench/RESULTS.md.
+
+Reads OUT/fio/WORKLOAD.SERVER.json (fio --output-format=json), OUT/rss.json and OUT/env.txt;
+prints a markdown section: one row per workload with IOPS, MiB/s and p99 completion latency per
+server, and the ratios Extrasphere/qemu-nbd and Extrasphere/nbdkit (of IOPS; for a fixed block size
+that is also the bandwidth ratio). Only the standard library is used.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+
+def load(path):
+    """Parse a fio JSON file; fio may print warnings before the JSON object."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    start = text.find("{")
+    if start < 0:
+        raise ValueError(f"{path}: no JSON object")
+    return json.loads(text[start:])
+
+
+def summarize(doc):
+    """Sum IOPS and bandwidth over all jobs and directions; take the worst p99 latency."""
+    iops = bw_kib = 0.0
+    p99_ns = 0
+    for job in doc.get("jobs", []):
+        for d in ("read", "write"):
+            st = job.get(d, {})
+            if not st.get("total_ios"):
+                continue
+            iops += st.get("iops", 0.0)
+            bw_kib += st.get("bw", 0)
+            pct = st.get("clat_ns", {}).get("percentile", {})
+            p99_ns = max(p99_ns, int(pct.get("99.000000", 0)))
+        errs = job.get("error", 0)
+        if errs:
+            raise ValueError(f"fio job {job.get('jobname')} reported error {errs}")
+    return {"iops": iops, "mib_s": bw_kib / 1024.0, "p99_us": p99_ns / 1000.0}
+
+
+def fmt_iops(v):
+    return f"{v / 1000:.1f}k" if v >= 10000 else f"{v:.0f}"
+
+
+def ratio(a, b):
+    if a is None or b is None or b["iops"] == 0:
+        return "n/a"
+    return f"{a['iops'] / b['iops']:.2f}x"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--size", required=True)
+    ap.add_argument("--cache", required=True)
+    ap.add_argument("--runtime", required=True)
+    ap.add_argument("--ramp", required=True)
+    ap.add_argument("--servers", required=True)
+    ap.add_argument("--workloads", required=True)
+    a = ap.parse_args()
+    servers = a.servers.split()
+    workloads = a.workloads.split()
+
+    res = {}
+    for w in workloads:
+        for s in servers:
+            res[(w, s)] = summarize(load(os.path.join(a.out, "fio", f"{w}.{s}.json")))
+
+    out = []
+    out.append(f"### fio nbd engine, {a.size} raw file/volume, peers in cache={a.cache} mode")
+    out.append("")
+    env = os.path.join(a.out, "env.txt")
+    if os.path.exists(env):
+        with open(env, encoding="utf-8") as f:
+            out.extend(f"- {line.rstrip()}" for line in f if line.strip())
+    out.append(f"- each run: {a.ramp} s ramp, {a.runtime} s measured, one connection, unix socket; "
+               "command: `make bench` (bench/nbd.sh)")
+    out.append("")
+    head = ["workload"]
+    for s in servers:
+        head += [f"{s} IOPS", f"{s} MiB/s", f"{s} p99 µs"]
+    has_es = "extrasphere" in servers
+    if has_es:
+        head += ["ES/qemu-nbd", "ES/nbdkit"]
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|" + "|".join(["---"] + ["--:"] * (len(head) - 1)) + "|")
+    for w in workloads:
+        row = [w]
+        for s in servers:
+            r = res[(w, s)]
+            row += [fmt_iops(r["iops"]), f"{r['mib_s']:.0f}", f"{r['p99_us']:.0f}"]
+        if has_es:
+            es = res[(w, "extrasphere")]
+            row += [ratio(es, res.get((w, "qemu-nbd"))), ratio(es, res.get((w, "nbdkit")))]
+        out.append("| " + " | ".join(row) + " |")
+
+    rss = os.path.join(a.out, "rss.json")
+    if os.path.exists(rss):
+        with open(rss, encoding="utf-8") as f:
+            r = json.load(f)
+        out.append("")
+        out.append("### Extrasphere daemon memory (VmRSS from /proc/PID/status)")
+        out.append("")
+        out.append("| state | RSS MiB |")
+        out.append("|---|--:|")
+        out.append(f"| just started, no volumes | {r['start_kib'] / 1024:.1f} |")
+        out.append(f"| 10 volumes, {r['connections']} idle connections (one per volume) | "
+                   f"{r['idle10_kib'] / 1024:.1f} |")
+        out.append(f"| same + fio 4k randwrite QD8 on all 10 volumes | {r['load10_kib'] / 1024:.1f} |")
+        out.append(f"| peak (VmHWM) | {r['hwm_kib'] / 1024:.1f} |")
+    elif not has_es:
+        out.append("")
+        out.append("(Extrasphere skipped: EXTRASPHERE_SKIP=1)")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (OSError, ValueError, KeyError) as e:
+        print(f"bench/report.py: {e}", file=sys.stderr)
+        sys.exit(1)
