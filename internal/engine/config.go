@@ -1,0 +1,49 @@
+package engine
+
+import (
+	"log/slog"
+	"path/filepath"
+)
+
+// Config configures an Engine.
+type Config struct {
+	// DataDir holds catalog.db and datastores/default. Created if absent.
+	DataDir string
+
+	// Logger receives the engine's logs; nil discards them.
+	Logger *slog.Logger
+
+	// NBDSocket is the unix socket path the NBD server listens on. The
+	// engine uses it in export URIs, attach snippets, and as the target
+	// of qemu-img for non-raw import and export. Default DataDir/nbd.sock.
+	NBDSocket string
+
+	// NBDAddr is the TCP host:port the NBD server listens on, "" when TCP
+	// is disabled.
+	NBDAddr string
+
+	// QemuImg is the qemu-img program; default "qemu-img" from PATH.
+	QemuImg string
+}
+
+// DefaultDatastore is the name of the datastore every data dir has.
+const DefaultDatastore = "default"
+
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.NBDSocket == "" {
+		c.NBDSocket = filepath.Join(c.DataDir, "nbd.sock")
+	}
+	if c.QemuImg == "" {
+		c.QemuImg = "qemu-img"
+	}
+	return c
+}
+
+func (c Config) catalogPath() string { return filepath.Join(c.DataDir, "catalog.db") }
+
+func (c Config) defaultDatastorePath() string {
+	return filepath.Join(c.DataDir, "datastores", DefaultDatastore)
+}

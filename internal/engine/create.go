@@ -1,0 +1,137 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/flat"
+	"github.com/extrasphere/extrasphere/internal/job"
+)
+
+// SectorSize is the granularity of volume sizes; sizes are rounded up to it.
+const SectorSize = 512
+
+// CreateOptions are the parameters of CreateVolume.
+type CreateOptions struct {
+	Name        string
+	Size        int64  // bytes, > 0; rounded up to a multiple of 512
+	Datastore   string // "" means the default datastore
+	Preallocate bool
+	ReadOnly    bool
+}
+
+// CreateVolume creates a volume on a datastore and serves it at once.
+func (e *Engine) CreateVolume(ctx context.Context, o CreateOptions) (VolumeInfo, error) {
+	return e.createVolume(ctx, o, false)
+}
+
+// createVolume is CreateVolume; importing marks the new volume as the
+// target of an import that has not finished (see datastore.ImportingFile).
+func (e *Engine) createVolume(ctx context.Context, o CreateOptions, importing bool) (VolumeInfo, error) {
+	if err := datastore.CheckName("volume", o.Name); err != nil {
+		return VolumeInfo{}, errorf(ErrInvalidArgument, "%w", err)
+	}
+	if o.Size <= 0 {
+		return VolumeInfo{}, errorf(ErrInvalidArgument, "create volume %s: size must be positive, got %d", o.Name, o.Size)
+	}
+	size, ok := roundUp(o.Size)
+	if !ok {
+		return VolumeInfo{}, errorf(ErrInvalidArgument, "create volume %s: size %d is too large", o.Name, o.Size)
+	}
+	if o.Datastore == "" {
+		o.Datastore = DefaultDatastore
+	}
+
+	ent, err := e.reserveVolume(o.Name, o.Datastore)
+	if err != nil {
+		return VolumeInfo{}, err
+	}
+	v, err := e.createFiles(ctx, ent, o.Name, size, o.Preallocate, o.ReadOnly, importing)
+
+	e.mu.Lock()
+	delete(e.reserved, o.Name)
+	if err == nil {
+		e.volumes[o.Name] = v
+	}
+	e.mu.Unlock()
+	if err != nil {
+		return VolumeInfo{}, err
+	}
+	e.log.Info("volume created", "volume", o.Name, "datastore", ent.name, "size", size, "preallocate", o.Preallocate, "read_only", o.ReadOnly)
+	return e.GetVolume(ctx, o.Name)
+}
+
+// reserveVolume checks that name is free on every datastore and reserves
+// it, and returns the online datastore named ds.
+func (e *Engine) reserveVolume(name, ds string) (*dsEntry, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return nil, errorf(ErrClosed, "create volume %s: the daemon is shutting down", name)
+	}
+	if v, ok := e.volumes[name]; ok {
+		return nil, errorf(ErrVolumeExists, "volume %s already exists on datastore %s: choose another name or remove it first", name, v.ds.name)
+	}
+	if e.reserved[name] {
+		return nil, errorf(ErrVolumeExists, "volume %s is being created by another request", name)
+	}
+	ent, ok := e.datastores[ds]
+	if !ok {
+		return nil, errorf(ErrDatastoreNotFound, "datastore %s does not exist (see `extrasphere datastore list`)", ds)
+	}
+	if ent.ds == nil {
+		return nil, errorf(ErrDatastoreOffline, "datastore %s at %s is offline (%v)", ds, ent.path, ent.err)
+	}
+	e.reserved[name] = true
+	return ent, nil
+}
+
+// createFiles writes the volume's files in a staging directory, commits
+// it, reads the descriptor back (the files are the truth) and opens the
+// stack.
+func (e *Engine) createFiles(ctx context.Context, ent *dsEntry, name string, size int64, prealloc, ro, importing bool) (*volume, error) {
+	st, err := ent.ds.Stage(name)
+	if errors.Is(err, datastore.ErrVolumeDirExists) {
+		return nil, errorf(ErrVolumeExists, "directory %s already exists on datastore %s (an unreadable volume?): move it away or choose another name",
+			ent.ds.VolumeDir(name), ent.name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create volume %s: %w", name, err)
+	}
+	if err := flat.Create(st.DescriptorPath, size, flat.CreateOptions{Preallocate: prealloc, ReadOnly: ro}); err != nil {
+		ent.ds.Abort(st)
+		return nil, fmt.Errorf("create volume %s on datastore %s: %w", name, ent.name, err)
+	}
+	if importing {
+		if err := st.MarkImporting(); err != nil {
+			ent.ds.Abort(st)
+			return nil, err
+		}
+	}
+	if err := ent.ds.Commit(st); err != nil {
+		ent.ds.Abort(st)
+		if errors.Is(err, datastore.ErrVolumeDirExists) {
+			return nil, errorf(ErrVolumeExists, "directory %s appeared while creating volume %s", ent.ds.VolumeDir(name), name)
+		}
+		return nil, fmt.Errorf("create volume %s: %w", name, err)
+	}
+	files, err := datastore.ReadVolume(name, ent.ds.DescriptorPath(name))
+	if err != nil {
+		ent.ds.RemoveVolume(name)
+		return nil, fmt.Errorf("create volume %s: read back: %w", name, err)
+	}
+	dev, err := buildStack(ctx, files)
+	if err != nil {
+		ent.ds.RemoveVolume(name)
+		return nil, fmt.Errorf("create volume %s: %w", name, err)
+	}
+	return &volume{name: name, ds: ent, files: files, dev: dev, jobs: map[string]*job.Job{}}, nil
+}
+
+// roundUp rounds n up to a multiple of SectorSize; ok is false on overflow.
+func roundUp(n int64) (int64, bool) {
+	r := (n + SectorSize - 1) / SectorSize * SectorSize
+	return r, r >= n
+}

@@ -1,0 +1,265 @@
+// Package engine owns the daemon's datastores and volumes: it creates,
+// lists and removes volumes, builds every export's device stack (in one
+// function, buildStack), serves those stacks to the NBD server through
+// nbd.Exports, and runs import and export jobs.
+//
+// Lifecycle: Open scans every datastore of the catalog and opens every
+// volume's stack, so all exports are back as soon as Open returns (the
+// daemon restarts under running VMs). Close cancels jobs, then flushes and
+// closes every device. The NBD server must be shut down before Close.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+
+	"github.com/extrasphere/extrasphere/internal/blockdev"
+	"github.com/extrasphere/extrasphere/internal/catalog"
+	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/job"
+	"github.com/extrasphere/extrasphere/internal/nbd"
+)
+
+// Engine is the daemon's core. All methods are safe for concurrent use.
+type Engine struct {
+	cfg  Config
+	log  *slog.Logger
+	cat  *catalog.Catalog
+	jobs *job.Registry
+
+	mu         sync.Mutex // guards datastores, volumes, reserved, closed and every field of *volume and *dsEntry marked "guarded by Engine.mu"
+	datastores map[string]*dsEntry
+	volumes    map[string]*volume
+	reserved   map[string]bool // volume and datastore names being created, not yet in the maps ("ds:" prefix for datastores)
+	closed     bool
+}
+
+var _ nbd.Exports = (*Engine)(nil)
+
+// dsEntry is one datastore of the catalog.
+type dsEntry struct {
+	name string
+	path string
+	ds   *datastore.Datastore // nil when offline
+	err  error                // why it is offline
+
+	problems []error // guarded by Engine.mu: volumes Scan could not load, name clashes
+}
+
+// volume is one volume and its open stack.
+type volume struct {
+	name string
+	ds   *dsEntry
+
+	// The fields below are guarded by Engine.mu.
+	files datastore.VolumeFiles // what the descriptor says; replaced on a read-only change
+	dev   blockdev.Device       // nil when err != nil
+	err   error                 // why the volume cannot be served
+	conns int                   // open NBD connections (OpenExport minus release)
+	jobs  map[string]*job.Job   // running jobs on this volume, by ID
+	op    string                // exclusive change in progress ("remove", "set read-only"), "" if none
+}
+
+// Open opens the data dir, the catalog and every datastore and volume.
+// A datastore or volume that cannot be opened does not fail Open: it is
+// logged and listed with its error, and everything else is served.
+func Open(ctx context.Context, cfg Config) (*Engine, error) {
+	cfg = cfg.withDefaults()
+	if cfg.DataDir == "" {
+		return nil, fmt.Errorf("open engine: no data dir: %w", ErrInvalidArgument)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("open engine: create data dir: %w", err)
+	}
+	cat, err := catalog.Open(cfg.catalogPath())
+	if err != nil {
+		return nil, fmt.Errorf("open engine: %w", err)
+	}
+	e := &Engine{cfg: cfg, log: cfg.Logger, cat: cat, jobs: job.NewRegistry(),
+		datastores: map[string]*dsEntry{}, volumes: map[string]*volume{}, reserved: map[string]bool{}}
+	if err := e.load(ctx); err != nil {
+		e.jobs.Close()
+		cat.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// load reads the catalog, ensures the default datastore and opens all.
+func (e *Engine) load(ctx context.Context) error {
+	recs, err := e.cat.Datastores()
+	if err != nil {
+		return fmt.Errorf("open engine: %w", err)
+	}
+	haveDefault := false
+	for _, r := range recs {
+		if r.Name == DefaultDatastore {
+			haveDefault = true
+		}
+	}
+	if !haveDefault {
+		recs = append(recs, catalog.Datastore{Name: DefaultDatastore, Path: e.cfg.defaultDatastorePath()})
+	}
+	sort.Slice(recs, func(i, j int) bool { return recs[i].Name < recs[j].Name })
+	for _, r := range recs {
+		ent := e.openDatastore(r)
+		if ent.ds != nil && r.Name == DefaultDatastore && !haveDefault {
+			if err := e.cat.PutDatastore(catalog.Datastore{Name: ent.name, Path: ent.path, UUID: ent.ds.UUID, Added: now()}); err != nil {
+				return fmt.Errorf("open engine: %w", err)
+			}
+		}
+		vols := e.scanDatastore(ctx, ent)
+		e.mu.Lock()
+		e.datastores[ent.name] = ent
+		e.installLocked(ent, vols)
+		e.mu.Unlock()
+	}
+	e.log.Info("engine open", "data", e.cfg.DataDir, "datastores", len(e.datastores), "volumes", len(e.volumes))
+	return nil
+}
+
+// openDatastore opens one catalog record. The default datastore is
+// created when missing; any other must already carry its marker (an
+// unmounted NFS path must not get a new, empty marker).
+func (e *Engine) openDatastore(r catalog.Datastore) *dsEntry {
+	ent := &dsEntry{name: r.Name, path: r.Path}
+	var ds *datastore.Datastore
+	var err error
+	if r.Name == DefaultDatastore {
+		ds, _, err = datastore.Init(r.Path, r.Name, now())
+	} else {
+		ds, err = datastore.Open(r.Path)
+	}
+	switch {
+	case err != nil:
+		ent.err = err
+	case ds.Name != r.Name:
+		ent.err = fmt.Errorf("the marker in %s names datastore %q, the catalog %q: re-add the path under its marker's name", r.Path, ds.Name, r.Name)
+	default:
+		ent.ds = ds
+	}
+	if ent.err != nil {
+		e.log.Error("datastore offline", "datastore", r.Name, "path", r.Path, "err", ent.err)
+	}
+	return ent
+}
+
+// scanDatastore rediscovers and opens the volumes of an online datastore.
+// The returned volumes are not yet visible; installLocked adds them.
+func (e *Engine) scanDatastore(ctx context.Context, ent *dsEntry) []*volume {
+	if ent.ds == nil {
+		return nil
+	}
+	if removed, err := ent.ds.CleanStale(); err != nil {
+		e.log.Warn("clean stale volume dirs", "datastore", ent.name, "err", err)
+	} else if len(removed) > 0 {
+		e.log.Info("removed leftovers of interrupted creates/removes", "datastore", ent.name, "dirs", removed)
+	}
+	files, bad, err := ent.ds.Scan()
+	if err != nil {
+		ent.err = err
+		ent.ds = nil
+		e.log.Error("datastore offline", "datastore", ent.name, "err", err)
+		return nil
+	}
+	var vols []*volume
+	for _, b := range bad {
+		e.log.Error("volume not loaded", "datastore", ent.name, "err", b)
+		var ve *datastore.VolumeError
+		if errors.As(b, &ve) {
+			vols = append(vols, &volume{name: ve.Volume, ds: ent,
+				files: datastore.VolumeFiles{Name: ve.Volume, DescriptorPath: ve.Path},
+				err:   b, jobs: map[string]*job.Job{}})
+		}
+		ent.problems = append(ent.problems, b)
+	}
+	for _, f := range files {
+		v := &volume{name: f.Name, ds: ent, files: f, jobs: map[string]*job.Job{}}
+		if f.Importing {
+			v.err = errorf(ErrVolumeUnavailable, "the import into volume %s was interrupted (daemon stopped): remove it with `extrasphere volume rm %s` and import again",
+				f.Name, f.Name)
+			e.log.Error("volume not served", "volume", f.Name, "datastore", ent.name, "err", v.err)
+			vols = append(vols, v)
+			continue
+		}
+		v.dev, v.err = buildStack(ctx, f)
+		if v.err != nil {
+			e.log.Error("volume not served", "volume", f.Name, "datastore", ent.name, "err", v.err)
+		}
+		vols = append(vols, v)
+	}
+	return vols
+}
+
+// installLocked adds scanned volumes to the engine. A name that already
+// exists on another datastore is not served from this one: it becomes a
+// problem of this datastore and its device is closed.
+func (e *Engine) installLocked(ent *dsEntry, vols []*volume) {
+	for _, v := range vols {
+		if old, ok := e.volumes[v.name]; ok || e.reserved[v.name] {
+			where := "a volume being created"
+			if ok {
+				where = "datastore " + old.ds.name
+			}
+			err := fmt.Errorf("volume %s in %s is not served: the name is already used by %s; rename one of the directories and restart",
+				v.name, ent.path, where)
+			ent.problems = append(ent.problems, err)
+			e.log.Error("duplicate volume name", "volume", v.name, "datastore", ent.name, "err", err)
+			if v.dev != nil {
+				v.dev.Close()
+			}
+			continue
+		}
+		e.volumes[v.name] = v
+	}
+}
+
+// Close cancels running jobs, then flushes and closes every device and the
+// catalog. The NBD server must have been shut down first.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	e.mu.Unlock()
+
+	e.jobs.Close()
+
+	e.mu.Lock()
+	vols := make([]*volume, 0, len(e.volumes))
+	for _, v := range e.volumes {
+		vols = append(vols, v)
+	}
+	e.mu.Unlock()
+
+	var errs []error
+	ctx := context.Background()
+	for _, v := range vols {
+		e.mu.Lock()
+		dev := v.dev
+		v.dev = nil
+		v.err = ErrClosed
+		e.mu.Unlock()
+		if dev == nil {
+			continue
+		}
+		if err := dev.Flush(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("flush volume %s: %w", v.name, err))
+		}
+		if err := dev.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close volume %s: %w", v.name, err))
+		}
+	}
+	if err := e.cat.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close catalog: %w", err))
+	}
+	e.log.Info("engine closed", "volumes", len(vols))
+	return errors.Join(errs...)
+}

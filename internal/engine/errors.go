@@ -1,0 +1,69 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors of the engine. Every error the engine returns wraps at
+// most one of them, with a message that names the volume or datastore and
+// says what to do; the API maps each to an HTTP status and a code.
+var (
+	// ErrVolumeNotFound: no volume of that name on any datastore.
+	ErrVolumeNotFound = errors.New("volume not found")
+
+	// ErrVolumeExists: a volume of that name exists (names are unique
+	// across datastores).
+	ErrVolumeExists = errors.New("volume already exists")
+
+	// ErrVolumeInUse: the volume has open NBD connections or running
+	// jobs, or another change to it is in progress.
+	ErrVolumeInUse = errors.New("volume in use")
+
+	// ErrVolumeUnavailable: the volume's files could not be opened; it is
+	// listed with its error but not served.
+	ErrVolumeUnavailable = errors.New("volume unavailable")
+
+	// ErrDatastoreNotFound: no datastore of that name.
+	ErrDatastoreNotFound = errors.New("datastore not found")
+
+	// ErrDatastoreExists: the name or the path is already a datastore.
+	ErrDatastoreExists = errors.New("datastore already exists")
+
+	// ErrDatastoreOffline: the datastore is in the catalog but its
+	// directory or marker cannot be read (unmounted NFS, moved disk).
+	ErrDatastoreOffline = errors.New("datastore offline")
+
+	// ErrInvalidArgument: a bad name, size, path or format.
+	ErrInvalidArgument = errors.New("invalid argument")
+
+	// ErrFileExists: an export's target file already exists.
+	ErrFileExists = errors.New("file already exists")
+
+	// ErrQemuImgMissing: the operation needs qemu-img, which is not
+	// installed.
+	ErrQemuImgMissing = errors.New("qemu-img not found")
+
+	// ErrNoTCP: the daemon has no NBD TCP listener.
+	ErrNoTCP = errors.New("no NBD TCP listener")
+
+	// ErrClosed: the engine is shut down.
+	ErrClosed = errors.New("engine closed")
+)
+
+// kindError is an error whose message is complete on its own and that
+// also wraps a sentinel for errors.Is, without repeating the sentinel's
+// text at the end of the message.
+type kindError struct {
+	kind error // one of the sentinels above
+	err  error // the full message, possibly wrapping a cause
+}
+
+func (e *kindError) Error() string   { return e.err.Error() }
+func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
+
+// errorf formats a message like fmt.Errorf (%w allowed for a cause) and
+// tags it with the sentinel kind.
+func errorf(kind error, format string, a ...any) error {
+	return &kindError{kind: kind, err: fmt.Errorf(format, a...)}
+}

@@ -1,0 +1,181 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/job"
+)
+
+// ImportOptions are the parameters of Import.
+type ImportOptions struct {
+	Path      string // absolute path of the source image, opened by the daemon
+	Format    string // raw, qcow2, vmdk, vdi, vhdx; "" to detect
+	Datastore string // "" for the default datastore
+	Size      int64  // volume size; 0 for the image's virtual size
+}
+
+// Import creates volume name from an image file and starts a job that
+// copies the image in. Raw images are copied natively (holes and zero
+// blocks skipped, the new volume already reads as zeros); other formats
+// are converted by qemu-img into the volume's NBD export. If the job fails
+// or is cancelled, the new volume is removed again.
+func (e *Engine) Import(ctx context.Context, name string, o ImportOptions) (job.Info, error) {
+	if err := datastore.CheckName("volume", name); err != nil {
+		return job.Info{}, errorf(ErrInvalidArgument, "%w", err)
+	}
+	src, srcSize, format, err := e.openSource(ctx, o.Path, o.Format)
+	if err != nil {
+		return job.Info{}, fmt.Errorf("import %s: %w", name, err)
+	}
+	size := srcSize
+	if o.Size > 0 {
+		if o.Size < srcSize {
+			closeFile(src)
+			return job.Info{}, errorf(ErrInvalidArgument, "import %s: size %d is smaller than the image (%d bytes)", name, o.Size, srcSize)
+		}
+		size = o.Size
+	}
+	if size == 0 {
+		closeFile(src)
+		return job.Info{}, errorf(ErrInvalidArgument, "import %s: %s is empty", name, o.Path)
+	}
+	info, err := e.createVolume(ctx, CreateOptions{Name: name, Size: size, Datastore: o.Datastore}, true)
+	if err != nil {
+		closeFile(src)
+		return job.Info{}, err
+	}
+	size = info.Size // rounded up to whole sectors
+
+	var fn job.Func
+	if format == "raw" {
+		fn = func(ctx context.Context, j *job.Job) error {
+			defer src.Close()
+			dev, err := e.device(name)
+			if err != nil {
+				return err
+			}
+			return copyIn(ctx, dev, src, srcSize, j)
+		}
+	} else {
+		qemuImg, err := e.qemuImgPath("importing a " + format + " image")
+		if err != nil { // checked by openSource; the binary vanished since
+			e.RemoveVolume(ctx, name, true)
+			return job.Info{}, err
+		}
+		args := []string{"convert", "-p", "-n", "--target-is-zero", "-f", format, "-O", "raw", o.Path, e.UnixURI(name)}
+		fn = func(ctx context.Context, j *job.Job) error {
+			return qemuImgRun(ctx, qemuImg, args, func(pct float64) { j.SetDone(int64(pct / 100 * float64(size))) })
+		}
+	}
+	cleanup := func(err error) error {
+		if err == nil {
+			err = e.finishImport(name)
+		}
+		if err == nil {
+			return nil
+		}
+		if rerr := e.removeWhenReleased(name); rerr != nil {
+			return fmt.Errorf("import into volume %s: %w; the partial volume was kept: %v", name, err, rerr)
+		}
+		if errors.Is(err, context.Canceled) {
+			return err
+		}
+		return fmt.Errorf("import into volume %s: %w; the partial volume was removed", name, err)
+	}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	v, err := e.lookupLocked(name)
+	if err != nil {
+		closeFile(src)
+		return job.Info{}, err
+	}
+	j, err := e.startJobLocked(v, KindImport, size, fn, cleanup)
+	if err != nil {
+		closeFile(src)
+		return job.Info{}, err
+	}
+	e.log.Info("import started", "job", j.ID(), "volume", name, "path", o.Path, "format", format, "size", size)
+	return j.Info(), nil
+}
+
+// openSource checks the source image and returns its virtual size and
+// format. For raw images it returns the open file; otherwise src is nil.
+func (e *Engine) openSource(ctx context.Context, path, format string) (src *os.File, size int64, fmtOut string, err error) {
+	if !filepath.IsAbs(path) {
+		return nil, 0, "", errorf(ErrInvalidArgument, "source path %q must be absolute", path)
+	}
+	if format != "" && !validFormat(format) {
+		return nil, 0, "", errorf(ErrInvalidArgument, "format %q: use one of %v", format, Formats)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, 0, "", errorf(ErrInvalidArgument, "source %s: %w", path, err)
+	}
+	if fi.IsDir() {
+		return nil, 0, "", errorf(ErrInvalidArgument, "source %s is a directory", path)
+	}
+	if format == "" {
+		format = "raw"
+		if qemuImg, err := e.qemuImgPath("format detection"); err == nil {
+			in, err := e.qemuImgInfo(ctx, qemuImg, path, "")
+			if err != nil {
+				return nil, 0, "", err
+			}
+			format = in.Format
+			if !validFormat(format) {
+				return nil, 0, "", errorf(ErrInvalidArgument, "source %s is a %s image; supported: %v", path, format, Formats)
+			}
+		}
+	}
+	if format != "raw" {
+		qemuImg, err := e.qemuImgPath("importing a " + format + " image")
+		if err != nil {
+			return nil, 0, "", err
+		}
+		in, err := e.qemuImgInfo(ctx, qemuImg, path, format)
+		if err != nil {
+			return nil, 0, "", err
+		}
+		return nil, in.VirtualSize, format, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, "", errorf(ErrInvalidArgument, "open source: %w", err)
+	}
+	size, err = f.Seek(0, io.SeekEnd) // works for block devices too, unlike Stat
+	if err != nil {
+		f.Close()
+		return nil, 0, "", fmt.Errorf("size of %s: %w", path, err)
+	}
+	return f, size, "raw", nil
+}
+
+func closeFile(f *os.File) {
+	if f != nil {
+		f.Close()
+	}
+}
+
+// finishImport clears the importing marker of a completed import.
+func (e *Engine) finishImport(name string) error {
+	e.mu.Lock()
+	v, ok := e.volumes[name]
+	e.mu.Unlock()
+	if !ok {
+		return notFound(name)
+	}
+	if err := v.ds.ds.ClearImporting(name); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	v.files.Importing = false
+	e.mu.Unlock()
+	return nil
+}

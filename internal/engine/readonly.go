@@ -1,0 +1,100 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+
+	"github.com/extrasphere/extrasphere/internal/blockdev"
+	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/vmdk"
+)
+
+// SetReadOnly records the read-only flag in the volume's descriptor (the
+// ddb.extrasphere.readOnly key, rewritten atomically) and reopens the
+// stack. The volume must have no open connection: a connected client
+// negotiated the old flags.
+func (e *Engine) SetReadOnly(ctx context.Context, name string, ro bool) (VolumeInfo, error) {
+	e.mu.Lock()
+	v, err := e.lookupLocked(name)
+	if err == nil {
+		err = inUseLocked(v, "change read-only on")
+	}
+	if err == nil && v.err != nil {
+		err = errorf(ErrVolumeUnavailable, "volume %s is unavailable (%v)", name, v.err)
+	}
+	if err != nil {
+		e.mu.Unlock()
+		return VolumeInfo{}, err
+	}
+	if v.files.ReadOnly == ro {
+		e.mu.Unlock()
+		return e.GetVolume(ctx, name)
+	}
+	v.op = "read-only change"
+	old := v.dev
+	v.dev = nil
+	files := v.files
+	e.mu.Unlock()
+
+	newFiles, dev, err := e.rewriteReadOnly(ctx, files, old, ro)
+
+	e.mu.Lock()
+	v.op = ""
+	v.dev = dev
+	if newFiles.Name != "" {
+		v.files = newFiles
+	}
+	if err != nil && dev == nil {
+		v.err = err
+	}
+	e.mu.Unlock()
+	if err != nil {
+		return VolumeInfo{}, err
+	}
+	e.log.Info("volume read-only changed", "volume", name, "read_only", ro)
+	return e.GetVolume(ctx, name)
+}
+
+// rewriteReadOnly flushes and closes old, rewrites the descriptor and
+// opens a new stack. When the descriptor cannot be rewritten, the old
+// files are reopened so the volume stays served.
+func (e *Engine) rewriteReadOnly(ctx context.Context, f datastore.VolumeFiles, old blockdev.Device, ro bool) (datastore.VolumeFiles, blockdev.Device, error) {
+	if err := old.Flush(ctx); err != nil {
+		return f, old, fmt.Errorf("set read-only on volume %s: flush: %w", f.Name, err)
+	}
+	if err := old.Close(); err != nil {
+		e.log.Warn("close device", "volume", f.Name, "err", err)
+	}
+	werr := writeReadOnly(f.DescriptorPath, ro)
+	nf, err := datastore.ReadVolume(f.Name, f.DescriptorPath)
+	if err != nil {
+		return datastore.VolumeFiles{}, nil, fmt.Errorf("set read-only on volume %s: %w", f.Name, err)
+	}
+	dev, err := buildStack(ctx, nf)
+	if err != nil {
+		return nf, nil, fmt.Errorf("set read-only on volume %s: reopen: %w", f.Name, err)
+	}
+	if werr != nil {
+		return nf, dev, fmt.Errorf("set read-only on volume %s: %w", f.Name, werr)
+	}
+	return nf, dev, nil
+}
+
+// writeReadOnly sets ddb.extrasphere.readOnly in a descriptor file.
+func writeReadOnly(path string, ro bool) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read descriptor: %w", err)
+	}
+	d, err := vmdk.Parse(b)
+	if err != nil {
+		return fmt.Errorf("parse descriptor %s: %w", path, err)
+	}
+	d.DDB.Set(vmdk.DDBExtrasphereReadOnly, strconv.FormatBool(ro))
+	if err := vmdk.WriteFileAtomic(path, d.Marshal()); err != nil {
+		return fmt.Errorf("write descriptor %s: %w", path, err)
+	}
+	return nil
+}

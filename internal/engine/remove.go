@@ -1,0 +1,67 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+)
+
+// RemoveVolume deletes a volume and its files. A volume with open NBD
+// connections or running jobs is refused with ErrVolumeInUse unless force
+// is set; with force its jobs are cancelled and its device is closed under
+// the connections, whose next requests fail.
+func (e *Engine) RemoveVolume(ctx context.Context, name string, force bool) error {
+	return e.removeVolume(ctx, name, force, false)
+}
+
+// removeVolume is RemoveVolume; duringClose lets a job's cleanup remove
+// the volume it created while Close waits for that job.
+func (e *Engine) removeVolume(ctx context.Context, name string, force, duringClose bool) error {
+	e.mu.Lock()
+	v, ok := e.volumes[name]
+	var err error
+	switch {
+	case e.closed && !duringClose:
+		err = errorf(ErrClosed, "volume %s: the daemon is shutting down", name)
+	case !ok:
+		err = notFound(name)
+	}
+	if err != nil {
+		e.mu.Unlock()
+		return err
+	}
+	if err := inUseLocked(v, "remove"); err != nil && (!force || v.op != "") {
+		e.mu.Unlock()
+		if force {
+			return err
+		}
+		return fmt.Errorf("%w (or use --force)", err)
+	}
+	v.op = "remove"
+	dev := v.dev
+	v.dev = nil
+	conns := v.conns
+	for _, j := range v.jobs {
+		if _, err := e.jobs.Cancel(j.ID()); err != nil {
+			e.log.Warn("cancel job", "job", j.ID(), "err", err)
+		}
+	}
+	e.mu.Unlock()
+
+	if dev != nil {
+		if err := dev.Close(); err != nil {
+			e.log.Warn("close device of removed volume", "volume", name, "err", err)
+		}
+	}
+	err = v.ds.ds.RemoveVolume(name)
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	v.op = ""
+	if err != nil {
+		v.err = fmt.Errorf("remove failed, files may be left in %s: %w", v.ds.ds.VolumeDir(name), err)
+		return fmt.Errorf("remove volume %s: %w", name, err)
+	}
+	delete(e.volumes, name)
+	e.log.Info("volume removed", "volume", name, "datastore", v.ds.name, "force", force, "connections", conns)
+	return nil
+}
