@@ -1,0 +1,53 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+func newAttachCmd(g *globals) *cobra.Command {
+	var qemu, libvirt, tcp bool
+	c := &cobra.Command{
+		Use:   "attach NAME --qemu|--libvirt [--tcp]",
+		Short: "Print what attaches a volume to a VM",
+		Long: `Print the QEMU arguments (--qemu) or the libvirt <disk> element (--libvirt)
+that attach volume NAME's NBD export to a VM, through the daemon's unix
+socket or, with --tcp, its TCP listener. Both set a reconnect delay, so a
+daemon restart pauses guest I/O instead of failing it.
+
+--qemu prints the -blockdev/-device arguments on the first line and a -drive
+alternative, commented out, on the second. --libvirt uses target dev 'vda':
+change it if the domain already has a disk there.`,
+		Example: `  extrasphere attach vm1-disk0 --qemu
+  virsh attach-device vm1 <(extrasphere attach vm1-disk0 --libvirt) --persistent`,
+		Args: exactArgs("NAME"),
+		RunE: func(c *cobra.Command, args []string) error {
+			if qemu == libvirt {
+				return usagef(c.CommandPath(), "give exactly one of --qemu and --libvirt")
+			}
+			kind := "qemu"
+			if libvirt {
+				kind = "libvirt"
+			}
+			cl, err := g.client(c)
+			if err != nil {
+				return err
+			}
+			text, err := cl.Attach(c.Context(), args[0], kind, tcp)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return g.printJSON(map[string]string{"volume": args[0], "kind": kind, "text": text})
+			}
+			_, err = fmt.Fprint(g.stdout, text)
+			return err
+		},
+	}
+	f := c.Flags()
+	f.BoolVar(&qemu, "qemu", false, "print QEMU -blockdev arguments")
+	f.BoolVar(&libvirt, "libvirt", false, "print a libvirt <disk> element")
+	f.BoolVar(&tcp, "tcp", false, "attach over TCP instead of the unix socket")
+	return c
+}

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/extrasphere/extrasphere/internal/api"
+	"github.com/extrasphere/extrasphere/internal/engine"
+	"github.com/extrasphere/extrasphere/internal/nbd"
+)
+
+// Shutdown budgets: the NBD server drains in-flight requests, the API
+// finishes its requests.
+const (
+	nbdDrainTimeout = 20 * time.Second
+	apiStopTimeout  = 5 * time.Second
+	socketMode      = 0o660
+)
+
+type serveOptions struct {
+	nbdAddr   string
+	nbdSocket string
+}
+
+func newServeCmd(g *globals) *cobra.Command {
+	var o serveOptions
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the daemon: serve every volume over NBD and the API",
+		Long: `Run the daemon. It opens every datastore and volume of the data directory,
+serves each volume as an NBD export on the unix socket (and on TCP unless
+--nbd ""), and serves the API. SIGTERM or SIGINT drains the NBD connections,
+flushes every volume and exits 0; clients with a reconnect delay resume on
+the next daemon.`,
+		Example: `  extrasphere serve --data /var/lib/extrasphere
+  extrasphere serve --data ./extrasphere-data --nbd "" --api tcp:127.0.0.1:8080`,
+		Args: noArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			addr, err := g.apiAddr(c)
+			if err != nil {
+				return err
+			}
+			return serve(c.Context(), g, o, addr)
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.nbdAddr, "nbd", "127.0.0.1:10809", `NBD TCP listen address ("" disables TCP)`)
+	f.StringVar(&o.nbdSocket, "nbd-socket", "", "NBD unix socket (default DATA/nbd.sock)")
+	return c
+}
+
+func serve(ctx context.Context, g *globals, o serveOptions, apiAddr string) error {
+	var h slog.Handler = slog.NewTextHandler(g.stderr, nil)
+	if g.json {
+		h = slog.NewJSONHandler(g.stderr, nil)
+	}
+	log := slog.New(h)
+	data, err := filepath.Abs(g.data)
+	if err != nil {
+		return fmt.Errorf("data dir %s: %w", g.data, err)
+	}
+	sock := o.nbdSocket
+	if sock == "" {
+		sock = filepath.Join(data, "nbd.sock")
+	}
+	if sock, err = filepath.Abs(sock); err != nil {
+		return fmt.Errorf("nbd socket: %w", err)
+	}
+	apiNet, apiPath, err := splitAPIAddr(apiAddr)
+	if err != nil {
+		return err
+	}
+
+	// The engine first: its catalog lock keeps a second daemon on the
+	// same data dir from touching our sockets.
+	start := time.Now()
+	eng, err := engine.Open(ctx, engine.Config{DataDir: data, Logger: log, NBDSocket: sock, NBDAddr: o.nbdAddr})
+	if err != nil {
+		return err
+	}
+	engClosed := false
+	defer func() {
+		if !engClosed {
+			eng.Close()
+		}
+	}()
+
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	unixLn, err := listenUnix(sock)
+	if err != nil {
+		return fmt.Errorf("nbd socket: %w", err)
+	}
+	lns = append(lns, unixLn)
+	var tcpLn net.Listener
+	if o.nbdAddr != "" {
+		if tcpLn, err = net.Listen("tcp", o.nbdAddr); err != nil {
+			return fmt.Errorf("nbd tcp %s: %w", o.nbdAddr, err)
+		}
+		lns = append(lns, tcpLn)
+	}
+	var apiLn net.Listener
+	if apiNet == "unix" {
+		apiLn, err = listenUnix(apiPath)
+	} else {
+		apiLn, err = net.Listen("tcp", apiPath)
+		if err == nil && !isLoopback(apiPath) {
+			log.Warn("the API listens on a non-loopback address without authentication", "addr", apiPath)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("api %s: %w", apiAddr, err)
+	}
+	lns = append(lns, apiLn)
+
+	srv := nbd.NewServer(eng, nbd.Options{Logger: log})
+	errc := make(chan error, 3)
+	go func() { errc <- srv.Serve(unixLn) }()
+	if tcpLn != nil {
+		go func() { errc <- srv.Serve(tcpLn) }()
+	}
+	info := api.Info{Version: version, DataDir: data, NBDSocket: sock, NBDTCP: o.nbdAddr}
+	hs := &http.Server{Handler: api.NewHandler(eng, api.Options{Info: info, Logger: log}), ReadHeaderTimeout: 10 * time.Second}
+	go func() { errc <- hs.Serve(apiLn) }()
+	log.Info("extrasphere serving", "version", version, "data", data, "nbd_socket", sock, "nbd_tcp", o.nbdAddr,
+		"api", apiAddr, "volumes", len(eng.ListExports(ctx)), "startup", time.Since(start).Round(time.Millisecond))
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down: draining NBD connections")
+	case serveErr = <-errc:
+		log.Error("listener failed, shutting down", "err", serveErr)
+	}
+
+	actx, cancel := context.WithTimeout(context.Background(), apiStopTimeout)
+	hs.Shutdown(actx) // stop taking commands first
+	cancel()
+	nctx, cancel := context.WithTimeout(context.Background(), nbdDrainTimeout)
+	if err := srv.Shutdown(nctx); err != nil {
+		log.Warn("nbd drain cut short", "err", err)
+	}
+	cancel()
+	engClosed = true
+	if err := eng.Close(); err != nil {
+		return fmt.Errorf("close engine: %w", err)
+	}
+	log.Info("extrasphere stopped")
+	if serveErr != nil && !errors.Is(serveErr, nbd.ErrServerClosed) && !errors.Is(serveErr, http.ErrServerClosed) {
+		return serveErr
+	}
+	return nil
+}
+
+// splitAPIAddr parses unix:PATH or tcp:HOST:PORT.
+func splitAPIAddr(a string) (network, addr string, err error) {
+	switch {
+	case strings.HasPrefix(a, "unix:") && len(a) > len("unix:"):
+		p, err := filepath.Abs(strings.TrimPrefix(a, "unix:"))
+		return "unix", p, err
+	case strings.HasPrefix(a, "tcp:"):
+		hp := strings.TrimPrefix(a, "tcp:")
+		if _, _, err := net.SplitHostPort(hp); err != nil {
+			return "", "", &usageError{cmd: "extrasphere serve", err: fmt.Errorf("--api %q: %v", a, err)}
+		}
+		return "tcp", hp, nil
+	}
+	return "", "", &usageError{cmd: "extrasphere serve", err: fmt.Errorf("--api %q: want unix:PATH or tcp:HOST:PORT", a)}
+}
+
+// listenUnix listens on a unix socket path with mode 0660. A stale socket
+// left by a killed daemon is removed; a live one (another daemon answers)
+// or a path that is not a socket is refused.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, err
+	}
+	fi, err := os.Lstat(path)
+	switch {
+	case err == nil && fi.Mode()&fs.ModeSocket == 0:
+		return nil, fmt.Errorf("%s exists and is not a socket; remove it or choose another path", path)
+	case err == nil:
+		if c, derr := net.DialTimeout("unix", path, time.Second); derr == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s: another process is listening there (another extrasphere serve?)", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, err
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	// The socket is created with the umask's mode; tighten or widen it to
+	// owner+group (a group such as libvirt-qemu can then connect).
+	if err := os.Chmod(path, socketMode); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("chmod %s: %w", path, err)
+	}
+	return ln, nil
+}
+
+// isLoopback reports whether host:port is on a loopback address.
+func isLoopback(hp string) bool {
+	host, _, err := net.SplitHostPort(hp)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

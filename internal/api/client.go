@@ -1,0 +1,260 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/extrasphere/extrasphere/internal/engine"
+	"github.com/extrasphere/extrasphere/internal/job"
+)
+
+// ErrUnreachable: the client could not connect to the daemon.
+var ErrUnreachable = errors.New("cannot reach the extrasphere daemon")
+
+// Error is an error response of the API.
+type Error struct {
+	Status  int    // HTTP status
+	Code    string // one of the Code* constants
+	Message string // the daemon's message, shown to the user as is
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Client talks to a daemon's API.
+type Client struct {
+	addr string // as given, for messages
+	base string // URL prefix, "http://extrasphere" for unix sockets
+	hc   *http.Client
+}
+
+// NewClient returns a client for addr: "unix:/path/api.sock",
+// "tcp:host:port", or an http:// URL.
+func NewClient(addr string) (*Client, error) {
+	c := &Client{addr: addr}
+	switch {
+	case strings.HasPrefix(addr, "unix:"):
+		path := strings.TrimPrefix(addr, "unix:")
+		if path == "" {
+			return nil, fmt.Errorf("api address %q: empty socket path", addr)
+		}
+		c.base = "http://extrasphere"
+		c.hc = &http.Client{Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", path)
+			},
+		}}
+	case strings.HasPrefix(addr, "tcp:"):
+		hp := strings.TrimPrefix(addr, "tcp:")
+		if _, _, err := net.SplitHostPort(hp); err != nil {
+			return nil, fmt.Errorf("api address %q: %w", addr, err)
+		}
+		c.base = "http://" + hp
+		c.hc = &http.Client{}
+	case strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://"):
+		c.base = strings.TrimSuffix(addr, "/")
+		c.hc = &http.Client{}
+	default:
+		return nil, fmt.Errorf("api address %q: want unix:PATH or tcp:HOST:PORT", addr)
+	}
+	return c, nil
+}
+
+// Info returns GET /v1/info.
+func (c *Client) Info(ctx context.Context) (Info, error) {
+	var out Info
+	err := c.do(ctx, http.MethodGet, "/v1/info", nil, &out)
+	return out, err
+}
+
+// ListVolumes returns GET /v1/volumes.
+func (c *Client) ListVolumes(ctx context.Context) ([]engine.VolumeInfo, error) {
+	var out []engine.VolumeInfo
+	err := c.do(ctx, http.MethodGet, "/v1/volumes", nil, &out)
+	return out, err
+}
+
+// GetVolume returns GET /v1/volumes/{name}.
+func (c *Client) GetVolume(ctx context.Context, name string) (engine.VolumeInfo, error) {
+	var out engine.VolumeInfo
+	err := c.do(ctx, http.MethodGet, "/v1/volumes/"+url.PathEscape(name), nil, &out)
+	return out, err
+}
+
+// CreateVolume calls POST /v1/volumes.
+func (c *Client) CreateVolume(ctx context.Context, req CreateVolumeRequest) (engine.VolumeInfo, error) {
+	var out engine.VolumeInfo
+	err := c.do(ctx, http.MethodPost, "/v1/volumes", req, &out)
+	return out, err
+}
+
+// RemoveVolume calls DELETE /v1/volumes/{name}.
+func (c *Client) RemoveVolume(ctx context.Context, name string, force bool) error {
+	p := "/v1/volumes/" + url.PathEscape(name)
+	if force {
+		p += "?force=1"
+	}
+	return c.do(ctx, http.MethodDelete, p, nil, nil)
+}
+
+// SetReadOnly calls PATCH /v1/volumes/{name}.
+func (c *Client) SetReadOnly(ctx context.Context, name string, ro bool) (engine.VolumeInfo, error) {
+	var out engine.VolumeInfo
+	err := c.do(ctx, http.MethodPatch, "/v1/volumes/"+url.PathEscape(name), PatchVolumeRequest{ReadOnly: &ro}, &out)
+	return out, err
+}
+
+// Import calls POST /v1/volumes/{name}/import and returns the new job.
+func (c *Client) Import(ctx context.Context, name string, req ImportRequest) (job.Info, error) {
+	var out job.Info
+	err := c.do(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(name)+"/import", req, &out)
+	return out, err
+}
+
+// Export calls POST /v1/volumes/{name}/export and returns the new job.
+func (c *Client) Export(ctx context.Context, name string, req ExportRequest) (job.Info, error) {
+	var out job.Info
+	err := c.do(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(name)+"/export", req, &out)
+	return out, err
+}
+
+// Attach returns GET /v1/volumes/{name}/attach as text.
+func (c *Client) Attach(ctx context.Context, name, kind string, tcp bool) (string, error) {
+	q := url.Values{"kind": {kind}}
+	if tcp {
+		q.Set("tcp", "1")
+	}
+	var out bytes.Buffer
+	err := c.do(ctx, http.MethodGet, "/v1/volumes/"+url.PathEscape(name)+"/attach?"+q.Encode(), nil, &out)
+	return out.String(), err
+}
+
+// Jobs returns GET /v1/jobs.
+func (c *Client) Jobs(ctx context.Context) ([]job.Info, error) {
+	var out []job.Info
+	err := c.do(ctx, http.MethodGet, "/v1/jobs", nil, &out)
+	return out, err
+}
+
+// Job returns GET /v1/jobs/{id}.
+func (c *Client) Job(ctx context.Context, id string) (job.Info, error) {
+	var out job.Info
+	err := c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id), nil, &out)
+	return out, err
+}
+
+// CancelJob calls DELETE /v1/jobs/{id}.
+func (c *Client) CancelJob(ctx context.Context, id string) (job.Info, error) {
+	var out job.Info
+	err := c.do(ctx, http.MethodDelete, "/v1/jobs/"+url.PathEscape(id), nil, &out)
+	return out, err
+}
+
+// WaitJob polls a job every interval until it ends, calling onUpdate with
+// each state (also the last).
+func (c *Client) WaitJob(ctx context.Context, id string, interval time.Duration, onUpdate func(job.Info)) (job.Info, error) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		j, err := c.Job(ctx, id)
+		if err != nil {
+			return j, err
+		}
+		if onUpdate != nil {
+			onUpdate(j)
+		}
+		if j.State != job.Running {
+			return j, nil
+		}
+		select {
+		case <-ctx.Done():
+			return j, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Datastores returns GET /v1/datastores.
+func (c *Client) Datastores(ctx context.Context) ([]engine.DatastoreInfo, error) {
+	var out []engine.DatastoreInfo
+	err := c.do(ctx, http.MethodGet, "/v1/datastores", nil, &out)
+	return out, err
+}
+
+// AddDatastore calls POST /v1/datastores.
+func (c *Client) AddDatastore(ctx context.Context, name, path string) (engine.DatastoreInfo, error) {
+	var out engine.DatastoreInfo
+	err := c.do(ctx, http.MethodPost, "/v1/datastores", AddDatastoreRequest{Name: name, Path: path}, &out)
+	return out, err
+}
+
+// do sends one request. out is a pointer to decode JSON into, a
+// *bytes.Buffer for text, or nil.
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w at %s: %v (is `extrasphere serve` running? check --api or EXTRASPHERE_API)",
+			ErrUnreachable, c.addr, unwrapURL(err))
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("%s %s: read response: %w", method, path, err)
+	}
+	if resp.StatusCode >= 300 {
+		var eb ErrorBody
+		if json.Unmarshal(data, &eb) != nil || eb.Error == "" {
+			eb = ErrorBody{Error: fmt.Sprintf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(data))), Code: CodeInternal}
+		}
+		return &Error{Status: resp.StatusCode, Code: eb.Code, Message: eb.Error}
+	}
+	switch o := out.(type) {
+	case nil:
+		return nil
+	case *bytes.Buffer:
+		o.Write(data)
+		return nil
+	default:
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("%s %s: decode response: %w", method, path, err)
+		}
+		return nil
+	}
+}
+
+// unwrapURL drops net/http's "Get \"http://extrasphere/v1/...\":" prefix,
+// which shows a made-up host for unix sockets.
+func unwrapURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}

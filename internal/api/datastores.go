@@ -1,0 +1,21 @@
+package api
+
+import "net/http"
+
+func (s *server) listDatastores(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.eng.ListDatastores(r.Context()))
+}
+
+func (s *server) addDatastore(w http.ResponseWriter, r *http.Request) {
+	var req AddDatastoreRequest
+	if err := decode(r, w, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	in, err := s.eng.AddDatastore(r.Context(), req.Name, req.Path)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, in)
+}

@@ -1,0 +1,63 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/extrasphere/extrasphere/internal/blockdev"
+	"github.com/extrasphere/extrasphere/internal/engine"
+)
+
+// Error codes of the API (the "code" field). They are API values: must
+// not change.
+const (
+	CodeVolumeNotFound    = "volume_not_found"
+	CodeVolumeExists      = "volume_exists"
+	CodeVolumeInUse       = "volume_in_use"
+	CodeVolumeUnavailable = "volume_unavailable"
+	CodeDatastoreNotFound = "datastore_not_found"
+	CodeDatastoreExists   = "datastore_exists"
+	CodeDatastoreOffline  = "datastore_offline"
+	CodeJobNotFound       = "job_not_found"
+	CodeInvalidArgument   = "invalid_argument"
+	CodeFileExists        = "file_exists"
+	CodeQemuImgMissing    = "qemu_img_missing"
+	CodeNoTCP             = "no_tcp"
+	CodeNoSpace           = "no_space"
+	CodeShuttingDown      = "shutting_down"
+	CodeNotFound          = "not_found"
+	CodeInternal          = "internal"
+)
+
+// errorMap maps engine sentinels to HTTP statuses and codes, checked in
+// order.
+var errorMap = []struct {
+	err    error
+	status int
+	code   string
+}{
+	{engine.ErrVolumeNotFound, http.StatusNotFound, CodeVolumeNotFound},
+	{engine.ErrVolumeExists, http.StatusConflict, CodeVolumeExists},
+	{engine.ErrVolumeInUse, http.StatusConflict, CodeVolumeInUse},
+	{engine.ErrVolumeUnavailable, http.StatusConflict, CodeVolumeUnavailable},
+	{engine.ErrDatastoreNotFound, http.StatusNotFound, CodeDatastoreNotFound},
+	{engine.ErrDatastoreExists, http.StatusConflict, CodeDatastoreExists},
+	{engine.ErrDatastoreOffline, http.StatusConflict, CodeDatastoreOffline},
+	{engine.ErrJobNotFound, http.StatusNotFound, CodeJobNotFound},
+	{engine.ErrFileExists, http.StatusConflict, CodeFileExists},
+	{engine.ErrQemuImgMissing, http.StatusNotImplemented, CodeQemuImgMissing},
+	{engine.ErrNoTCP, http.StatusConflict, CodeNoTCP},
+	{engine.ErrInvalidArgument, http.StatusBadRequest, CodeInvalidArgument},
+	{blockdev.ErrNoSpace, http.StatusInsufficientStorage, CodeNoSpace},
+	{engine.ErrClosed, http.StatusServiceUnavailable, CodeShuttingDown},
+}
+
+// statusFor returns the HTTP status and code of an engine error.
+func statusFor(err error) (int, string) {
+	for _, m := range errorMap {
+		if errors.Is(err, m.err) {
+			return m.status, m.code
+		}
+	}
+	return http.StatusInternalServerError, CodeInternal
+}

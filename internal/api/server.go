@@ -1,0 +1,96 @@
+// Package api serves the daemon's HTTP+JSON API (docs/API.md), a thin
+// layer over the engine, and provides the Go client the CLI uses.
+//
+// Every route is under /v1. Successful responses are JSON (the attach
+// route returns text/plain); errors are {"error": "...", "code": "..."}
+// with a matching HTTP status.
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+
+	"github.com/extrasphere/extrasphere/internal/engine"
+)
+
+// maxBody bounds request bodies.
+const maxBody = 1 << 20
+
+// Options configure the API handler.
+type Options struct {
+	Info   Info // returned by GET /v1/info
+	Logger *slog.Logger
+}
+
+// server holds the handler's dependencies; it has no mutable state.
+type server struct {
+	eng  *engine.Engine
+	info Info
+	log  *slog.Logger
+}
+
+// NewHandler returns the API handler over eng.
+func NewHandler(eng *engine.Engine, opts Options) http.Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &server{eng: eng, info: opts.Info, log: opts.Logger}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/info", s.getInfo)
+	mux.HandleFunc("GET /v1/volumes", s.listVolumes)
+	mux.HandleFunc("POST /v1/volumes", s.createVolume)
+	mux.HandleFunc("GET /v1/volumes/{name}", s.getVolume)
+	mux.HandleFunc("DELETE /v1/volumes/{name}", s.deleteVolume)
+	mux.HandleFunc("PATCH /v1/volumes/{name}", s.patchVolume)
+	mux.HandleFunc("POST /v1/volumes/{name}/import", s.importVolume)
+	mux.HandleFunc("POST /v1/volumes/{name}/export", s.exportVolume)
+	mux.HandleFunc("GET /v1/volumes/{name}/attach", s.attach)
+	mux.HandleFunc("GET /v1/jobs", s.listJobs)
+	mux.HandleFunc("GET /v1/jobs/{id}", s.getJob)
+	mux.HandleFunc("DELETE /v1/jobs/{id}", s.cancelJob)
+	mux.HandleFunc("GET /v1/datastores", s.listDatastores)
+	mux.HandleFunc("POST /v1/datastores", s.addDatastore)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, ErrorBody{Error: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), Code: CodeNotFound})
+	})
+	return mux
+}
+
+func (s *server) getInfo(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.info)
+}
+
+// writeJSON writes v with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v) // the client went away if this fails; nothing to do
+}
+
+// writeError maps err to a status and code and writes the error body.
+func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := statusFor(err)
+	if status >= 500 {
+		s.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeJSON(w, status, ErrorBody{Error: err.Error(), Code: code})
+}
+
+// decode reads a JSON body into v, refusing unknown fields.
+func decode(r *http.Request, w http.ResponseWriter, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("request body: empty, want a JSON object: %w", engine.ErrInvalidArgument)
+		}
+		return fmt.Errorf("request body: %v: %w", err, engine.ErrInvalidArgument)
+	}
+	return nil
+}
