@@ -178,3 +178,28 @@ func TestStageCommitRemove(t *testing.T) {
 		t.Fatalf("space %+v %v", sp, err)
 	}
 }
+
+// A flat file whose descriptor is gone is reported, never silently hidden.
+func TestScanMissingDescriptor(t *testing.T) {
+	dir := t.TempDir()
+	ds, _, err := Init(dir, "d", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "lost"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "lost", "lost-flat.vmdk"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "lost+found"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	vols, bad, err := ds.Scan()
+	if err != nil || len(vols) != 0 {
+		t.Fatalf("Scan: %v %v", vols, err)
+	}
+	if len(bad) != 1 || !errors.Is(bad[0], ErrMissingDescriptor) || !strings.Contains(bad[0].Error(), "lost-flat.vmdk") {
+		t.Fatalf("bad = %v, want one ErrMissingDescriptor naming lost-flat.vmdk", bad)
+	}
+}

@@ -21,6 +21,12 @@ var (
 	// descriptor (Scan reports it and goes on with the other volumes).
 	ErrBadVolume = errors.New("unreadable volume")
 
+	// ErrMissingDescriptor: a volume directory holds a flat file but no
+	// descriptor. The data is intact; `qemu-img create -f vmdk -o
+	// subformat=monolithicFlat` of the same size writes a descriptor to
+	// adapt, or docs/FORMATS.md gives its exact text.
+	ErrMissingDescriptor = errors.New("volume descriptor missing")
+
 	// ErrVolumeDirExists: a volume directory of that name already exists.
 	ErrVolumeDirExists = errors.New("volume directory already exists")
 )

@@ -46,7 +46,14 @@ func (d *Datastore) Scan() (vols []VolumeFiles, bad []error, err error) {
 		}
 		desc := d.DescriptorPath(name)
 		if _, err := os.Stat(desc); errors.Is(err, fs.ErrNotExist) {
-			continue // not a volume directory (lost+found, user files)
+			// A flat file without its descriptor is a volume that lost
+			// its descriptor: report it, never hide data.
+			flatPath := filepath.Join(d.Path, name, name+"-flat.vmdk")
+			if ok, _ := exists(flatPath); ok {
+				bad = append(bad, &VolumeError{Volume: name, Path: desc, Err: fmt.Errorf(
+					"descriptor is missing but %s holds the volume's data: %w", flatPath, ErrMissingDescriptor)})
+			}
+			continue // otherwise not a volume directory (lost+found, user files)
 		}
 		v, err := ReadVolume(name, desc)
 		if err != nil {

@@ -63,6 +63,7 @@ type volume struct {
 	conns int                   // open NBD connections (OpenExport minus release)
 	jobs  map[string]*job.Job   // running jobs on this volume, by ID
 	op    string                // exclusive change in progress ("remove", "set read-only"), "" if none
+	gone  chan struct{}         // closed on forced removal: the NBD server drops the volume's connections
 }
 
 // Open opens the data dir, the catalog and every datastore and volume.

@@ -37,7 +37,11 @@ func (e *Engine) OpenExport(ctx context.Context, name string) (*nbd.Export, func
 			e.mu.Unlock()
 		})
 	}
+	if v.gone == nil {
+		v.gone = make(chan struct{})
+	}
 	ex := &nbd.Export{
+		Gone:        v.gone,
 		Name:        name,
 		Description: fmt.Sprintf("extrasphere volume %s on datastore %s", name, v.ds.name),
 		Device:      v.dev,

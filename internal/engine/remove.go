@@ -37,6 +37,10 @@ func (e *Engine) removeVolume(ctx context.Context, name string, force, duringClo
 		return fmt.Errorf("%w (or use --force)", err)
 	}
 	v.op = "remove"
+	if v.gone != nil {
+		close(v.gone) // forced: connections are dropped, not left failing
+		v.gone = nil
+	}
 	dev := v.dev
 	v.dev = nil
 	conns := v.conns

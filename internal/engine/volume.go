@@ -84,6 +84,7 @@ func (e *Engine) infoLocked(v *volume) VolumeInfo {
 	if v.err != nil {
 		in.Status = StatusError
 		in.Error = v.err.Error()
+		in.Exports = nil // a broken volume is not served
 	}
 	return in
 }

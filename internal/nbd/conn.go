@@ -87,6 +87,16 @@ func (c *conn) serve() {
 	c.srv.addExportConn(n.exp.Name, 1)
 	defer c.srv.addExportConn(n.exp.Name, -1)
 	c.log = c.log.With("export", n.exp.Name)
+	if n.exp.Gone != nil {
+		go func() {
+			select {
+			case <-n.exp.Gone:
+				c.log.Warn("nbd export removed: dropping connection")
+				c.nc.Close()
+			case <-c.ctx.Done():
+			}
+		}()
+	}
 	t := newTransmission(c, n)
 	t.run()
 }

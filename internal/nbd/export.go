@@ -18,6 +18,9 @@ type Export struct {
 	Device      blockdev.Device
 	// ReadOnly forces NBD_FLAG_READ_ONLY even when the device is writable.
 	ReadOnly bool
+	// Gone, when closed, makes the server drop every connection of the
+	// export at once (a forced removal). nil means never.
+	Gone <-chan struct{}
 }
 
 // Exports resolves export names for the server. The engine implements it.

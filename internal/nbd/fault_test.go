@@ -128,3 +128,29 @@ func TestShutdownDrains(t *testing.T) {
 		t.Fatal("connection open after Shutdown")
 	}
 }
+
+// Closing an export's Gone channel drops its connections at once.
+func TestExportGoneDropsConnections(t *testing.T) {
+	gone := make(chan struct{})
+	srv := NewServer(&testExports{devs: map[string]*Export{
+		"g": {Name: "g", Device: memdev.New(1<<20, false), Gone: gone},
+	}}, Options{})
+	sock := filepath.Join(t.TempDir(), "g.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	r := dialRaw(t, &testServer{sock: sock})
+	r.open("g", false)
+	r.request(cmdRead, 0, 1, 0, 512, nil)
+	if _, e := r.simpleReply(); e != 0 {
+		t.Fatalf("read errno %d", e)
+	}
+	r.read(make([]byte, 512))
+	close(gone)
+	if !r.closed() {
+		t.Fatal("connection survived its export's removal")
+	}
+}
