@@ -1,0 +1,224 @@
+//go:build integration
+
+package tests
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// readyTimeout bounds how long a starting daemon may take to answer `volume list`. A watchdog, not
+// a performance threshold: a daemon that never comes up fails the test instead of hanging it.
+const readyTimeout = 10 * time.Second
+
+// stopTimeout bounds how long a SIGTERM'ed daemon may take to exit before the test fails.
+const stopTimeout = 30 * time.Second
+
+// daemon is one `extrasphere serve` under test: a data dir, a fixed TCP port and a log file that
+// all its incarnations (restarts) share.
+type daemon struct {
+	t       *testing.T
+	dir     string // --data, and where the sockets live
+	port    int    // --nbd 127.0.0.1:port
+	logPath string
+	proc    *exec.Cmd     // the running incarnation, nil when stopped
+	exited  chan struct{} // closed when proc has exited; waitErr is set before
+	waitErr error
+}
+
+// startDaemon starts a daemon on a fresh data dir. It is killed when the test ends, and its log is
+// printed if the test failed.
+func startDaemon(t *testing.T) *daemon {
+	t.Helper()
+	base := t.TempDir()
+	d := &daemon{
+		t:       t,
+		dir:     filepath.Join(base, "data"),
+		port:    freePort(t),
+		logPath: filepath.Join(base, "daemon.log"),
+	}
+	if err := os.MkdirAll(d.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if d.proc != nil {
+			d.proc.Process.Kill()
+			<-d.exited
+		}
+		if t.Failed() {
+			d.dumpLog()
+		}
+	})
+	d.start()
+	return d
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func (d *daemon) nbdSock() string { return filepath.Join(d.dir, "nbd.sock") }
+func (d *daemon) apiAddr() string { return "unix:" + filepath.Join(d.dir, "api.sock") }
+func (d *daemon) tcpAddr() string { return "127.0.0.1:" + strconv.Itoa(d.port) }
+
+// UnixURI is the export's NBD URI on the unix socket.
+func (d *daemon) UnixURI(vol string) string {
+	return "nbd+unix:///" + vol + "?socket=" + d.nbdSock()
+}
+
+// TCPURI is the export's NBD URI on TCP.
+func (d *daemon) TCPURI(vol string) string { return "nbd://" + d.tcpAddr() + "/" + vol }
+
+// URIs are both of the export's URIs, unix first.
+func (d *daemon) URIs(vol string) []string { return []string{d.UnixURI(vol), d.TCPURI(vol)} }
+
+// start launches an incarnation and waits until its API answers.
+func (d *daemon) start() {
+	d.t.Helper()
+	if d.proc != nil {
+		d.t.Fatal("daemon.start: already running")
+	}
+	logf, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer logf.Close()
+	fmt.Fprintf(logf, "==== test harness: start %s\n", time.Now().Format(time.RFC3339Nano))
+	cmd := exec.Command(esBin, "serve", "--data", d.dir, "--nbd", d.tcpAddr(),
+		"--nbd-socket", d.nbdSock(), "--api", d.apiAddr())
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	if err := cmd.Start(); err != nil {
+		d.t.Fatalf("start %s serve: %v", esBin, err)
+	}
+	exited := make(chan struct{})
+	d.proc, d.exited = cmd, exited
+	go func() {
+		d.waitErr = cmd.Wait()
+		close(exited)
+	}()
+	d.waitReady()
+}
+
+// waitReady polls `volume list --json` until it succeeds.
+func (d *daemon) waitReady() {
+	d.t.Helper()
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		select {
+		case <-d.exited:
+			d.proc = nil
+			d.t.Fatalf("daemon exited while starting: %v (log below)", d.waitErr)
+		default:
+		}
+		code, out := d.CLIStatus("volume", "list", "--json")
+		if code == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("daemon did not answer `volume list --json` within %v: exit %d: %s", readyTimeout, code, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Stop sends SIGTERM and waits for a clean exit (status 0).
+func (d *daemon) Stop() {
+	d.t.Helper()
+	d.signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(stopTimeout):
+		d.proc.Process.Kill()
+		<-d.exited
+		d.proc = nil
+		d.t.Fatalf("daemon did not exit within %v of SIGTERM", stopTimeout)
+	}
+	d.proc = nil
+	if d.waitErr != nil {
+		d.t.Fatalf("daemon exit after SIGTERM: %v (want status 0)", d.waitErr)
+	}
+}
+
+// Kill sends SIGKILL and waits for the process to be gone.
+func (d *daemon) Kill() {
+	d.t.Helper()
+	d.signal(syscall.SIGKILL)
+	<-d.exited
+	d.proc = nil
+	var exit *exec.ExitError
+	if !errors.As(d.waitErr, &exit) {
+		d.t.Fatalf("daemon after SIGKILL: %v, want killed", d.waitErr)
+	}
+}
+
+// Restart starts a new incarnation on the same data dir, sockets and port.
+func (d *daemon) Restart() {
+	d.t.Helper()
+	d.start()
+}
+
+func (d *daemon) signal(sig os.Signal) {
+	d.t.Helper()
+	if d.proc == nil {
+		d.t.Fatal("daemon is not running")
+	}
+	select {
+	case <-d.exited:
+		d.proc = nil
+		d.t.Fatalf("daemon had already exited: %v", d.waitErr)
+	default:
+	}
+	if err := d.proc.Process.Signal(sig); err != nil {
+		d.t.Fatalf("signal daemon: %v", err)
+	}
+}
+
+// CLIStatus runs the CLI against this daemon and returns its exit status and output.
+func (d *daemon) CLIStatus(args ...string) (int, string) {
+	d.t.Helper()
+	return runStatus(d.t, esBin, append([]string{"--data=" + d.dir, "--api=" + d.apiAddr()}, args...)...)
+}
+
+// CLI runs the CLI against this daemon; it must succeed.
+func (d *daemon) CLI(args ...string) string {
+	d.t.Helper()
+	code, out := d.CLIStatus(args...)
+	if code != 0 {
+		d.t.Fatalf("extrasphere %s: exit %d:\n%s", quoteArgs(args), code, out)
+	}
+	return out
+}
+
+// CreateVolume creates a volume (size like "64M") with extra flags.
+func (d *daemon) CreateVolume(name, size string, extra ...string) {
+	d.t.Helper()
+	d.CLI(append([]string{"volume", "create", name, "--size", size}, extra...)...)
+}
+
+func (d *daemon) dumpLog() {
+	b, err := os.ReadFile(d.logPath)
+	if err != nil {
+		d.t.Logf("daemon log %s: %v", d.logPath, err)
+		return
+	}
+	const max = 64 << 10
+	if len(b) > max {
+		b = append([]byte("...\n"), b[len(b)-max:]...)
+	}
+	d.t.Logf("daemon log %s:\n%s", d.logPath, b)
+}
