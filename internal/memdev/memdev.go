@@ -31,16 +31,23 @@ var _ blockdev.Device = (*Device)(nil)
 
 // New returns an empty device of size bytes; readOnly sets Caps.ReadOnly.
 func New(size int64, readOnly bool) *Device {
-	return &Device{
-		size:  size,
-		pages: map[int64][]byte{},
-		caps: blockdev.Caps{
-			ReadOnly: readOnly, Flush: true, FUA: true, Trim: true, Zero: true,
-			FastZero: true, MultiConn: true, Cache: true,
-			MinBlock: 1, PrefBlock: 4096, MaxPayload: 32 << 20,
-			MetaContexts: []string{blockdev.MetaBaseAllocation},
-		},
+	d := &Device{size: size, pages: map[int64][]byte{}}
+	d.caps = blockdev.Caps{
+		Flush: true, FUA: true, Trim: true, Zero: true,
+		FastZero: true, MultiConn: true, Cache: true,
+		MinBlock: 1, PrefBlock: 4096, MaxPayload: 32 << 20,
+		MetaContexts: []string{blockdev.MetaBaseAllocation},
 	}
+	if readOnly {
+		d.setReadOnly()
+	}
+	return d
+}
+
+// setReadOnly narrows the caps: nothing can be written.
+func (d *Device) setReadOnly() {
+	d.caps.ReadOnly = true
+	d.caps.FUA, d.caps.Trim, d.caps.Zero, d.caps.FastZero = false, false, false, false
 }
 
 func (d *Device) Size() int64         { return d.size }
@@ -184,6 +191,9 @@ func (d *Device) BlockStatus(ctx context.Context, meta string, off, n int64) ([]
 func (d *Device) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.closed {
+		return blockdev.ErrClosed
+	}
 	d.closed = true
 	return nil
 }

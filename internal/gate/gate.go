@@ -1,0 +1,121 @@
+// Package gate is the top of every export's stack: a Device whose next
+// device can be replaced while clients keep their connections. Snapshots,
+// consolidation and migration pivot through it: Swap stops new requests,
+// waits for the ones in flight, runs the pivot, and lets I/O go on against
+// the new stack. The guest sees one slow request, never an error.
+package gate
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/extrasphere/extrasphere/internal/blockdev"
+)
+
+// Gate forwards every call to next and can swap next under I/O.
+type Gate struct {
+	// mu: every I/O holds it shared for its whole duration; Swap holds it
+	// exclusively. A waiting Swap blocks new I/O (sync.RWMutex semantics),
+	// so a pivot waits only for the requests already in flight.
+	mu   sync.RWMutex
+	next blockdev.Device // guarded by mu
+	size int64
+	caps blockdev.Caps
+
+	stallMu   sync.Mutex    // guards lastStall
+	lastStall time.Duration // how long the last Swap held I/O
+}
+
+var _ blockdev.Device = (*Gate)(nil)
+
+// New wraps next. Size and Caps are fixed for the gate's life: a pivot
+// must install a device of the same size whose caps are no narrower.
+func New(next blockdev.Device) *Gate {
+	return &Gate{next: next, size: next.Size(), caps: next.Caps()}
+}
+
+// Swap holds all I/O, calls pivot with the current device, and installs
+// what it returns. If pivot fails the old device stays. It returns how
+// long I/O was held.
+func (g *Gate) Swap(pivot func(cur blockdev.Device) (blockdev.Device, error)) (time.Duration, error) {
+	g.mu.Lock()
+	start := time.Now()
+	nd, err := pivot(g.next)
+	if err == nil && nd != nil {
+		g.next = nd
+	}
+	held := time.Since(start)
+	g.mu.Unlock()
+	g.stallMu.Lock()
+	g.lastStall = held
+	g.stallMu.Unlock()
+	return held, err
+}
+
+// Hold stops I/O until the returned release is called: for operations
+// that span several devices (a consistency-group snapshot).
+func (g *Gate) Hold() (cur blockdev.Device, release func()) {
+	g.mu.Lock()
+	return g.next, g.mu.Unlock
+}
+
+// Current returns the device now installed (for inspection only).
+func (g *Gate) Current() blockdev.Device {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.next
+}
+
+// LastStall is how long the most recent Swap held I/O.
+func (g *Gate) LastStall() time.Duration {
+	g.stallMu.Lock()
+	defer g.stallMu.Unlock()
+	return g.lastStall
+}
+
+func (g *Gate) Size() int64         { return g.size }
+func (g *Gate) Caps() blockdev.Caps { return g.caps }
+
+func (g *Gate) ReadAt(ctx context.Context, p []byte, off int64) error {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.next.ReadAt(ctx, p, off)
+}
+
+func (g *Gate) WriteAt(ctx context.Context, p []byte, off int64, f blockdev.WriteFlags) error {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.next.WriteAt(ctx, p, off, f)
+}
+
+func (g *Gate) WriteZeroes(ctx context.Context, off, n int64, f blockdev.WriteFlags) error {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.next.WriteZeroes(ctx, off, n, f)
+}
+
+func (g *Gate) Trim(ctx context.Context, off, n int64, f blockdev.WriteFlags) error {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.next.Trim(ctx, off, n, f)
+}
+
+func (g *Gate) Flush(ctx context.Context) error {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.next.Flush(ctx)
+}
+
+func (g *Gate) BlockStatus(ctx context.Context, meta string, off, n int64) ([]blockdev.Extent, error) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.next.BlockStatus(ctx, meta, off, n)
+}
+
+// Close closes the installed device.
+func (g *Gate) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.next.Close()
+}
