@@ -36,6 +36,10 @@ type Chain struct {
 	bufs    sync.Pool       // grain-sized scratch buffers (*[]byte)
 
 	closed atomic.Bool
+
+	// track, while a consolidation runs, collects the grains written
+	// after the copier last read them.
+	track atomic.Pointer[dirtySet]
 }
 
 var _ blockdev.Device = (*Chain)(nil)
@@ -147,6 +151,7 @@ func (c *Chain) WriteAt(ctx context.Context, p []byte, off int64, flags blockdev
 	err := c.pieces(off, int64(len(p)), func(g int64, goff int, lo, hi int64) error {
 		a, err := c.writeGrain(ctx, g, goff, p[lo:hi], fua)
 		allocated = allocated || a
+		c.mark(g)
 		return err
 	})
 	if err == nil && fua && allocated {
@@ -207,4 +212,30 @@ func (c *Chain) Close() error {
 	}
 	errs = append(errs, c.base.Close())
 	return errors.Join(errs...)
+}
+
+// Extend returns a chain with d, an empty delta, on top of c's layers. The
+// owner map is copied, not rebuilt, so a snapshot's pivot stays short. c
+// must not be used afterwards (the new chain owns the layers); it is not
+// closed.
+func Extend(c *Chain, d Delta) (*Chain, error) {
+	if d.GrainSize() != c.grain {
+		return nil, fmt.Errorf("extend chain: delta has %d-byte grains, chain %d", d.GrainSize(), c.grain)
+	}
+	n := &Chain{base: c.base, deltas: append(append([]Delta(nil), c.deltas...), d),
+		size: c.size, grain: c.grain, caps: c.caps, owner: make([]atomic.Uint32, len(c.owner))}
+	n.bufs.New = c.bufs.New
+	for g := range c.owner {
+		n.owner[g].Store(c.owner[g].Load())
+	}
+	return n, nil
+}
+
+// mark records that grain g changed, for a running consolidation. It runs
+// after the write completed, so a copier that clears the mark before
+// reading either sees the write or copies the grain again.
+func (c *Chain) mark(g int64) {
+	if t := c.track.Load(); t != nil {
+		t.add(g)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
@@ -157,6 +158,54 @@ func TestChainConcurrentAllocation(t *testing.T) {
 	for i, b := range got {
 		if b != 0 && int(b) != i%8+1 {
 			t.Fatalf("byte %d = %d: a racing allocation lost or misplaced a write", i, b)
+		}
+	}
+}
+
+// Merging the top into the layer below while writers run loses nothing:
+// after Finish (writers stopped, as the gate does) the chain without the
+// top reads exactly as the chain with it.
+func TestMergeUnderWrites(t *testing.T) {
+	ctx := t.Context()
+	const size = 32 * testGrain
+	for _, intoBase := range []bool{true, false} {
+		base := memdev.New(size, false)
+		base.WriteAt(ctx, bytes.Repeat([]byte{1}, size), 0, 0)
+		deltas := []Delta{newMemDelta(testGrain)}
+		if !intoBase {
+			deltas = append(deltas, newMemDelta(testGrain))
+		}
+		c, _ := New(base, deltas)
+		c.WriteAt(ctx, bytes.Repeat([]byte{2}, 5*testGrain), 3*testGrain+7, 0)
+		c.WriteZeroes(ctx, 10*testGrain, 2*testGrain, 0)
+		m := NewMerger(c)
+		var stop atomic.Bool
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(7, 7))
+			for !stop.Load() {
+				off := r.Int64N(size - 4096)
+				c.WriteAt(ctx, bytes.Repeat([]byte{byte(r.IntN(250) + 3)}, 4096), off, 0)
+			}
+		})
+		if _, err := m.Copy(ctx, 4, 5, nil); err != nil {
+			t.Fatal(err)
+		}
+		stop.Store(true)
+		wg.Wait()
+		want := make([]byte, size)
+		c.ReadAt(ctx, want, 0)
+		if err := m.Finish(ctx); err != nil {
+			t.Fatal(err)
+		}
+		nd, err := m.Without()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, size)
+		nd.ReadAt(ctx, got, 0)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("intoBase=%v: merged layers differ from the chain", intoBase)
 		}
 	}
 }

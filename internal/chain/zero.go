@@ -21,6 +21,7 @@ func (c *Chain) WriteZeroes(ctx context.Context, off, n int64, flags blockdev.Wr
 	}
 	fua := flags&blockdev.FUA != 0
 	err := c.pieces(off, n, func(g int64, goff int, lo, hi int64) error {
+		defer c.mark(g)
 		if !noHole && goff == 0 && hi-lo == c.grainLen(g) {
 			return c.zeroGrain(ctx, g)
 		}
@@ -45,6 +46,7 @@ func (c *Chain) Trim(ctx context.Context, off, n int64, flags blockdev.WriteFlag
 	}
 	err := c.pieces(off, n, func(g int64, goff int, lo, hi int64) error {
 		if goff == 0 && hi-lo == c.grainLen(g) {
+			defer c.mark(g)
 			return c.zeroGrain(ctx, g)
 		}
 		return nil

@@ -17,11 +17,12 @@ import (
 type VolumeFiles struct {
 	Name           string
 	DescriptorPath string
-	FlatPath       string // the FLAT extent, resolved against the descriptor's directory
-	Size           int64  // virtual size in bytes
-	ReadOnly       bool   // ddb.extrasphere.readOnly = "true"
-	Preallocated   bool   // ddb.extrasphere.preallocated = "true"
-	Importing      bool   // DIR/<vol>/.importing exists: an import has not finished
+	FlatPath       string     // the FLAT extent, resolved against the descriptor's directory
+	Size           int64      // virtual size in bytes
+	ReadOnly       bool       // ddb.extrasphere.readOnly = "true"
+	Preallocated   bool       // ddb.extrasphere.preallocated = "true"
+	Importing      bool       // DIR/<vol>/.importing exists: an import has not finished
+	Chain          ChainFiles // the layers: the base above (DescriptorPath) and its deltas
 }
 
 // Scan rediscovers every volume of the datastore from its descriptor files
@@ -44,8 +45,13 @@ func (d *Datastore) Scan() (vols []VolumeFiles, bad []error, err error) {
 		if !e.IsDir() {
 			continue
 		}
-		desc := d.DescriptorPath(name)
-		if _, err := os.Stat(desc); errors.Is(err, fs.ErrNotExist) {
+		chain, err := ReadChain(d.VolumeDir(name), name)
+		if err != nil {
+			bad = append(bad, &VolumeError{Volume: name, Path: d.VolumeDir(name), Err: err})
+			continue
+		}
+		desc := chain.Base
+		if _, err := os.Stat(desc); errors.Is(err, fs.ErrNotExist) && chain.Own == 0 {
 			// A flat file without its descriptor is a volume that lost
 			// its descriptor: report it, never hide data.
 			flatPath := filepath.Join(d.Path, name, name+"-flat.vmdk")
@@ -59,6 +65,14 @@ func (d *Datastore) Scan() (vols []VolumeFiles, bad []error, err error) {
 		if err != nil {
 			bad = append(bad, err)
 			continue
+		}
+		v.Chain = chain
+		if chain.Own > 0 {
+			// Importing markers live in the volume's own directory.
+			if v.Importing, err = exists(filepath.Join(d.VolumeDir(name), ImportingFile)); err != nil {
+				bad = append(bad, &VolumeError{Volume: name, Path: desc, Err: err})
+				continue
+			}
 		}
 		vols = append(vols, v)
 	}

@@ -122,12 +122,12 @@ func (e *Engine) createFiles(ctx context.Context, ent *dsEntry, name string, siz
 		ent.ds.RemoveVolume(name)
 		return nil, fmt.Errorf("create volume %s: read back: %w", name, err)
 	}
-	dev, err := buildStack(ctx, files)
+	dev, layers, err := buildStack(ctx, files)
 	if err != nil {
 		ent.ds.RemoveVolume(name)
 		return nil, fmt.Errorf("create volume %s: %w", name, err)
 	}
-	return &volume{name: name, ds: ent, files: files, dev: dev, jobs: map[string]*job.Job{}}, nil
+	return &volume{name: name, ds: ent, files: files, dev: dev, layers: layers, jobs: map[string]*job.Job{}}, nil
 }
 
 // roundUp rounds n up to a multiple of SectorSize; ok is false on overflow.

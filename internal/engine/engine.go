@@ -64,6 +64,12 @@ type volume struct {
 	jobs  map[string]*job.Job   // running jobs on this volume, by ID
 	op    string                // exclusive change in progress ("remove", "set read-only"), "" if none
 	gone  chan struct{}         // closed on forced removal: the NBD server drops the volume's connections
+
+	// layers is what sits below the gate (dev): the *chain.Chain or the
+	// *flat.Device. Pivots replace it together with the gate's device,
+	// holding snapMu.
+	layers blockdev.Device
+	snapMu sync.Mutex // serialises snapshot, consolidation and pivot operations on the volume
 }
 
 // Open opens the data dir, the catalog and every datastore and volume.
@@ -188,7 +194,7 @@ func (e *Engine) scanDatastore(ctx context.Context, ent *dsEntry) []*volume {
 			vols = append(vols, v)
 			continue
 		}
-		v.dev, v.err = buildStack(ctx, f)
+		v.dev, v.layers, v.err = buildStack(ctx, f)
 		if v.err != nil {
 			e.log.Error("volume not served", "volume", f.Name, "datastore", ent.name, "err", v.err)
 		}

@@ -38,11 +38,11 @@ func (e *Engine) SetReadOnly(ctx context.Context, name string, ro bool) (VolumeI
 	files := v.files
 	e.mu.Unlock()
 
-	newFiles, dev, err := e.rewriteReadOnly(ctx, files, old, ro)
+	newFiles, dev, layers, err := e.rewriteReadOnly(ctx, files, old, ro)
 
 	e.mu.Lock()
 	v.op = ""
-	v.dev = dev
+	v.dev, v.layers = dev, layers
 	if newFiles.Name != "" {
 		v.files = newFiles
 	}
@@ -58,28 +58,28 @@ func (e *Engine) SetReadOnly(ctx context.Context, name string, ro bool) (VolumeI
 }
 
 // rewriteReadOnly flushes and closes old, rewrites the descriptor and
-// opens a new stack. When the descriptor cannot be rewritten, the old
-// files are reopened so the volume stays served.
-func (e *Engine) rewriteReadOnly(ctx context.Context, f datastore.VolumeFiles, old blockdev.Device, ro bool) (datastore.VolumeFiles, blockdev.Device, error) {
+// opens a new stack (dev and the layers below its gate).
+func (e *Engine) rewriteReadOnly(ctx context.Context, f datastore.VolumeFiles, old blockdev.Device, ro bool) (nf datastore.VolumeFiles, dev, layers blockdev.Device, err error) {
 	if err := old.Flush(ctx); err != nil {
-		return f, old, fmt.Errorf("set read-only on volume %s: flush: %w", f.Name, err)
+		return f, old, nil, fmt.Errorf("set read-only on volume %s: flush: %w", f.Name, err)
 	}
 	if err := old.Close(); err != nil {
 		e.log.Warn("close device", "volume", f.Name, "err", err)
 	}
 	werr := writeReadOnly(f.DescriptorPath, ro)
-	nf, err := datastore.ReadVolume(f.Name, f.DescriptorPath)
+	nf, err = datastore.ReadVolume(f.Name, f.DescriptorPath)
 	if err != nil {
-		return datastore.VolumeFiles{}, nil, fmt.Errorf("set read-only on volume %s: %w", f.Name, err)
+		return datastore.VolumeFiles{}, nil, nil, fmt.Errorf("set read-only on volume %s: %w", f.Name, err)
 	}
-	dev, err := buildStack(ctx, nf)
+	nf.Chain = f.Chain // only the base descriptor changed
+	dev, layers, err = buildStack(ctx, nf)
 	if err != nil {
-		return nf, nil, fmt.Errorf("set read-only on volume %s: reopen: %w", f.Name, err)
+		return nf, nil, nil, fmt.Errorf("set read-only on volume %s: reopen: %w", f.Name, err)
 	}
 	if werr != nil {
-		return nf, dev, fmt.Errorf("set read-only on volume %s: %w", f.Name, werr)
+		return nf, dev, layers, fmt.Errorf("set read-only on volume %s: %w", f.Name, werr)
 	}
-	return nf, dev, nil
+	return nf, dev, layers, nil
 }
 
 // writeReadOnly sets ddb.extrasphere.readOnly in a descriptor file.

@@ -6,35 +6,86 @@ import (
 	"time"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
+	"github.com/extrasphere/extrasphere/internal/chain"
 	"github.com/extrasphere/extrasphere/internal/datastore"
 	"github.com/extrasphere/extrasphere/internal/flat"
+	"github.com/extrasphere/extrasphere/internal/gate"
+	"github.com/extrasphere/extrasphere/internal/sparse"
 )
 
 // buildStack builds the device stack of one volume. It is the only place
 // where an export's stack is assembled, so every filter is added here, in
-// order from the leaf up:
+// order from the top down:
 //
-//	flat (raw extent + descriptor)      leaf
-//	[chain: deltas over the flat]       snapshots and clones (later issue)
-//	[mirror: sync | async + journal]    replication (later issue)
-//	[cbt.Tracker]                       changed-block tracking (later issue)
+//	gate                                pivot point: snapshots, consolidation and
+//	                                    migration swap what is below it under I/O
 //	[checked]                           test builds only: asserts every request
+//	[cbt.Tracker]                       changed-block tracking (later issue)
+//	[mirror: sync | async + journal]    replication (later issue)
+//	chain (deltas over the base) | flat the volume's layers
 //
-// The checked device wraps the top so every request the NBD layer makes is
-// validated; later filters will also get one checked hop each below them.
-func buildStack(ctx context.Context, f datastore.VolumeFiles) (blockdev.Device, error) {
-	_ = ctx // opening the leaf does no I/O worth cancelling yet
-	leaf, err := flat.Open(f.DescriptorPath, flat.Options{ReadOnly: f.ReadOnly})
+// openLayers builds what is below the gate; a pivot calls it (or
+// chain.Extend) again and wraps the result the same way via wrapInner.
+func buildStack(ctx context.Context, f datastore.VolumeFiles) (dev, layers blockdev.Device, err error) {
+	layers, err = openLayers(ctx, f)
 	if err != nil {
-		return nil, fmt.Errorf("open volume %s: %w", f.Name, err)
+		return nil, nil, err
 	}
-	var dev blockdev.Device = leaf
-	// Later filters (cbt, mirror, chain) slot in here, each taking dev
-	// as its explicit next device.
+	return gate.New(wrapInner(layers)), layers, nil
+}
+
+// wrapInner adds the filters that sit between the gate and the layers.
+// Later filters (cbt, mirror) slot in here, each taking dev as its
+// explicit next device.
+func wrapInner(dev blockdev.Device) blockdev.Device {
 	if blockdev.CheckedBuild {
 		dev = blockdev.NewChecked(dev)
 	}
-	return dev, nil
+	return dev
+}
+
+// openLayers opens the base and every delta of a volume. The base and the
+// volume's own deltas open writable (consolidation writes into them); the
+// layers of a clone's origin open read-only.
+func openLayers(ctx context.Context, f datastore.VolumeFiles) (blockdev.Device, error) {
+	_ = ctx // opening does no I/O worth cancelling
+	nd := len(f.Chain.Deltas)
+	shared := nd > f.Chain.Own // the base belongs to the origin of a clone
+	base, err := flat.Open(f.DescriptorPath, flat.Options{ReadOnly: f.ReadOnly || shared})
+	if err != nil {
+		return nil, fmt.Errorf("open volume %s: %w", f.Name, err)
+	}
+	if nd == 0 {
+		return base, nil
+	}
+	deltas := make([]chain.Delta, 0, nd)
+	closeAll := func() {
+		for _, d := range deltas {
+			d.Close()
+		}
+		base.Close()
+	}
+	for i, p := range f.Chain.Deltas {
+		ro := f.ReadOnly || i < nd-f.Chain.Own
+		ext, err := sparse.Open(p, ro)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("open volume %s: delta %s: %w", f.Name, p, err)
+		}
+		if ext.Capacity() != base.Size() {
+			ext.Close()
+			closeAll()
+			return nil, fmt.Errorf("open volume %s: delta %s is %d bytes, base %d: %w",
+				f.Name, p, ext.Capacity(), base.Size(), datastore.ErrBadChain)
+		}
+		deltas = append(deltas, chain.Extent{Extent: ext})
+	}
+	c, err := chain.New(base, deltas)
+	if err != nil {
+		closeAll()
+		return nil, fmt.Errorf("open volume %s: %w", f.Name, err)
+	}
+	return c, nil
 }
 
 // now is the engine's clock for records (catalog, markers).

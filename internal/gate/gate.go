@@ -39,25 +39,41 @@ func New(next blockdev.Device) *Gate {
 // what it returns. If pivot fails the old device stays. It returns how
 // long I/O was held.
 func (g *Gate) Swap(pivot func(cur blockdev.Device) (blockdev.Device, error)) (time.Duration, error) {
-	g.mu.Lock()
-	start := time.Now()
-	nd, err := pivot(g.next)
+	h := g.Hold()
+	nd, err := pivot(h.Current())
 	if err == nil && nd != nil {
-		g.next = nd
+		h.Replace(nd)
 	}
-	held := time.Since(start)
-	g.mu.Unlock()
-	g.stallMu.Lock()
-	g.lastStall = held
-	g.stallMu.Unlock()
-	return held, err
+	return h.Release(), err
 }
 
-// Hold stops I/O until the returned release is called: for operations
-// that span several devices (a consistency-group snapshot).
-func (g *Gate) Hold() (cur blockdev.Device, release func()) {
+// Held is a gate whose I/O is stopped: no request is in flight and none
+// starts until Release. Consistency-group snapshots hold several gates.
+type Held struct {
+	g     *Gate
+	start time.Time
+}
+
+// Hold stops I/O: it waits for the requests in flight and blocks new ones.
+func (g *Gate) Hold() *Held {
 	g.mu.Lock()
-	return g.next, g.mu.Unlock
+	return &Held{g: g, start: time.Now()}
+}
+
+// Current is the installed device.
+func (h *Held) Current() blockdev.Device { return h.g.next }
+
+// Replace installs dev; it takes effect when I/O resumes.
+func (h *Held) Replace(dev blockdev.Device) { h.g.next = dev }
+
+// Release lets I/O go on and returns how long it was held.
+func (h *Held) Release() time.Duration {
+	held := time.Since(h.start)
+	h.g.mu.Unlock()
+	h.g.stallMu.Lock()
+	h.g.lastStall = held
+	h.g.stallMu.Unlock()
+	return held
 }
 
 // Current returns the device now installed (for inspection only).

@@ -1,0 +1,37 @@
+package chain
+
+import (
+	"context"
+
+	"github.com/extrasphere/extrasphere/internal/sparse"
+)
+
+// Extent adapts a VMDK hosted sparse extent to Delta.
+type Extent struct {
+	*sparse.Extent
+}
+
+var _ Delta = Extent{}
+
+// Kind maps the extent's grain table entry.
+func (e Extent) Kind(grain int64) Kind {
+	switch e.Lookup(grain).Kind {
+	case sparse.Data:
+		return Data
+	case sparse.Zero:
+		return Zero
+	}
+	return Unallocated
+}
+
+// WriteGrain writes in place; with fua the data is synced before return
+// (the grain is already allocated, so no table entry is involved).
+func (e Extent) WriteGrain(ctx context.Context, grain int64, off int, p []byte, fua bool) error {
+	if err := e.Extent.WriteGrain(ctx, grain, off, p); err != nil {
+		return err
+	}
+	if fua {
+		return e.Extent.Flush(ctx)
+	}
+	return nil
+}

@@ -1,0 +1,169 @@
+package datastore
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+
+	"github.com/extrasphere/extrasphere/internal/sparse"
+)
+
+// Chain files. A volume's directory holds its base (for a volume that is
+// not a clone) and its own deltas, named <vol>-NNNNNN.vmdk with NNNNNN
+// growing with each snapshot. Each delta names its parent in its embedded
+// descriptor (parentFileNameHint, relative to its own directory): the
+// delta below it, the base <vol>.vmdk, or, for a linked clone, a layer
+// in the origin volume's directory (../origin/...). The top is the one
+// own delta no other own delta names: writes go there. Deleting a delta
+// file is the commit point of a consolidation, so there is never more
+// than one candidate top.
+
+// ErrBadChain: a volume's deltas do not form one chain (a fork, a loop,
+// a parent that is missing).
+var ErrBadChain = errors.New("broken snapshot chain")
+
+// maxChain bounds a chain walk, so a loop in parent hints cannot hang.
+const maxChain = 1024
+
+var deltaRE = regexp.MustCompile(`^(.+)-([0-9]{6})\.vmdk$`)
+
+// DeltaName is the file name of a volume's n-th delta.
+func DeltaName(vol string, n int) string { return fmt.Sprintf("%s-%06d.vmdk", vol, n) }
+
+// ownDeltas lists the delta files of vol in dir, by number.
+func ownDeltas(dir, vol string) ([]string, int, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, 0, err
+	}
+	type d struct {
+		n    int
+		path string
+	}
+	var ds []d
+	for _, e := range ents {
+		m := deltaRE.FindStringSubmatch(e.Name())
+		if m == nil || m[1] != vol || !e.Type().IsRegular() {
+			continue
+		}
+		n, _ := strconv.Atoi(m[2])
+		ds = append(ds, d{n, filepath.Join(dir, e.Name())})
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i].n < ds[j].n })
+	out := make([]string, len(ds))
+	last := 0
+	for i, x := range ds {
+		out[i] = x.path
+		last = x.n
+	}
+	return out, last, nil
+}
+
+// isSparse reports whether path is a hosted sparse extent ("KDMV").
+func isSparse(path string) (bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	var magic [4]byte
+	if _, err := io.ReadFull(f, magic[:]); err != nil {
+		return false, nil // shorter than a header: a text descriptor or garbage
+	}
+	return bytes.Equal(magic[:], []byte("KDMV")), nil
+}
+
+// parentOf returns the resolved parent path a delta names.
+func parentOf(path string) (string, error) {
+	e, err := sparse.Open(path, true)
+	if err != nil {
+		return "", err
+	}
+	defer e.Close()
+	hint := e.Parent().FileNameHint
+	if hint == "" {
+		return "", fmt.Errorf("delta %s names no parent: %w", path, ErrBadChain)
+	}
+	if !filepath.IsAbs(hint) {
+		hint = filepath.Join(filepath.Dir(path), hint)
+	}
+	return filepath.Clean(hint), nil
+}
+
+// ChainFiles are a volume's layers: the flat base's descriptor and the
+// deltas above it, bottom to top. Own is how many of the top deltas live
+// in the volume's own directory (the rest belong to a clone's origin).
+type ChainFiles struct {
+	Base      string
+	Deltas    []string
+	Own       int
+	NextDelta int // the number the next own delta gets
+}
+
+// ReadChain discovers the chain of vol in dir.
+func ReadChain(dir, vol string) (ChainFiles, error) {
+	own, last, err := ownDeltas(dir, vol)
+	if err != nil {
+		return ChainFiles{}, err
+	}
+	cf := ChainFiles{NextDelta: last + 1, Own: len(own)}
+	if len(own) == 0 {
+		cf.Base = filepath.Join(dir, DescriptorName(vol))
+		return cf, nil
+	}
+	isOwn := map[string]bool{}
+	for _, p := range own {
+		isOwn[p] = true
+	}
+	named := map[string]bool{}
+	for _, p := range own {
+		parent, err := parentOf(p)
+		if err != nil {
+			return ChainFiles{}, err
+		}
+		named[parent] = true
+	}
+	var tops []string
+	for _, p := range own {
+		if !named[p] {
+			tops = append(tops, p)
+		}
+	}
+	if len(tops) != 1 {
+		return ChainFiles{}, fmt.Errorf("volume %s has %d top deltas %v: %w", vol, len(tops), tops, ErrBadChain)
+	}
+	var down []string
+	for p := tops[0]; ; {
+		if len(down) > maxChain {
+			return ChainFiles{}, fmt.Errorf("volume %s: chain longer than %d (a loop?): %w", vol, maxChain, ErrBadChain)
+		}
+		sp, err := isSparse(p)
+		if err != nil {
+			return ChainFiles{}, fmt.Errorf("volume %s: layer %s: %w: %w", vol, p, ErrBadChain, err)
+		}
+		if !sp {
+			cf.Base = p
+			break
+		}
+		down = append(down, p)
+		if p, err = parentOf(p); err != nil {
+			return ChainFiles{}, err
+		}
+	}
+	// Every own delta must be on the chain, and the own ones on top.
+	for i, p := range down {
+		if i < len(own) != isOwn[p] {
+			return ChainFiles{}, fmt.Errorf("volume %s: delta %s is not on its chain: %w", vol, p, ErrBadChain)
+		}
+	}
+	for i := len(down) - 1; i >= 0; i-- {
+		cf.Deltas = append(cf.Deltas, down[i])
+	}
+	return cf, nil
+}
