@@ -103,7 +103,8 @@ type ChainFiles struct {
 	Base      string
 	Deltas    []string
 	Own       int
-	NextDelta int // the number the next own delta gets
+	BaseOwn   bool // the base is in the volume's own directory (false for a linked clone)
+	NextDelta int  // the number the next own delta gets
 }
 
 // ReadChain discovers the chain of vol in dir.
@@ -115,6 +116,7 @@ func ReadChain(dir, vol string) (ChainFiles, error) {
 	cf := ChainFiles{NextDelta: last + 1, Own: len(own)}
 	if len(own) == 0 {
 		cf.Base = filepath.Join(dir, DescriptorName(vol))
+		cf.BaseOwn = true
 		return cf, nil
 	}
 	isOwn := map[string]bool{}
@@ -165,5 +167,6 @@ func ReadChain(dir, vol string) (ChainFiles, error) {
 	for i := len(down) - 1; i >= 0; i-- {
 		cf.Deltas = append(cf.Deltas, down[i])
 	}
+	cf.BaseOwn = filepath.Dir(cf.Base) == filepath.Clean(dir)
 	return cf, nil
 }

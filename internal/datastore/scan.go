@@ -45,39 +45,53 @@ func (d *Datastore) Scan() (vols []VolumeFiles, bad []error, err error) {
 		if !e.IsDir() {
 			continue
 		}
-		chain, err := ReadChain(d.VolumeDir(name), name)
-		if err != nil {
-			bad = append(bad, &VolumeError{Volume: name, Path: d.VolumeDir(name), Err: err})
-			continue
+		v, err := d.Load(name)
+		if errors.Is(err, errNotVolume) {
+			continue // not a volume directory (lost+found, user files)
 		}
-		desc := chain.Base
-		if _, err := os.Stat(desc); errors.Is(err, fs.ErrNotExist) && chain.Own == 0 {
-			// A flat file without its descriptor is a volume that lost
-			// its descriptor: report it, never hide data.
-			flatPath := filepath.Join(d.Path, name, name+"-flat.vmdk")
-			if ok, _ := exists(flatPath); ok {
-				bad = append(bad, &VolumeError{Volume: name, Path: desc, Err: fmt.Errorf(
-					"descriptor is missing but %s holds the volume's data: %w", flatPath, ErrMissingDescriptor)})
-			}
-			continue // otherwise not a volume directory (lost+found, user files)
-		}
-		v, err := ReadVolume(name, desc)
 		if err != nil {
 			bad = append(bad, err)
 			continue
-		}
-		v.Chain = chain
-		if chain.Own > 0 {
-			// Importing markers live in the volume's own directory.
-			if v.Importing, err = exists(filepath.Join(d.VolumeDir(name), ImportingFile)); err != nil {
-				bad = append(bad, &VolumeError{Volume: name, Path: desc, Err: err})
-				continue
-			}
 		}
 		vols = append(vols, v)
 	}
 	sort.Slice(vols, func(i, j int) bool { return vols[i].Name < vols[j].Name })
 	return vols, bad, nil
+}
+
+// errNotVolume: a directory that holds no volume at all.
+var errNotVolume = errors.New("not a volume directory")
+
+// Load reads one volume from its directory: its chain and its base's
+// descriptor. Errors are *VolumeError, or errNotVolume.
+func (d *Datastore) Load(name string) (VolumeFiles, error) {
+	chain, err := ReadChain(d.VolumeDir(name), name)
+	if err != nil {
+		return VolumeFiles{}, &VolumeError{Volume: name, Path: d.VolumeDir(name), Err: err}
+	}
+	desc := chain.Base
+	if _, err := os.Stat(desc); errors.Is(err, fs.ErrNotExist) && chain.Own == 0 {
+		// A flat file without its descriptor is a volume that lost
+		// its descriptor: report it, never hide data.
+		flatPath := filepath.Join(d.Path, name, name+"-flat.vmdk")
+		if ok, _ := exists(flatPath); ok {
+			return VolumeFiles{}, &VolumeError{Volume: name, Path: desc, Err: fmt.Errorf(
+				"descriptor is missing but %s holds the volume's data: %w", flatPath, ErrMissingDescriptor)}
+		}
+		return VolumeFiles{}, errNotVolume
+	}
+	v, err := ReadVolume(name, desc)
+	if err != nil {
+		return VolumeFiles{}, err
+	}
+	v.Chain = chain
+	if chain.Own > 0 {
+		// Importing markers live in the volume's own directory.
+		if v.Importing, err = exists(filepath.Join(d.VolumeDir(name), ImportingFile)); err != nil {
+			return VolumeFiles{}, &VolumeError{Volume: name, Path: desc, Err: err}
+		}
+	}
+	return v, nil
 }
 
 // ReadVolume reads one volume's descriptor. Errors are *VolumeError.

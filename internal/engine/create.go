@@ -7,7 +7,6 @@ import (
 
 	"github.com/extrasphere/extrasphere/internal/datastore"
 	"github.com/extrasphere/extrasphere/internal/flat"
-	"github.com/extrasphere/extrasphere/internal/job"
 )
 
 // SectorSize is the granularity of volume sizes; sizes are rounded up to it.
@@ -117,7 +116,7 @@ func (e *Engine) createFiles(ctx context.Context, ent *dsEntry, name string, siz
 		}
 		return nil, fmt.Errorf("create volume %s: %w", name, err)
 	}
-	files, err := datastore.ReadVolume(name, ent.ds.DescriptorPath(name))
+	files, err := ent.ds.Load(name)
 	if err != nil {
 		ent.ds.RemoveVolume(name)
 		return nil, fmt.Errorf("create volume %s: read back: %w", name, err)
@@ -127,7 +126,7 @@ func (e *Engine) createFiles(ctx context.Context, ent *dsEntry, name string, siz
 		ent.ds.RemoveVolume(name)
 		return nil, fmt.Errorf("create volume %s: %w", name, err)
 	}
-	return &volume{name: name, ds: ent, files: files, dev: dev, layers: layers, jobs: map[string]*job.Job{}}, nil
+	return newVolume(name, ent, files, dev, layers), nil
 }
 
 // roundUp rounds n up to a multiple of SectorSize; ok is false on overflow.

@@ -194,7 +194,15 @@ func (e *Engine) scanDatastore(ctx context.Context, ent *dsEntry) []*volume {
 			vols = append(vols, v)
 			continue
 		}
-		v.dev, v.layers, v.err = buildStack(ctx, f)
+		if rf, fixed, err := recoverTop(f, ent.ds.VolumeDir(f.Name)); err != nil {
+			v.err = err
+		} else {
+			if fixed {
+				e.log.Warn("completed an interrupted snapshot: new delta on the frozen top", "volume", f.Name)
+			}
+			v.files = rf
+			v.dev, v.layers, v.err = buildStack(ctx, rf)
+		}
 		if v.err != nil {
 			e.log.Error("volume not served", "volume", f.Name, "datastore", ent.name, "err", v.err)
 		}
@@ -269,4 +277,9 @@ func (e *Engine) Close() error {
 	}
 	e.log.Info("engine closed", "volumes", len(vols))
 	return errors.Join(errs...)
+}
+
+// newVolume is a served volume.
+func newVolume(name string, ent *dsEntry, files datastore.VolumeFiles, dev, layers blockdev.Device) *volume {
+	return &volume{name: name, ds: ent, files: files, dev: dev, layers: layers, jobs: map[string]*job.Job{}}
 }

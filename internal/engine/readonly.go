@@ -24,6 +24,10 @@ func (e *Engine) SetReadOnly(ctx context.Context, name string, ro bool) (VolumeI
 	if err == nil && v.err != nil {
 		err = errorf(ErrVolumeUnavailable, "volume %s is unavailable (%v)", name, v.err)
 	}
+	if err == nil && !v.files.Chain.BaseOwn {
+		// The flag lives in the base descriptor, which is the origin's.
+		err = errorf(ErrInvalidArgument, "volume %s is a linked clone: promote it before changing read-only", name)
+	}
 	if err != nil {
 		e.mu.Unlock()
 		return VolumeInfo{}, err

@@ -3,6 +3,9 @@ package engine
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+
+	"github.com/extrasphere/extrasphere/internal/datastore"
 )
 
 // RemoveVolume deletes a volume and its files. A volume with open NBD
@@ -28,6 +31,13 @@ func (e *Engine) removeVolume(ctx context.Context, name string, force, duringClo
 	if err != nil {
 		e.mu.Unlock()
 		return err
+	}
+	for _, p := range ownLayerPaths(v.files) {
+		if users := e.cloneUsersLocked(v, p); len(users) > 0 {
+			e.mu.Unlock()
+			return errorf(ErrVolumeInUse, "cannot remove volume %s: linked clone(s) %v use its layer %s; promote or remove them first",
+				name, users, filepath.Base(p))
+		}
 	}
 	if err := inUseLocked(v, "remove"); err != nil && (!force || v.op != "") {
 		e.mu.Unlock()
@@ -68,4 +78,15 @@ func (e *Engine) removeVolume(ctx context.Context, name string, force, duringClo
 	delete(e.volumes, name)
 	e.log.Info("volume removed", "volume", name, "datastore", v.ds.name, "force", force, "connections", conns)
 	return nil
+}
+
+// ownLayerPaths are the files in the volume's own directory: its base
+// (unless it is a clone) and its own deltas.
+func ownLayerPaths(f datastore.VolumeFiles) []string {
+	cf := f.Chain
+	var out []string
+	if cf.BaseOwn {
+		out = append(out, f.DescriptorPath)
+	}
+	return append(out, cf.Deltas[len(cf.Deltas)-cf.Own:]...)
 }

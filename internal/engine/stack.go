@@ -50,7 +50,7 @@ func wrapInner(dev blockdev.Device) blockdev.Device {
 func openLayers(ctx context.Context, f datastore.VolumeFiles) (blockdev.Device, error) {
 	_ = ctx // opening does no I/O worth cancelling
 	nd := len(f.Chain.Deltas)
-	shared := nd > f.Chain.Own // the base belongs to the origin of a clone
+	shared := !f.Chain.BaseOwn // the base belongs to the origin of a clone
 	base, err := flat.Open(f.DescriptorPath, flat.Options{ReadOnly: f.ReadOnly || shared})
 	if err != nil {
 		return nil, fmt.Errorf("open volume %s: %w", f.Name, err)

@@ -1,0 +1,98 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/gate"
+	"github.com/extrasphere/extrasphere/internal/sparse"
+)
+
+// Clone makes a linked clone: a new volume whose only file is a delta over
+// the layers src had frozen at snapshot snap (a new snapshot is taken
+// when snap is ""). The clone is served at once, shares src's frozen
+// layers read-only, and lives on src's datastore. src keeps running.
+func (e *Engine) Clone(ctx context.Context, src, snap, name string) (VolumeInfo, error) {
+	if err := datastore.CheckName("volume", name); err != nil {
+		return VolumeInfo{}, errorf(ErrInvalidArgument, "%w", err)
+	}
+	vs, unlock, err := e.snapVolumes([]string{src}, "clone")
+	if err != nil {
+		return VolumeInfo{}, err
+	}
+	defer unlock()
+	v := vs[0]
+	if snap == "" {
+		snap = "clone-" + name
+		h := v.dev.(*gate.Gate).Hold()
+		_, err := e.snapshotHeld(ctx, v, h, snap, time.Now())
+		h.Release()
+		if err != nil {
+			return VolumeInfo{}, err
+		}
+	}
+	ls := layersOf(v)
+	k, err := findSnapshot(v, ls, snap)
+	if err != nil {
+		return VolumeInfo{}, err
+	}
+	ent, err := e.reserveVolume(name, v.ds.name)
+	if err != nil {
+		return VolumeInfo{}, err
+	}
+	nv, err := e.cloneFiles(ctx, ent, name, ls[k], v.files)
+	e.mu.Lock()
+	delete(e.reserved, name)
+	if err == nil {
+		e.volumes[name] = nv
+	}
+	e.mu.Unlock()
+	if err != nil {
+		return VolumeInfo{}, err
+	}
+	e.log.Info("linked clone created", "volume", name, "origin", src, "snapshot", snap)
+	return e.GetVolume(ctx, name)
+}
+
+// cloneFiles writes the clone's delta in a staging directory, commits it
+// and opens the clone's stack from what is on disk.
+func (e *Engine) cloneFiles(ctx context.Context, ent *dsEntry, name string, parent layer, srcFiles datastore.VolumeFiles) (*volume, error) {
+	st, err := ent.ds.Stage(name)
+	if err != nil {
+		return nil, fmt.Errorf("clone %s: %w", name, err)
+	}
+	// The hint is relative to the clone's final directory.
+	hint, err := filepath.Rel(ent.ds.VolumeDir(name), parent.path)
+	if err != nil {
+		ent.ds.Abort(st)
+		return nil, fmt.Errorf("clone %s: %w", name, err)
+	}
+	cid, err := parent.cid()
+	if err != nil {
+		ent.ds.Abort(st)
+		return nil, fmt.Errorf("clone %s: read CID of %s: %w", name, parent.path, err)
+	}
+	path := filepath.Join(st.Dir, datastore.DeltaName(name, 1))
+	if err := sparse.Create(path, srcFiles.Size, sparse.ParentRef{FileNameHint: hint, CID: cid}, sparse.CreateOptions{}); err != nil {
+		ent.ds.Abort(st)
+		return nil, fmt.Errorf("clone %s: %w", name, err)
+	}
+	if err := ent.ds.Commit(st); err != nil {
+		ent.ds.Abort(st)
+		return nil, fmt.Errorf("clone %s: %w", name, err)
+	}
+	files, err := ent.ds.Load(name)
+	if err != nil {
+		ent.ds.RemoveVolume(name)
+		return nil, fmt.Errorf("clone %s: read back: %w", name, err)
+	}
+	dev, layers, err := buildStack(ctx, files)
+	if err != nil {
+		ent.ds.RemoveVolume(name)
+		return nil, fmt.Errorf("clone %s: %w", name, err)
+	}
+	return newVolume(name, ent, files, dev, layers), nil
+}

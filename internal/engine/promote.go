@@ -1,0 +1,124 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/extrasphere/extrasphere/internal/blockdev"
+	"github.com/extrasphere/extrasphere/internal/chain"
+	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/flat"
+	"github.com/extrasphere/extrasphere/internal/gate"
+	"github.com/extrasphere/extrasphere/internal/job"
+	"github.com/extrasphere/extrasphere/internal/sparse"
+)
+
+// KindPromote is the job kind of Promote.
+const KindPromote = "promote"
+
+// Promote makes a linked clone standalone while it runs: the layers it
+// shares with its origin are copied into a new flat base in the clone's
+// own directory, then its bottom delta is re-pointed to that base (the
+// commit point) and the stack pivots. It runs as a job.
+func (e *Engine) Promote(ctx context.Context, name string) (job.Info, error) {
+	vs, unlock, err := e.snapVolumes([]string{name}, "promote")
+	if err != nil {
+		return job.Info{}, err
+	}
+	v := vs[0]
+	cf := v.files.Chain
+	if cf.BaseOwn {
+		unlock()
+		return job.Info{}, errorf(ErrInvalidArgument, "volume %s is not a linked clone: nothing to promote", name)
+	}
+	e.mu.Lock()
+	j, err := e.startJobLocked(v, KindPromote, v.files.Size, func(ctx context.Context, j *job.Job) error {
+		defer unlock()
+		return e.promote(ctx, v, j)
+	}, nil)
+	e.mu.Unlock()
+	if err != nil {
+		unlock()
+		return job.Info{}, err
+	}
+	return j.Info(), nil
+}
+
+func (e *Engine) promote(ctx context.Context, v *volume, j *job.Job) error {
+	c := v.layers.(*chain.Chain)
+	base, deltas := c.Layers()
+	nShared := len(deltas) - v.files.Chain.Own
+	var shared blockdev.Device = base
+	if nShared > 0 {
+		sc, err := chain.New(base, deltas[:nShared]) // frozen layers: a read-only view
+		if err != nil {
+			return err
+		}
+		shared = sc
+	}
+	dir := e.volumeDirOf(v)
+	desc := filepath.Join(dir, datastore.DescriptorName(v.name))
+	flatPath, err := flat.FlatPath(desc)
+	if err != nil {
+		return err
+	}
+	// A leftover of an interrupted promote is not on any chain: remove it.
+	os.Remove(desc)
+	os.Remove(flatPath)
+	if err := flat.Create(desc, v.files.Size, flat.CreateOptions{}); err != nil {
+		return fmt.Errorf("promote %s: %w", v.name, err)
+	}
+	nb, err := flat.Open(desc, flat.Options{})
+	if err != nil {
+		return fmt.Errorf("promote %s: %w", v.name, err)
+	}
+	fail := func(err error) error {
+		nb.Close()
+		os.Remove(desc)
+		os.Remove(flatPath)
+		return fmt.Errorf("promote %s: %w", v.name, err)
+	}
+	if err := copyDevice(ctx, nb, shared, 0, j.SetDone); err != nil {
+		return fail(err)
+	}
+	bottom := deltas[nShared].(chain.Extent).Extent
+	own := append([]chain.Delta(nil), deltas[nShared:]...)
+	nd, err := chain.New(nb, own)
+	if err != nil {
+		return fail(err)
+	}
+	nl := layer{path: desc}
+	cid, err := nl.cid()
+	if err != nil {
+		return fail(err)
+	}
+	h := v.dev.(*gate.Gate).Hold()
+	// The commit point: the bottom delta now names the clone's own base.
+	if err := bottom.SetParent(sparse.ParentRef{FileNameHint: filepath.Base(desc), CID: cid}); err != nil {
+		h.Release()
+		return fail(err)
+	}
+	h.Replace(wrapInner(nd))
+	e.mu.Lock()
+	v.layers = nd
+	v.files.DescriptorPath = desc
+	v.files.FlatPath = flatPath
+	v.files.Chain.Base = desc
+	v.files.Chain.Deltas = v.files.Chain.Deltas[nShared:]
+	v.files.Chain.BaseOwn = true
+	e.mu.Unlock()
+	stall := h.Release()
+	var errs []error
+	for _, d := range deltas[:nShared] {
+		errs = append(errs, d.Close())
+	}
+	errs = append(errs, base.Close())
+	if err := errors.Join(errs...); err != nil {
+		e.log.Warn("close origin layers after promote", "volume", v.name, "err", err)
+	}
+	e.log.Info("clone promoted", "volume", v.name, "io_held", stall)
+	return nil
+}

@@ -1,0 +1,107 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/extrasphere/extrasphere/internal/chain"
+	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/gate"
+)
+
+// RevertSnapshot returns a volume to a snapshot: every layer written since
+// is deleted and a new empty delta over the snapshot's layer takes the
+// writes; the snapshot itself stays. Connected clients stay connected and
+// see the snapshot's content from their next read (as after a disk swap:
+// stop the guest first unless it expects that).
+func (e *Engine) RevertSnapshot(ctx context.Context, vol, name string) (SnapshotInfo, error) {
+	vs, unlock, err := e.snapVolumes([]string{vol}, "revert")
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	defer unlock()
+	v := vs[0]
+	ls := layersOf(v)
+	k, err := findSnapshot(v, ls, name)
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	if err := e.refuseShared(v, "revert to snapshot "+name, ls[k+1:]); err != nil {
+		return SnapshotInfo{}, err
+	}
+	h := v.dev.(*gate.Gate).Hold()
+	defer h.Release()
+	// Delete from the top down: a crash in between leaves the chain at
+	// an older consistent state whose top is a named layer, which open
+	// completes with a new delta (recoverTop).
+	for i := len(ls) - 1; i > k; i-- {
+		if err := os.Remove(ls[i].path); err != nil {
+			return SnapshotInfo{}, fmt.Errorf("revert volume %s: delete %s: %w", vol, ls[i].path, err)
+		}
+	}
+	if err := datastore.SyncDir(e.volumeDirOf(v)); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("revert volume %s: %w", vol, err)
+	}
+	ext, path, err := newDelta(v, e.volumeDirOf(v), ls[k], v.files.Size)
+	if err != nil {
+		return SnapshotInfo{}, fmt.Errorf("revert volume %s: create delta: %w", vol, err)
+	}
+	c := v.layers.(*chain.Chain)
+	base, deltas := c.Layers()
+	for _, d := range deltas[k:] {
+		d.Close()
+	}
+	nd, err := chain.New(base, append(append([]chain.Delta(nil), deltas[:k]...), chain.Extent{Extent: ext}))
+	if err != nil {
+		return SnapshotInfo{}, fmt.Errorf("revert volume %s: %w", vol, err)
+	}
+	h.Replace(wrapInner(nd))
+	e.mu.Lock()
+	v.layers = nd
+	v.files.Chain.Deltas = append(v.files.Chain.Deltas[:k:k], path)
+	v.files.Chain.Own = v.files.Chain.Own - (len(ls) - 1 - k) + 1
+	v.files.Chain.NextDelta++
+	e.mu.Unlock()
+	_, t := ls[k].snapshot()
+	e.log.Info("volume reverted", "volume", vol, "snapshot", name, "deleted_layers", len(ls)-1-k)
+	return SnapshotInfo{Volume: vol, Name: name, Created: t, Layer: ls[k].path}, nil
+}
+
+// volumeDirOf is the volume's own directory.
+func (e *Engine) volumeDirOf(v *volume) string { return v.ds.ds.VolumeDir(v.name) }
+
+// recoverTop completes an interrupted snapshot or revert at open: a
+// volume whose top layer is named by a snapshot must not write into it,
+// so a new empty delta goes on top (what the interrupted operation was
+// about to do). It returns the files to open.
+func recoverTop(f datastore.VolumeFiles, dir string) (datastore.VolumeFiles, bool, error) {
+	top := f.DescriptorPath
+	if n := len(f.Chain.Deltas); n > 0 {
+		top = f.Chain.Deltas[n-1]
+	}
+	if f.ReadOnly || (len(f.Chain.Deltas) == 0 && !f.Chain.BaseOwn) {
+		return f, false, nil
+	}
+	l := layer{path: top}
+	if len(f.Chain.Deltas) > 0 {
+		ext, err := openDeltaRO(top)
+		if err != nil {
+			return f, false, err
+		}
+		defer ext.Close()
+		l.delta = ext
+	}
+	if name, _ := l.snapshot(); name == "" {
+		return f, false, nil
+	}
+	v := &volume{name: f.Name, files: f}
+	path, err := createDeltaFile(v, dir, l, f.Size)
+	if err != nil {
+		return f, false, fmt.Errorf("complete the interrupted snapshot of %s: %w", f.Name, err)
+	}
+	f.Chain.Deltas = append(f.Chain.Deltas, path)
+	f.Chain.Own++
+	f.Chain.NextDelta++
+	return f, true, nil
+}

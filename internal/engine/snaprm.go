@@ -1,0 +1,141 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/extrasphere/extrasphere/internal/blockdev"
+	"github.com/extrasphere/extrasphere/internal/chain"
+	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/gate"
+	"github.com/extrasphere/extrasphere/internal/job"
+)
+
+// KindConsolidate is the job kind of snapshot removal.
+const KindConsolidate = "consolidate"
+
+// cloneUsersLocked lists the volumes other than v whose chains read path.
+// Caller holds e.mu.
+func (e *Engine) cloneUsersLocked(v *volume, path string) []string {
+	var users []string
+	for _, o := range e.volumes {
+		if o == v {
+			continue
+		}
+		if o.files.DescriptorPath == path || slices.Contains(o.files.Chain.Deltas, path) {
+			users = append(users, o.name)
+		}
+	}
+	slices.Sort(users)
+	return users
+}
+
+// refuseShared fails when a clone reads one of the layers.
+func (e *Engine) refuseShared(v *volume, what string, ls []layer) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, l := range ls {
+		if users := e.cloneUsersLocked(v, l.path); len(users) > 0 {
+			return errorf(ErrVolumeInUse, "cannot %s on volume %s: linked clone(s) %v read %s; promote or remove them first",
+				what, v.name, users, filepath.Base(l.path))
+		}
+	}
+	return nil
+}
+
+// RemoveSnapshot deletes a snapshot by merging the delta written since it
+// into the layer it froze, live: the VM keeps writing during the copy and
+// I/O is held only for the last grains and the pivot. It runs as a job.
+// Only the newest snapshot can be removed this way (its delta is the one
+// being written); remove newer ones first.
+func (e *Engine) RemoveSnapshot(ctx context.Context, vol, name string) (job.Info, error) {
+	vs, unlock, err := e.snapVolumes([]string{vol}, "remove a snapshot of")
+	if err != nil {
+		return job.Info{}, err
+	}
+	v := vs[0]
+	ls := layersOf(v)
+	k, err := findSnapshot(v, ls, name)
+	if err == nil && k != len(ls)-2 {
+		err = errorf(ErrInvalidArgument, "snapshot %s of volume %s is not the newest: remove the newer snapshots first", name, vol)
+	}
+	if err == nil {
+		err = e.refuseShared(v, "remove snapshot "+name, ls[k:])
+	}
+	c, ok := v.layers.(*chain.Chain)
+	if err == nil && !ok {
+		err = errorf(ErrSnapshotNotFound, "volume %s has no delta to merge", vol)
+	}
+	if err != nil {
+		unlock()
+		return job.Info{}, err
+	}
+	m := chain.NewMerger(c)
+	e.mu.Lock()
+	j, err := e.startJobLocked(v, KindConsolidate, m.Grains(), func(ctx context.Context, j *job.Job) error {
+		defer unlock()
+		return e.consolidate(ctx, v, m, ls[k], ls[k+1], j)
+	}, nil)
+	e.mu.Unlock()
+	if err != nil {
+		m.Abort()
+		unlock()
+		return job.Info{}, err
+	}
+	return j.Info(), nil
+}
+
+// consolidate merges top into below (see RemoveSnapshot). v.snapMu is held.
+func (e *Engine) consolidate(ctx context.Context, v *volume, m *chain.Merger, below, top layer, j *job.Job) error {
+	if _, err := m.Copy(ctx, 64, 8, func(n int64) { j.SetDone(n) }); err != nil {
+		m.Abort()
+		return fmt.Errorf("remove snapshot of volume %s: copy: %w", v.name, err)
+	}
+	h := v.dev.(*gate.Gate).Hold()
+	next, err := e.commitMerge(ctx, v, m, below, top)
+	if err != nil {
+		h.Release()
+		m.Abort()
+		return err
+	}
+	h.Replace(wrapInner(next))
+	stall := h.Release()
+	j.SetDone(m.Copied())
+	if err := top.delta.Close(); err != nil {
+		e.log.Warn("close merged delta", "volume", v.name, "err", err)
+	}
+	e.log.Info("snapshot removed", "volume", v.name, "merged", filepath.Base(top.path), "into", filepath.Base(below.path), "io_held", stall)
+	return nil
+}
+
+// commitMerge finishes a merge with I/O held: copy the last grains, flush,
+// un-name the layer, and delete the top delta (the commit point: until the
+// file is gone the old chain is the truth and reads the same).
+func (e *Engine) commitMerge(ctx context.Context, v *volume, m *chain.Merger, below, top layer) (blockdev.Device, error) {
+	if err := m.Finish(ctx); err != nil {
+		return nil, fmt.Errorf("remove snapshot of volume %s: finish copy: %w", v.name, err)
+	}
+	if err := below.setSnapshot("", time.Time{}); err != nil {
+		return nil, fmt.Errorf("remove snapshot of volume %s: %w", v.name, err)
+	}
+	if err := os.Remove(top.path); err != nil {
+		return nil, fmt.Errorf("remove snapshot of volume %s: delete %s: %w", v.name, top.path, err)
+	}
+	if err := datastore.SyncDir(filepath.Dir(top.path)); err != nil {
+		return nil, fmt.Errorf("remove snapshot of volume %s: %w", v.name, err)
+	}
+	nd, err := m.Without()
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	v.layers = nd
+	v.files.Chain.Deltas = v.files.Chain.Deltas[:len(v.files.Chain.Deltas)-1]
+	v.files.Chain.Own--
+	e.mu.Unlock()
+	return nd, nil
+}

@@ -1,0 +1,182 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/extrasphere/extrasphere/internal/blockdev"
+	"github.com/extrasphere/extrasphere/internal/chain"
+	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/gate"
+)
+
+// ErrSnapshotNotFound / ErrSnapshotExists: a snapshot name that is not
+// there, or already is.
+var (
+	ErrSnapshotNotFound = errors.New("snapshot not found")
+	ErrSnapshotExists   = errors.New("snapshot already exists")
+)
+
+// SnapshotInfo describes one snapshot of a volume.
+type SnapshotInfo struct {
+	Volume  string    `json:"volume"`
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
+	Layer   string    `json:"layer"` // the file holding the frozen state
+}
+
+// snapVolumes looks up and locks the volumes of a snapshot operation in
+// name order (so two group operations never deadlock). unlock undoes it.
+func (e *Engine) snapVolumes(names []string, what string) (vs []*volume, unlock func(), err error) {
+	names = slices.Clone(names)
+	slices.Sort(names)
+	names = slices.Compact(names)
+	e.mu.Lock()
+	for _, n := range names {
+		v, err := e.lookupLocked(n)
+		if err == nil && (v.err != nil || v.dev == nil) {
+			err = errorf(ErrVolumeUnavailable, "cannot %s volume %s: it is unavailable (%v)", what, n, v.err)
+		}
+		if err == nil && v.op != "" {
+			err = errorf(ErrVolumeInUse, "cannot %s volume %s: %s is in progress; retry when it is done", what, n, v.op)
+		}
+		if err == nil && v.files.ReadOnly {
+			err = errorf(ErrInvalidArgument, "cannot %s volume %s: it is read-only", what, n)
+		}
+		if err != nil {
+			e.mu.Unlock()
+			return nil, nil, err
+		}
+		vs = append(vs, v)
+	}
+	e.mu.Unlock()
+	for _, v := range vs {
+		v.snapMu.Lock()
+	}
+	return vs, func() {
+		for _, v := range vs {
+			v.snapMu.Unlock()
+		}
+	}, nil
+}
+
+// CreateSnapshot takes one crash-consistent snapshot of every volume at
+// the same instant: all their gates are held (no write in flight on any of
+// them) while each volume's current top layer is frozen and a new delta
+// takes its writes. A write acknowledged on any volume before the instant
+// is in the snapshot; one issued after it is not.
+func (e *Engine) CreateSnapshot(ctx context.Context, vols []string, name string) ([]SnapshotInfo, error) {
+	if name == "" {
+		name = "snap-" + time.Now().UTC().Format("20060102-150405")
+	}
+	if err := datastore.CheckName("snapshot", name); err != nil {
+		return nil, errorf(ErrInvalidArgument, "%v", err)
+	}
+	vs, unlock, err := e.snapVolumes(vols, "snapshot")
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	for _, v := range vs {
+		for _, l := range layersOf(v) {
+			if n, _ := l.snapshot(); n == name && l.own {
+				return nil, errorf(ErrSnapshotExists, "volume %s already has a snapshot %s; pick another name", v.name, name)
+			}
+		}
+	}
+	held := make([]*gate.Held, 0, len(vs))
+	for _, v := range vs {
+		held = append(held, v.dev.(*gate.Gate).Hold())
+	}
+	at := time.Now()
+	var out []SnapshotInfo
+	var errs []error
+	for i, v := range vs {
+		info, err := e.snapshotHeld(ctx, v, held[i], name, at)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, info)
+	}
+	var stall time.Duration
+	for _, h := range held {
+		stall = max(stall, h.Release())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return out, fmt.Errorf("snapshot %s: %w (volumes snapshotted: %d of %d)", name, err, len(out), len(vs))
+	}
+	e.log.Info("snapshot created", "snapshot", name, "volumes", vols, "io_held", stall)
+	return out, nil
+}
+
+// snapshotHeld freezes v's top layer under name and installs a chain with
+// a new empty delta on top. I/O is held by h; v.snapMu is held.
+func (e *Engine) snapshotHeld(ctx context.Context, v *volume, h *gate.Held, name string, at time.Time) (SnapshotInfo, error) {
+	if err := h.Current().Flush(ctx); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("volume %s: flush before snapshot: %w", v.name, err)
+	}
+	ls := layersOf(v)
+	top := ls[len(ls)-1]
+	if err := top.setSnapshot(name, at); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("volume %s: name the frozen layer %s: %w", v.name, top.path, err)
+	}
+	ext, path, err := newDelta(v, e.volumeDirOf(v), top, v.files.Size)
+	if err != nil {
+		top.setSnapshot("", time.Time{}) // best effort: the layer stays the writable top
+		return SnapshotInfo{}, fmt.Errorf("volume %s: create delta: %w", v.name, err)
+	}
+	var next blockdev.Device
+	if c, ok := v.layers.(*chain.Chain); ok {
+		next, err = chain.Extend(c, chain.Extent{Extent: ext})
+	} else {
+		next, err = chain.New(v.layers, []chain.Delta{chain.Extent{Extent: ext}})
+	}
+	if err != nil {
+		ext.Close()
+		os.Remove(path)
+		top.setSnapshot("", time.Time{})
+		return SnapshotInfo{}, fmt.Errorf("volume %s: %w", v.name, err)
+	}
+	h.Replace(wrapInner(next))
+	e.mu.Lock()
+	v.layers = next
+	v.files.Chain.Deltas = append(v.files.Chain.Deltas, path)
+	v.files.Chain.Own++
+	v.files.Chain.NextDelta = max(v.files.Chain.NextDelta, 1) + 1
+	e.mu.Unlock()
+	return SnapshotInfo{Volume: v.name, Name: name, Created: at, Layer: top.path}, nil
+}
+
+// ListSnapshots lists a volume's own snapshots, oldest first.
+func (e *Engine) ListSnapshots(ctx context.Context, vol string) ([]SnapshotInfo, error) {
+	e.mu.Lock()
+	v, err := e.lookupLocked(vol)
+	e.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	v.snapMu.Lock()
+	defer v.snapMu.Unlock()
+	out := []SnapshotInfo{}
+	for _, l := range layersOf(v) {
+		if n, t := l.snapshot(); n != "" && l.own {
+			out = append(out, SnapshotInfo{Volume: vol, Name: n, Created: t, Layer: l.path})
+		}
+	}
+	return out, nil
+}
+
+// findSnapshot returns the index of the own layer the snapshot froze.
+func findSnapshot(v *volume, ls []layer, name string) (int, error) {
+	for i, l := range ls {
+		if n, _ := l.snapshot(); n == name && l.own {
+			return i, nil
+		}
+	}
+	return 0, errorf(ErrSnapshotNotFound, "volume %s has no snapshot %s (see `extrasphere snapshot list %s`)", v.name, name, v.name)
+}
