@@ -17,6 +17,7 @@ import (
 
 	"github.com/extrasphere/extrasphere/internal/api"
 	"github.com/extrasphere/extrasphere/internal/engine"
+	"github.com/extrasphere/extrasphere/internal/failpoint"
 	"github.com/extrasphere/extrasphere/internal/nbd"
 )
 
@@ -85,7 +86,8 @@ func serve(ctx context.Context, g *globals, o serveOptions, apiAddr string) erro
 	// The engine first: its catalog lock keeps a second daemon on the
 	// same data dir from touching our sockets.
 	start := time.Now()
-	eng, err := engine.Open(ctx, engine.Config{DataDir: data, Logger: log, NBDSocket: sock, NBDAddr: o.nbdAddr})
+	eng, err := engine.Open(ctx, engine.Config{DataDir: data, Logger: log, NBDSocket: sock, NBDAddr: o.nbdAddr,
+		Failpoints: failpoint.FromEnv()})
 	if err != nil {
 		return err
 	}

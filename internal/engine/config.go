@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"github.com/extrasphere/extrasphere/internal/failpoint"
+
 	"log/slog"
 	"path/filepath"
 )
@@ -24,6 +26,10 @@ type Config struct {
 
 	// QemuImg is the qemu-img program; default "qemu-img" from PATH.
 	QemuImg string
+
+	// Failpoints, when set, stop the process at named steps of
+	// migrations and consolidations (crash tests). Nil in production.
+	Failpoints *failpoint.Set
 }
 
 // DefaultDatastore is the name of the datastore every data dir has.

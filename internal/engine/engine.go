@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
@@ -113,6 +114,7 @@ func (e *Engine) load(ctx context.Context) error {
 		recs = append(recs, catalog.Datastore{Name: DefaultDatastore, Path: e.cfg.defaultDatastorePath()})
 	}
 	sort.Slice(recs, func(i, j int) bool { return recs[i].Name < recs[j].Name })
+	ents := make([]*dsEntry, 0, len(recs))
 	for _, r := range recs {
 		ent := e.openDatastore(r)
 		if ent.ds != nil && r.Name == DefaultDatastore && !haveDefault {
@@ -120,14 +122,48 @@ func (e *Engine) load(ctx context.Context) error {
 				return fmt.Errorf("open engine: %w", err)
 			}
 		}
+		ents = append(ents, ent)
+	}
+	e.finishMigrations(ents)
+	for _, ent := range ents {
 		vols := e.scanDatastore(ctx, ent)
 		e.mu.Lock()
 		e.datastores[ent.name] = ent
 		e.installLocked(ent, vols)
 		e.mu.Unlock()
 	}
+	e.rollBackInterrupted(ctx)
 	e.log.Info("engine open", "data", e.cfg.DataDir, "datastores", len(e.datastores), "volumes", len(e.volumes))
 	return nil
+}
+
+// rollBackInterrupted merges away the snapshot of a migration that a
+// crash stopped before its commit (the target copy was already deleted
+// with the staging directory): the migration rolls back. It runs as a
+// job, so the daemon serves at once.
+func (e *Engine) rollBackInterrupted(ctx context.Context) {
+	e.mu.Lock()
+	var todo []*volume
+	for _, v := range e.volumes {
+		if v.err == nil && v.dev != nil {
+			todo = append(todo, v)
+		}
+	}
+	e.mu.Unlock()
+	for _, v := range todo {
+		ls := layersOf(v)
+		if len(ls) < 2 {
+			continue
+		}
+		name, _ := ls[len(ls)-2].snapshot()
+		if !strings.HasPrefix(name, migrateSnapPrefix) || !ls[len(ls)-2].own {
+			continue
+		}
+		e.log.Warn("rolling back an interrupted migration", "volume", v.name, "snapshot", name)
+		if _, err := e.RemoveSnapshot(ctx, v.name, name); err != nil {
+			e.log.Error("roll back interrupted migration", "volume", v.name, "err", err)
+		}
+	}
 }
 
 // openDatastore opens one catalog record. The default datastore is

@@ -91,10 +91,16 @@ func (e *Engine) RemoveSnapshot(ctx context.Context, vol, name string) (job.Info
 
 // consolidate merges top into below (see RemoveSnapshot). v.snapMu is held.
 func (e *Engine) consolidate(ctx context.Context, v *volume, m *chain.Merger, below, top layer, j *job.Job) error {
-	if _, err := m.Copy(ctx, 64, 8, func(n int64) { j.SetDone(n) }); err != nil {
+	progress := func(n int64) {
+		if j != nil {
+			j.SetDone(n)
+		}
+	}
+	if _, err := m.Copy(ctx, 64, 8, progress); err != nil {
 		m.Abort()
 		return fmt.Errorf("remove snapshot of volume %s: copy: %w", v.name, err)
 	}
+	e.hit("consolidate.after-copy")
 	h := v.dev.(*gate.Gate).Hold()
 	next, err := e.commitMerge(ctx, v, m, below, top)
 	if err != nil {
@@ -104,7 +110,7 @@ func (e *Engine) consolidate(ctx context.Context, v *volume, m *chain.Merger, be
 	}
 	h.Replace(wrapInner(next))
 	stall := h.Release()
-	j.SetDone(m.Copied())
+	progress(m.Copied())
 	if err := top.delta.Close(); err != nil {
 		e.log.Warn("close merged delta", "volume", v.name, "err", err)
 	}
@@ -122,12 +128,14 @@ func (e *Engine) commitMerge(ctx context.Context, v *volume, m *chain.Merger, be
 	if err := below.setSnapshot("", time.Time{}); err != nil {
 		return nil, fmt.Errorf("remove snapshot of volume %s: %w", v.name, err)
 	}
+	e.hit("consolidate.before-unlink")
 	if err := os.Remove(top.path); err != nil {
 		return nil, fmt.Errorf("remove snapshot of volume %s: delete %s: %w", v.name, top.path, err)
 	}
 	if err := datastore.SyncDir(filepath.Dir(top.path)); err != nil {
 		return nil, fmt.Errorf("remove snapshot of volume %s: %w", v.name, err)
 	}
+	e.hit("consolidate.after-unlink")
 	nd, err := m.Without()
 	if err != nil {
 		return nil, err
@@ -138,4 +146,22 @@ func (e *Engine) commitMerge(ctx context.Context, v *volume, m *chain.Merger, be
 	v.files.Chain.Own--
 	e.mu.Unlock()
 	return nd, nil
+}
+
+// hit stops the process at an armed failpoint (crash tests).
+func (e *Engine) hit(name string) { e.cfg.Failpoints.Hit(name) }
+
+// mergeNewest removes the newest snapshot snap synchronously (rollbacks
+// and recovery). The caller holds v.snapMu.
+func (e *Engine) mergeNewest(ctx context.Context, v *volume, snap string) error {
+	ls := layersOf(v)
+	k, err := findSnapshot(v, ls, snap)
+	if err != nil {
+		return err
+	}
+	c, ok := v.layers.(*chain.Chain)
+	if k != len(ls)-2 || !ok {
+		return fmt.Errorf("snapshot %s of volume %s is not the newest", snap, v.name)
+	}
+	return e.consolidate(ctx, v, chain.NewMerger(c), ls[k], ls[k+1], nil)
 }

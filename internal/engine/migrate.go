@@ -1,0 +1,414 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/extrasphere/extrasphere/internal/blockdev"
+	"github.com/extrasphere/extrasphere/internal/chain"
+	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/flat"
+	"github.com/extrasphere/extrasphere/internal/gate"
+	"github.com/extrasphere/extrasphere/internal/job"
+	"github.com/extrasphere/extrasphere/internal/sparse"
+	"github.com/extrasphere/extrasphere/internal/vmdk"
+)
+
+// KindMigrate is the job kind of a live storage migration.
+const KindMigrate = "migrate"
+
+// migratedFrom is the marker a migrated volume's new directory carries
+// until the old directory is gone: it names the old directory, so a
+// restart that finds both knows the new one is complete and wins.
+const migratedFrom = ".migrated-from"
+
+// migrateSnapPrefix names the snapshot a migration takes; one left by a
+// crash is merged away at the next start (the migration rolls back).
+const migrateSnapPrefix = "migrate-"
+
+// Migrate moves a running volume to another datastore (the seed's trick,
+// inside the daemon): snapshot, so writes go to a new delta; copy the
+// frozen layers to the target (at most rate bytes/s when rate > 0); switch
+// reads to the copies; merge the delta into the copied top layer while the
+// VM keeps writing; then, with I/O held for the last grains only, make the
+// target directory the volume and drop the old one. The VM's NBD
+// connection never changes. It runs as a job; cancel rolls back.
+func (e *Engine) Migrate(ctx context.Context, vol, to string, rate int64) (job.Info, error) {
+	vs, unlock, err := e.snapVolumes([]string{vol}, "migrate")
+	if err != nil {
+		return job.Info{}, err
+	}
+	v := vs[0]
+	e.mu.Lock()
+	tgt, ok := e.datastores[to]
+	switch {
+	case !ok:
+		err = errorf(ErrDatastoreNotFound, "datastore %s does not exist (see `extrasphere datastore list`)", to)
+	case tgt.ds == nil:
+		err = errorf(ErrDatastoreOffline, "datastore %s at %s is offline (%v)", to, tgt.path, tgt.err)
+	case tgt == v.ds:
+		err = errorf(ErrInvalidArgument, "volume %s is already on datastore %s", vol, to)
+	case !v.files.Chain.BaseOwn:
+		err = errorf(ErrInvalidArgument, "volume %s is a linked clone: promote it before migrating", vol)
+	}
+	e.mu.Unlock()
+	if err == nil {
+		err = e.refuseShared(v, "migrate", layersOf(v))
+	}
+	if err != nil {
+		unlock()
+		return job.Info{}, err
+	}
+	e.mu.Lock()
+	j, err := e.startJobLocked(v, KindMigrate, 0, func(ctx context.Context, j *job.Job) error {
+		defer unlock()
+		return e.migrate(ctx, v, tgt, rate, j)
+	}, nil)
+	e.mu.Unlock()
+	if err != nil {
+		unlock()
+		return job.Info{}, err
+	}
+	return j.Info(), nil
+}
+
+// migrate runs the steps; v.snapMu is held.
+func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int64, j *job.Job) (err error) {
+	start := time.Now()
+	snap := migrateSnapPrefix + j.ID()
+	g := v.dev.(*gate.Gate)
+	h := g.Hold()
+	_, err = e.snapshotHeld(ctx, v, h, snap, start)
+	h.Release()
+	if err != nil {
+		return fmt.Errorf("migrate %s: %w", v.name, err)
+	}
+	e.hit("migrate.after-snapshot")
+	src := v.layers.(*chain.Chain)
+	ls := layersOf(v)
+	frozen := ls[:len(ls)-1]
+
+	st, err := tgt.ds.Stage(v.name)
+	if err != nil {
+		e.rollbackMigration(v, snap, nil, nil)
+		return fmt.Errorf("migrate %s: %w", v.name, err)
+	}
+	copies, err := e.copyLayers(ctx, v, frozen, st.Dir, rate, j)
+	if err != nil {
+		e.rollbackMigration(v, snap, tgt, st)
+		return fmt.Errorf("migrate %s: copy to datastore %s: %w", v.name, tgt.name, err)
+	}
+	e.hit("migrate.after-copy")
+
+	// Reads move to the copies: same bytes, other files. Nothing on disk
+	// changes, so a crash here still finds the old chain complete.
+	_, topDelta := src.Layers()
+	top := topDelta[len(topDelta)-1]
+	moved, err := chain.New(copies.base, append(copies.deltas, top))
+	if err != nil {
+		copies.close()
+		e.rollbackMigration(v, snap, tgt, st)
+		return fmt.Errorf("migrate %s: %w", v.name, err)
+	}
+	g.Swap(func(blockdev.Device) (blockdev.Device, error) { return wrapInner(moved), nil })
+	e.mu.Lock()
+	v.layers = moved
+	e.mu.Unlock()
+
+	m := chain.NewMerger(moved)
+	grain := int64(moved.Caps().PrefBlock)
+	j.SetTotal(j.Info().Total + m.Grains()*grain)
+	base := j.Info().Done
+	if _, err := m.Copy(ctx, 64, 8, func(n int64) { j.SetDone(base + n*grain) }); err != nil {
+		m.Abort()
+		e.restoreSource(v, g, src)
+		copies.close()
+		e.rollbackMigration(v, snap, tgt, st)
+		return fmt.Errorf("migrate %s: merge: %w", v.name, err)
+	}
+	e.hit("migrate.after-merge-copy")
+
+	h = g.Hold()
+	stall, err := e.pivotMigration(ctx, v, tgt, st, m, copies, h)
+	if err != nil {
+		m.Abort()
+		h.Replace(wrapInner(src))
+		h.Release()
+		e.mu.Lock()
+		v.layers = src
+		e.mu.Unlock()
+		copies.close()
+		e.rollbackMigration(v, snap, tgt, st)
+		return fmt.Errorf("migrate %s: %w", v.name, err)
+	}
+	// The old layers and the merged delta are no longer read.
+	for _, l := range frozen {
+		if l.delta != nil {
+			l.delta.Close()
+		}
+	}
+	srcBase, _ := src.Layers()
+	srcBase.Close()
+	top.Close()
+	e.log.Info("volume migrated", "volume", v.name, "to", tgt.name, "took", time.Since(start).Round(time.Millisecond), "io_held", stall)
+	return nil
+}
+
+// pivotMigration runs with I/O held: finish the merge, make the target
+// directory the volume, drop the old one, install the new stack. Every
+// step that can fail comes before the commit (the rename of the staging
+// directory); after it the new directory is the volume and nothing rolls
+// back.
+func (e *Engine) pivotMigration(ctx context.Context, v *volume, tgt *dsEntry, st *datastore.Staged, m *chain.Merger,
+	copies *layerCopies, h *gate.Held) (time.Duration, error) {
+	if err := m.Finish(ctx); err != nil {
+		return 0, err
+	}
+	// The copied top layer carries the migration snapshot's name: drop it.
+	if err := copies.topLayer().setSnapshot("", time.Time{}); err != nil {
+		return 0, err
+	}
+	nd, err := m.Without()
+	if err != nil {
+		return 0, err
+	}
+	oldDir := e.volumeDirOf(v)
+	newDir := tgt.ds.VolumeDir(v.name)
+	files := v.files
+	files.DescriptorPath = filepath.Join(newDir, filepath.Base(copies.baseDesc))
+	files.FlatPath = filepath.Join(newDir, filepath.Base(files.FlatPath))
+	files.Chain.Base = files.DescriptorPath
+	files.Chain.Deltas = nil
+	for _, p := range copies.paths {
+		files.Chain.Deltas = append(files.Chain.Deltas, filepath.Join(newDir, filepath.Base(p)))
+	}
+	files.Chain.Own = len(files.Chain.Deltas)
+	if err := os.WriteFile(filepath.Join(st.Dir, migratedFrom), []byte(oldDir+"\n"), 0o640); err != nil {
+		return 0, err
+	}
+	e.hit("migrate.before-commit")
+	if err := tgt.ds.Commit(st); err != nil {
+		return 0, err
+	}
+	e.hit("migrate.after-commit")
+	oldDS := v.ds
+	h.Replace(wrapInner(nd))
+	e.mu.Lock()
+	v.ds = tgt
+	v.files = files
+	v.layers = nd
+	e.mu.Unlock()
+	if err := oldDS.ds.RemoveVolume(v.name); err != nil {
+		e.log.Error("migrated: could not remove the old copy; remove it by hand", "volume", v.name, "dir", oldDir, "err", err)
+	}
+	e.hit("migrate.after-remove-old")
+	if err := os.Remove(filepath.Join(newDir, migratedFrom)); err != nil {
+		e.log.Warn("remove migration marker", "volume", v.name, "err", err)
+	}
+	if err := datastore.SyncDir(newDir); err != nil {
+		e.log.Warn("sync migrated volume dir", "volume", v.name, "err", err)
+	}
+	return h.Release(), nil
+}
+
+// restoreSource puts the original chain back under the gate.
+func (e *Engine) restoreSource(v *volume, g *gate.Gate, src *chain.Chain) {
+	g.Swap(func(blockdev.Device) (blockdev.Device, error) { return wrapInner(src), nil })
+	e.mu.Lock()
+	v.layers = src
+	e.mu.Unlock()
+}
+
+// rollbackMigration deletes the target copy and merges the migration's
+// snapshot delta back, so the volume ends as it began.
+func (e *Engine) rollbackMigration(v *volume, snap string, tgt *dsEntry, st *datastore.Staged) {
+	if st != nil {
+		tgt.ds.Abort(st)
+	}
+	if err := e.mergeNewest(context.Background(), v, snap); err != nil {
+		e.log.Error("migration rollback: merge the migration snapshot back", "volume", v.name, "snapshot", snap, "err", err)
+	}
+}
+
+// layerCopies are the copied frozen layers, open, in the staging dir.
+type layerCopies struct {
+	base     blockdev.Device
+	baseDesc string
+	deltas   []chain.Delta
+	paths    []string
+}
+
+func (c *layerCopies) close() {
+	for _, d := range c.deltas {
+		d.Close()
+	}
+	if c.base != nil {
+		c.base.Close()
+	}
+}
+
+func (c *layerCopies) topLayer() layer {
+	if n := len(c.deltas); n > 0 {
+		return layer{path: c.paths[n-1], delta: c.deltas[n-1].(chain.Extent).Extent}
+	}
+	return layer{path: c.baseDesc}
+}
+
+// copyLayers copies the frozen layers into dir under their own names, so
+// the deltas' relative parent hints and CIDs stay valid, and opens them.
+func (e *Engine) copyLayers(ctx context.Context, v *volume, frozen []layer, dir string, rate int64, j *job.Job) (*layerCopies, error) {
+	var total int64
+	for _, l := range frozen[1:] {
+		if fi, err := os.Stat(l.path); err == nil {
+			total += fi.Size()
+		}
+	}
+	j.SetTotal(total + v.files.Size)
+	c := &layerCopies{baseDesc: filepath.Join(dir, filepath.Base(frozen[0].path))}
+	// The base: a new sparse flat with the same descriptor text.
+	if err := flat.Create(c.baseDesc, v.files.Size, flat.CreateOptions{}); err != nil {
+		return nil, err
+	}
+	nb, err := flat.Open(c.baseDesc, flat.Options{})
+	if err != nil {
+		return nil, err
+	}
+	c.base = nb
+	srcBase, _ := v.layers.(*chain.Chain).Layers()
+	if err := copyDevice(ctx, nb, srcBase, rate, j.SetDone); err != nil {
+		c.close()
+		return nil, err
+	}
+	if err := copyDescriptor(frozen[0].path, c.baseDesc); err != nil {
+		c.close()
+		return nil, err
+	}
+	done := v.files.Size
+	lim := newLimiter(rate)
+	for _, l := range frozen[1:] {
+		dst := filepath.Join(dir, filepath.Base(l.path))
+		n, err := copyFile(ctx, l.path, dst, lim)
+		if err != nil {
+			c.close()
+			return nil, err
+		}
+		done += n
+		j.SetDone(done)
+		ext, err := sparse.Open(dst, false)
+		if err != nil {
+			c.close()
+			return nil, err
+		}
+		c.deltas = append(c.deltas, chain.Extent{Extent: ext})
+		c.paths = append(c.paths, dst)
+	}
+	if err := datastore.SyncDir(dir); err != nil {
+		c.close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// copyDescriptor replaces dst's descriptor text with src's (same CID, same
+// disk database), keeping dst's own extent line.
+func copyDescriptor(src, dst string) error {
+	sb, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	sd, err := vmdk.Parse(sb)
+	if err != nil {
+		return err
+	}
+	db, err := os.ReadFile(dst)
+	if err != nil {
+		return err
+	}
+	dd, err := vmdk.Parse(db)
+	if err != nil {
+		return err
+	}
+	sd.Extents = dd.Extents
+	return vmdk.WriteFileAtomic(dst, sd.Marshal())
+}
+
+// copyFile copies a frozen file, keeping holes, and fsyncs it.
+func copyFile(ctx context.Context, src, dst string, lim *limiter) (int64, error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return 0, err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	if err != nil {
+		return 0, err
+	}
+	defer out.Close()
+	buf := make([]byte, 1<<20)
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		k, rerr := in.Read(buf)
+		if k > 0 {
+			if err := lim.wait(ctx, int64(k)); err != nil {
+				return n, err
+			}
+			if isZero(buf[:k]) {
+				if _, err := out.Seek(int64(k), io.SeekCurrent); err != nil {
+					return n, err
+				}
+			} else if _, err := out.Write(buf[:k]); err != nil {
+				return n, err
+			}
+			n += int64(k)
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+	if err := out.Truncate(n); err != nil {
+		return n, err
+	}
+	return n, out.Sync()
+}
+
+// finishMigrations completes migrations a crash interrupted after their
+// commit: a volume directory with a migratedFrom marker is complete, so
+// the old directory it names is removed. Runs at open, before scanning.
+func (e *Engine) finishMigrations(ents []*dsEntry) {
+	for _, ent := range ents {
+		if ent.ds == nil {
+			continue
+		}
+		dirs, _ := filepath.Glob(filepath.Join(ent.ds.Path, "*", migratedFrom))
+		for _, marker := range dirs {
+			b, err := os.ReadFile(marker)
+			if err != nil {
+				continue
+			}
+			old := strings.TrimSpace(string(b))
+			vol := filepath.Base(filepath.Dir(marker))
+			for _, o := range ents {
+				if o.ds != nil && o.ds.VolumeDir(vol) == old {
+					if err := o.ds.RemoveVolume(vol); err != nil && !errors.Is(err, os.ErrNotExist) {
+						e.log.Error("finish interrupted migration: remove old copy", "volume", vol, "dir", old, "err", err)
+						continue
+					}
+					e.log.Warn("finished an interrupted migration: removed the old copy", "volume", vol, "dir", old)
+				}
+			}
+			os.Remove(marker)
+		}
+	}
+}

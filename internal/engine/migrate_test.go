@@ -1,0 +1,90 @@
+package engine
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// A volume migrates to another datastore while a writer keeps writing;
+// afterwards every byte is there, on the new datastore only, also after
+// a restart, and its snapshots came along.
+func TestMigrateUnderWrites(t *testing.T) {
+	dir := t.TempDir()
+	other := filepath.Join(t.TempDir(), "ds2")
+	e := openEngine(t, dir)
+	if _, err := e.AddDatastore(t.Context(), "ds2", other); err != nil {
+		t.Fatal(err)
+	}
+	const size = 16 << 20
+	mustCreate(t, e, CreateOptions{Name: "m", Size: size})
+	model := make([]byte, size)
+	rnd := rand.New(rand.NewPCG(1, 2))
+	for i := range model[:4<<20] {
+		model[i] = byte(rnd.IntN(256))
+	}
+	writeThrough(t, e, "m", model[:4<<20], 0)
+	if _, err := e.CreateSnapshot(t.Context(), []string{"m"}, "keep"); err != nil {
+		t.Fatal(err)
+	}
+	ex, release, err := e.OpenExport(t.Context(), "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex // guards model writes by the writer
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		r := rand.New(rand.NewPCG(3, 4))
+		for !stop.Load() {
+			off := r.Int64N(size/4096) * 4096
+			b := bytes.Repeat([]byte{byte(r.IntN(255) + 1)}, 4096)
+			if err := ex.Device.WriteAt(t.Context(), b, off, 0); err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			copy(model[off:], b)
+			mu.Unlock()
+		}
+	})
+	ji, err := e.Migrate(t.Context(), "m", "ds2", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fin, err := e.WaitJob(t.Context(), ji.ID)
+	stop.Store(true)
+	wg.Wait()
+	if err != nil || fin.Error != "" {
+		t.Fatalf("migrate: %+v %v", fin, err)
+	}
+	got := make([]byte, size)
+	if err := ex.Device.ReadAt(t.Context(), got, 0); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if !bytes.Equal(got, model) {
+		t.Fatal("data differs after migration")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "datastores/default/m")); !os.IsNotExist(err) {
+		t.Fatalf("old copy still there: %v", err)
+	}
+	in, _ := e.GetVolume(t.Context(), "m")
+	if in.Datastore != "ds2" {
+		t.Fatalf("volume on %s", in.Datastore)
+	}
+	e.Close()
+	e = openEngine(t, dir)
+	defer e.Close()
+	if got := readThrough(t, e, "m", size, 0); !bytes.Equal(got, model) {
+		t.Fatal("after restart the migrated volume reads wrong")
+	}
+	snaps, err := e.ListSnapshots(t.Context(), "m")
+	if err != nil || len(snaps) != 1 || snaps[0].Name != "keep" {
+		t.Fatalf("snapshots after migration: %v %v", snaps, err)
+	}
+}
