@@ -110,13 +110,22 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 	// changes, so a crash here still finds the old chain complete.
 	_, topDelta := src.Layers()
 	top := topDelta[len(topDelta)-1]
-	moved, err := chain.New(copies.base, append(copies.deltas, top))
+	var moved *chain.Chain
+	// Built with I/O held: the owner map must see every grain the top
+	// delta has allocated.
+	_, err = g.Swap(func(blockdev.Device) (blockdev.Device, error) {
+		c, err := chain.New(copies.base, append(copies.deltas, top))
+		if err != nil {
+			return nil, err
+		}
+		moved = c
+		return wrapInner(c), nil
+	})
 	if err != nil {
 		copies.close()
 		e.rollbackMigration(v, snap, tgt, st)
 		return fmt.Errorf("migrate %s: %w", v.name, err)
 	}
-	g.Swap(func(blockdev.Device) (blockdev.Device, error) { return wrapInner(moved), nil })
 	e.mu.Lock()
 	v.layers = moved
 	e.mu.Unlock()

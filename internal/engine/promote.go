@@ -86,16 +86,18 @@ func (e *Engine) promote(ctx context.Context, v *volume, j *job.Job) error {
 	}
 	bottom := deltas[nShared].(chain.Extent).Extent
 	own := append([]chain.Delta(nil), deltas[nShared:]...)
-	nd, err := chain.New(nb, own)
-	if err != nil {
-		return fail(err)
-	}
 	nl := layer{path: desc}
 	cid, err := nl.cid()
 	if err != nil {
 		return fail(err)
 	}
 	h := v.dev.(*gate.Gate).Hold()
+	// Built with I/O held: the owner map must see every grain allocated.
+	nd, err := chain.New(nb, own)
+	if err != nil {
+		h.Release()
+		return fail(err)
+	}
 	// The commit point: the bottom delta now names the clone's own base.
 	if err := bottom.SetParent(sparse.ParentRef{FileNameHint: filepath.Base(desc), CID: cid}); err != nil {
 		h.Release()
