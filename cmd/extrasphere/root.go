@@ -57,7 +57,9 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&g.api, "api", "", "API address, unix:PATH or tcp:HOST:PORT (env "+envAPI+"; default unix:DATA/api.sock)")
 	pf.BoolVar(&g.json, "json", false, "print machine-readable JSON")
 
-	root.AddCommand(newServeCmd(g), newVolumeCmd(g), newDatastoreCmd(g), newAttachCmd(g), newVersionCmd(g))
+	root.AddCommand(newServeCmd(g), newVolumeCmd(g), newDatastoreCmd(g), newSnapshotCmd(g), newJobCmd(g),
+		newCloneCmd(g), newPromoteCmd(g), newMigrateCmd(g),
+		newAttachCmd(g), newVersionCmd(g))
 	return root
 }
 

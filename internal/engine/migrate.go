@@ -134,7 +134,15 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 	grain := int64(moved.Caps().PrefBlock)
 	j.SetTotal(j.Info().Total + m.Grains()*grain)
 	base := j.Info().Done
-	if _, err := m.Copy(ctx, 64, 8, func(n int64) { j.SetDone(base + n*grain) }); err != nil {
+	progress := func(n int64) {
+		if d := base + n*grain; d > j.Info().Total {
+			j.SetTotal(d) // re-copies of grains written meanwhile
+			j.SetDone(d)
+		} else {
+			j.SetDone(d)
+		}
+	}
+	if _, err := m.Copy(ctx, 16, 8, progress); err != nil {
 		m.Abort()
 		e.restoreSource(v, g, src)
 		copies.close()
@@ -142,6 +150,21 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 		return fmt.Errorf("migrate %s: merge: %w", v.name, err)
 	}
 	e.hit("migrate.after-merge-copy")
+	// Before the hold, so it stays short: the copied top layer drops the
+	// migration snapshot's name, and the marker that makes the new
+	// directory win after a commit goes in (durably; the commit fsyncs
+	// the directory).
+	err = copies.topLayer().setSnapshot("", time.Time{})
+	if err == nil {
+		err = writeSynced(filepath.Join(st.Dir, migratedFrom), []byte(e.volumeDirOf(v)+"\n"))
+	}
+	if err != nil {
+		m.Abort()
+		e.restoreSource(v, g, src)
+		copies.close()
+		e.rollbackMigration(v, snap, tgt, st)
+		return fmt.Errorf("migrate %s: %w", v.name, err)
+	}
 
 	h = g.Hold()
 	stall, err := e.pivotMigration(ctx, v, tgt, st, m, copies, h)
@@ -179,10 +202,6 @@ func (e *Engine) pivotMigration(ctx context.Context, v *volume, tgt *dsEntry, st
 	if err := m.Finish(ctx); err != nil {
 		return 0, err
 	}
-	// The copied top layer carries the migration snapshot's name: drop it.
-	if err := copies.topLayer().setSnapshot("", time.Time{}); err != nil {
-		return 0, err
-	}
 	nd, err := m.Without()
 	if err != nil {
 		return 0, err
@@ -198,9 +217,6 @@ func (e *Engine) pivotMigration(ctx context.Context, v *volume, tgt *dsEntry, st
 		files.Chain.Deltas = append(files.Chain.Deltas, filepath.Join(newDir, filepath.Base(p)))
 	}
 	files.Chain.Own = len(files.Chain.Deltas)
-	if err := os.WriteFile(filepath.Join(st.Dir, migratedFrom), []byte(oldDir+"\n"), 0o640); err != nil {
-		return 0, err
-	}
 	e.hit("migrate.before-commit")
 	if err := tgt.ds.Commit(st); err != nil {
 		return 0, err
@@ -213,6 +229,8 @@ func (e *Engine) pivotMigration(ctx context.Context, v *volume, tgt *dsEntry, st
 	v.files = files
 	v.layers = nd
 	e.mu.Unlock()
+	stall := h.Release()
+	// The old copy is no longer read: remove it with I/O running.
 	if err := oldDS.ds.RemoveVolume(v.name); err != nil {
 		e.log.Error("migrated: could not remove the old copy; remove it by hand", "volume", v.name, "dir", oldDir, "err", err)
 	}
@@ -223,7 +241,7 @@ func (e *Engine) pivotMigration(ctx context.Context, v *volume, tgt *dsEntry, st
 	if err := datastore.SyncDir(newDir); err != nil {
 		e.log.Warn("sync migrated volume dir", "volume", v.name, "err", err)
 	}
-	return h.Release(), nil
+	return stall, nil
 }
 
 // restoreSource puts the original chain back under the gate.
@@ -420,4 +438,21 @@ func (e *Engine) finishMigrations(ents []*dsEntry) {
 			os.Remove(marker)
 		}
 	}
+}
+
+// writeSynced writes a new file and fsyncs it.
+func writeSynced(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -27,7 +27,7 @@ func (e *Engine) RevertSnapshot(ctx context.Context, vol, name string) (Snapshot
 	if err != nil {
 		return SnapshotInfo{}, err
 	}
-	if err := e.refuseShared(v, "revert to snapshot "+name, ls[k+1:]); err != nil {
+	if err := e.refuseShared(v, "revert to snapshot "+name+":", ls[k+1:]); err != nil {
 		return SnapshotInfo{}, err
 	}
 	h := v.dev.(*gate.Gate).Hold()

@@ -40,7 +40,7 @@ func (e *Engine) refuseShared(v *volume, what string, ls []layer) error {
 	defer e.mu.Unlock()
 	for _, l := range ls {
 		if users := e.cloneUsersLocked(v, l.path); len(users) > 0 {
-			return errorf(ErrVolumeInUse, "cannot %s on volume %s: linked clone(s) %v read %s; promote or remove them first",
+			return errorf(ErrVolumeInUse, "cannot %s volume %s: linked clone(s) %v read its layer %s; promote or remove them first",
 				what, v.name, users, filepath.Base(l.path))
 		}
 	}
@@ -64,7 +64,7 @@ func (e *Engine) RemoveSnapshot(ctx context.Context, vol, name string) (job.Info
 		err = errorf(ErrInvalidArgument, "snapshot %s of volume %s is not the newest: remove the newer snapshots first", name, vol)
 	}
 	if err == nil {
-		err = e.refuseShared(v, "remove snapshot "+name, ls[k:])
+		err = e.refuseShared(v, "remove snapshot "+name+" of", ls[k:])
 	}
 	c, ok := v.layers.(*chain.Chain)
 	if err == nil && !ok {
