@@ -138,6 +138,40 @@ func (c *Client) Attach(ctx context.Context, name, kind string, tcp bool) (strin
 	return out.String(), err
 }
 
+// CreateSnapshot calls POST /v1/snapshots: one snapshot of every volume,
+// at one instant.
+func (c *Client) CreateSnapshot(ctx context.Context, vols []string, name string) ([]engine.SnapshotInfo, error) {
+	var out []engine.SnapshotInfo
+	err := c.do(ctx, http.MethodPost, "/v1/snapshots", CreateSnapshotRequest{Volumes: vols, Name: name}, &out)
+	return out, err
+}
+
+// Snapshots returns GET /v1/volumes/{name}/snapshots.
+func (c *Client) Snapshots(ctx context.Context, vol string) ([]engine.SnapshotInfo, error) {
+	var out []engine.SnapshotInfo
+	err := c.do(ctx, http.MethodGet, "/v1/volumes/"+url.PathEscape(vol)+"/snapshots", nil, &out)
+	return out, err
+}
+
+// RevertSnapshot calls POST /v1/volumes/{name}/snapshots/{snap}/revert.
+func (c *Client) RevertSnapshot(ctx context.Context, vol, snap string) (engine.SnapshotInfo, error) {
+	var out engine.SnapshotInfo
+	err := c.do(ctx, http.MethodPost, snapshotPath(vol, snap)+"/revert", nil, &out)
+	return out, err
+}
+
+// RemoveSnapshot calls DELETE /v1/volumes/{name}/snapshots/{snap} and
+// returns the consolidation job.
+func (c *Client) RemoveSnapshot(ctx context.Context, vol, snap string) (job.Info, error) {
+	var out job.Info
+	err := c.do(ctx, http.MethodDelete, snapshotPath(vol, snap), nil, &out)
+	return out, err
+}
+
+func snapshotPath(vol, snap string) string {
+	return "/v1/volumes/" + url.PathEscape(vol) + "/snapshots/" + url.PathEscape(snap)
+}
+
 // Jobs returns GET /v1/jobs.
 func (c *Client) Jobs(ctx context.Context) ([]job.Info, error) {
 	var out []job.Info

@@ -18,6 +18,8 @@ const (
 	CodeDatastoreNotFound = "datastore_not_found"
 	CodeDatastoreExists   = "datastore_exists"
 	CodeDatastoreOffline  = "datastore_offline"
+	CodeSnapshotNotFound  = "snapshot_not_found"
+	CodeSnapshotExists    = "snapshot_exists"
 	CodeJobNotFound       = "job_not_found"
 	CodeInvalidArgument   = "invalid_argument"
 	CodeFileExists        = "file_exists"
@@ -43,6 +45,8 @@ var errorMap = []struct {
 	{engine.ErrDatastoreNotFound, http.StatusNotFound, CodeDatastoreNotFound},
 	{engine.ErrDatastoreExists, http.StatusConflict, CodeDatastoreExists},
 	{engine.ErrDatastoreOffline, http.StatusConflict, CodeDatastoreOffline},
+	{engine.ErrSnapshotNotFound, http.StatusNotFound, CodeSnapshotNotFound},
+	{engine.ErrSnapshotExists, http.StatusConflict, CodeSnapshotExists},
 	{engine.ErrJobNotFound, http.StatusNotFound, CodeJobNotFound},
 	{engine.ErrFileExists, http.StatusConflict, CodeFileExists},
 	{engine.ErrQemuImgMissing, http.StatusNotImplemented, CodeQemuImgMissing},

@@ -13,11 +13,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/extrasphere/extrasphere/internal/chain"
 	"log/slog"
 	"os"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/catalog"
@@ -132,36 +134,48 @@ func (e *Engine) load(ctx context.Context) error {
 		e.installLocked(ent, vols)
 		e.mu.Unlock()
 	}
-	e.rollBackInterrupted(ctx)
+	e.resumeMerges(ctx)
 	e.log.Info("engine open", "data", e.cfg.DataDir, "datastores", len(e.datastores), "volumes", len(e.volumes))
 	return nil
 }
 
-// rollBackInterrupted merges away the snapshot of a migration that a
-// crash stopped before its commit (the target copy was already deleted
-// with the staging directory): the migration rolls back. It runs as a
+// resumeMerges finishes merges a stop or crash interrupted. The layer
+// under a volume's top normally carries the name of the snapshot that
+// froze it; one without a name is a snapshot removal that committed but
+// whose merge did not finish, and one named migrate-* is a migration that
+// stopped before its commit (its target copy was swept with the staging
+// directory), which rolls back by merging. Either way the merge runs as a
 // job, so the daemon serves at once.
-func (e *Engine) rollBackInterrupted(ctx context.Context) {
+func (e *Engine) resumeMerges(ctx context.Context) {
 	e.mu.Lock()
 	var todo []*volume
 	for _, v := range e.volumes {
-		if v.err == nil && v.dev != nil {
+		if v.err == nil && v.dev != nil && !v.files.ReadOnly {
 			todo = append(todo, v)
 		}
 	}
 	e.mu.Unlock()
 	for _, v := range todo {
 		ls := layersOf(v)
-		if len(ls) < 2 {
+		c, ok := v.layers.(*chain.Chain)
+		if len(ls) < 2 || !ls[len(ls)-2].own || !ok {
 			continue
 		}
-		name, _ := ls[len(ls)-2].snapshot()
-		if !strings.HasPrefix(name, migrateSnapPrefix) || !ls[len(ls)-2].own {
+		below, top := ls[len(ls)-2], ls[len(ls)-1]
+		name, _ := below.snapshot()
+		if name != "" && !strings.HasPrefix(name, migrateSnapPrefix) {
 			continue
 		}
-		e.log.Warn("rolling back an interrupted migration", "volume", v.name, "snapshot", name)
-		if _, err := e.RemoveSnapshot(ctx, v.name, name); err != nil {
-			e.log.Error("roll back interrupted migration", "volume", v.name, "err", err)
+		e.log.Warn("resuming an interrupted merge", "volume", v.name, "layer", below.path, "snapshot", name)
+		if name != "" {
+			if err := below.setSnapshot("", time.Time{}); err != nil {
+				e.log.Error("resume merge: un-name layer", "volume", v.name, "err", err)
+				continue
+			}
+		}
+		v.snapMu.Lock()
+		if _, err := e.startMerge(v, c, below, top, v.snapMu.Unlock); err != nil {
+			e.log.Error("resume merge", "volume", v.name, "err", err)
 		}
 	}
 }

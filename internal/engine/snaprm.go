@@ -74,26 +74,50 @@ func (e *Engine) RemoveSnapshot(ctx context.Context, vol, name string) (job.Info
 		unlock()
 		return job.Info{}, err
 	}
+	// The removal commits here: the layer loses its name before any byte
+	// of the newer delta is copied into it, so a cancelled or crashed
+	// merge can never leave a snapshot whose content changed. The merge
+	// itself resumes at the next start if it does not finish (see
+	// resumeMerges).
+	if err := ls[k].setSnapshot("", time.Time{}); err != nil {
+		unlock()
+		return job.Info{}, fmt.Errorf("remove snapshot %s of volume %s: %w", name, vol, err)
+	}
+	j, err := e.startMerge(v, c, ls[k], ls[k+1], unlock)
+	if err != nil {
+		return job.Info{}, err
+	}
+	return j.Info(), nil
+}
+
+// startMerge runs the merge of top into below as a job; unlock (of
+// v.snapMu) runs when it ends.
+func (e *Engine) startMerge(v *volume, c *chain.Chain, below, top layer, unlock func()) (*job.Job, error) {
 	m := chain.NewMerger(c)
+	grain := int64(c.Caps().PrefBlock)
 	e.mu.Lock()
-	j, err := e.startJobLocked(v, KindConsolidate, m.Grains(), func(ctx context.Context, j *job.Job) error {
+	j, err := e.startJobLocked(v, KindConsolidate, m.Grains()*grain, func(ctx context.Context, j *job.Job) error {
 		defer unlock()
-		return e.consolidate(ctx, v, m, ls[k], ls[k+1], j)
+		return e.consolidate(ctx, v, m, below, top, j)
 	}, nil)
 	e.mu.Unlock()
 	if err != nil {
 		m.Abort()
 		unlock()
-		return job.Info{}, err
+		return nil, err
 	}
-	return j.Info(), nil
+	return j, nil
 }
 
 // consolidate merges top into below (see RemoveSnapshot). v.snapMu is held.
 func (e *Engine) consolidate(ctx context.Context, v *volume, m *chain.Merger, below, top layer, j *job.Job) error {
 	progress := func(n int64) {
 		if j != nil {
-			j.SetDone(n)
+			d := n * int64(v.layers.Caps().PrefBlock)
+			if d > j.Info().Total {
+				j.SetTotal(d) // grains written meanwhile are copied again
+			}
+			j.SetDone(d)
 		}
 	}
 	if _, err := m.Copy(ctx, 64, 8, progress); err != nil {
@@ -124,9 +148,6 @@ func (e *Engine) consolidate(ctx context.Context, v *volume, m *chain.Merger, be
 func (e *Engine) commitMerge(ctx context.Context, v *volume, m *chain.Merger, below, top layer) (blockdev.Device, error) {
 	if err := m.Finish(ctx); err != nil {
 		return nil, fmt.Errorf("remove snapshot of volume %s: finish copy: %w", v.name, err)
-	}
-	if err := below.setSnapshot("", time.Time{}); err != nil {
-		return nil, fmt.Errorf("remove snapshot of volume %s: %w", v.name, err)
 	}
 	e.hit("consolidate.before-unlink")
 	if err := os.Remove(top.path); err != nil {
@@ -162,6 +183,9 @@ func (e *Engine) mergeNewest(ctx context.Context, v *volume, snap string) error 
 	c, ok := v.layers.(*chain.Chain)
 	if k != len(ls)-2 || !ok {
 		return fmt.Errorf("snapshot %s of volume %s is not the newest", snap, v.name)
+	}
+	if err := ls[k].setSnapshot("", time.Time{}); err != nil {
+		return err
 	}
 	return e.consolidate(ctx, v, chain.NewMerger(c), ls[k], ls[k+1], nil)
 }

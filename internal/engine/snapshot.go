@@ -54,8 +54,16 @@ func (e *Engine) snapVolumes(names []string, what string) (vs []*volume, unlock 
 		vs = append(vs, v)
 	}
 	e.mu.Unlock()
-	for _, v := range vs {
-		v.snapMu.Lock()
+	for i, v := range vs {
+		// A merge, promote or migration holds snapMu for its whole job:
+		// say so rather than make the caller wait minutes.
+		if !v.snapMu.TryLock() {
+			for _, l := range vs[:i] {
+				l.snapMu.Unlock()
+			}
+			return nil, nil, errorf(ErrVolumeInUse, "cannot %s volume %s: a snapshot removal, promote or migration is running on it (see `extrasphere job list`); retry when it is done",
+				what, v.name)
+		}
 	}
 	return vs, func() {
 		for _, v := range vs {
@@ -160,10 +168,11 @@ func (e *Engine) ListSnapshots(ctx context.Context, vol string) ([]SnapshotInfo,
 	if err != nil {
 		return nil, err
 	}
-	v.snapMu.Lock()
-	defer v.snapMu.Unlock()
+	e.mu.Lock() // pivots replace v.layers and v.files under e.mu
+	ls := layersOf(v)
+	e.mu.Unlock()
 	out := []SnapshotInfo{}
-	for _, l := range layersOf(v) {
+	for _, l := range ls {
 		if n, t := l.snapshot(); n != "" && l.own {
 			out = append(out, SnapshotInfo{Volume: vol, Name: n, Created: t, Layer: l.path})
 		}

@@ -1,0 +1,60 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/extrasphere/extrasphere/internal/engine"
+)
+
+// CreateSnapshotRequest is the body of POST /v1/snapshots.
+type CreateSnapshotRequest struct {
+	Volumes []string `json:"volumes"`        // one volume, or a consistency group
+	Name    string   `json:"name,omitempty"` // "" for snap-YYYYMMDD-HHMMSS
+}
+
+func (s *server) createSnapshot(w http.ResponseWriter, r *http.Request) {
+	var req CreateSnapshotRequest
+	if err := decode(r, w, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if len(req.Volumes) == 0 {
+		s.writeError(w, r, fmt.Errorf("snapshot: the body names no volume (volumes: [...]): %w", engine.ErrInvalidArgument))
+		return
+	}
+	out, err := s.eng.CreateSnapshot(r.Context(), req.Volumes, req.Name)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, out)
+}
+
+func (s *server) listSnapshots(w http.ResponseWriter, r *http.Request) {
+	out, err := s.eng.ListSnapshots(r.Context(), r.PathValue("name"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) revertSnapshot(w http.ResponseWriter, r *http.Request) {
+	in, err := s.eng.RevertSnapshot(r.Context(), r.PathValue("name"), r.PathValue("snap"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, in)
+}
+
+func (s *server) deleteSnapshot(w http.ResponseWriter, r *http.Request) {
+	j, err := s.eng.RemoveSnapshot(r.Context(), r.PathValue("name"), r.PathValue("snap"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/jobs/"+j.ID)
+	writeJSON(w, http.StatusAccepted, j)
+}
