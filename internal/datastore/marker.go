@@ -1,6 +1,8 @@
 package datastore
 
 import (
+	"github.com/extrasphere/extrasphere/internal/vmdk"
+
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -148,7 +150,7 @@ func WriteMarker(dir string, m *Marker) error {
 		return fmt.Errorf("encode marker: %w", err)
 	}
 	b = append(b, '\n')
-	return writeFileAtomic(filepath.Join(dir, MarkerFile), b)
+	return vmdk.WriteFileAtomic(filepath.Join(dir, MarkerFile), b)
 }
 
 func newUUID() (string, error) {

@@ -1,6 +1,8 @@
 package datastore
 
 import (
+	"github.com/extrasphere/extrasphere/internal/fsx"
+
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -9,8 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // Prefixes of the temporary directories of a volume being created or
@@ -56,7 +56,7 @@ func (d *Datastore) Commit(s *Staged) error {
 		return fmt.Errorf("commit volume %s: %w", s.Volume, err)
 	}
 	dst := d.VolumeDir(s.Volume)
-	if err := renameNoReplace(s.Dir, dst); err != nil {
+	if err := renameNoReplaceDir(s.Dir, dst); err != nil {
 		return fmt.Errorf("commit volume %s: %w", s.Volume, err)
 	}
 	if err := SyncDir(d.Path); err != nil {
@@ -123,33 +123,6 @@ func (d *Datastore) CleanStale() ([]string, error) {
 	return removed, nil
 }
 
-// renameNoReplace renames src to dst and fails if dst exists. It uses
-// renameat2(RENAME_NOREPLACE) and falls back to a check-then-rename on
-// filesystems without it (some NFS servers); the engine serializes
-// creations of one name, so the fallback's window is only against other
-// programs.
-func renameNoReplace(src, dst string) error {
-	err := unix.Renameat2(unix.AT_FDCWD, src, unix.AT_FDCWD, dst, unix.RENAME_NOREPLACE)
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("rename %s: %w", dst, ErrVolumeDirExists)
-	}
-	if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.ENOTSUP) {
-		return fmt.Errorf("rename %s to %s: %w", src, dst, err)
-	}
-	if _, err := os.Lstat(dst); err == nil {
-		return fmt.Errorf("rename %s: %w", dst, ErrVolumeDirExists)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("rename %s to %s: %w", src, dst, err)
-	}
-	if err := os.Rename(src, dst); err != nil {
-		return fmt.Errorf("rename %s to %s: %w", src, dst, err)
-	}
-	return nil
-}
-
 func randSuffix() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:]) // never returns an error (Go >= 1.24)
@@ -181,4 +154,14 @@ func (d *Datastore) ClearImporting(vol string) error {
 		return fmt.Errorf("finish import of volume %s: %w", vol, err)
 	}
 	return SyncDir(d.VolumeDir(vol))
+}
+
+// renameNoReplaceDir renames a volume directory into place; an existing
+// one is ErrVolumeDirExists.
+func renameNoReplaceDir(src, dst string) error {
+	err := fsx.RenameNoReplace(src, dst)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("rename %s: %w", dst, ErrVolumeDirExists)
+	}
+	return err
 }

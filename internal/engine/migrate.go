@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"github.com/extrasphere/extrasphere/internal/fsx"
+
 	"context"
 	"errors"
 	"fmt"
@@ -156,7 +158,7 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 	// the directory).
 	err = copies.topLayer().setSnapshot("", time.Time{})
 	if err == nil {
-		err = writeSynced(filepath.Join(st.Dir, migratedFrom), []byte(e.volumeDirOf(v)+"\n"))
+		err = fsx.WriteNew(filepath.Join(st.Dir, migratedFrom), []byte(e.volumeDirOf(v)+"\n"))
 	}
 	if err != nil {
 		m.Abort()
@@ -438,21 +440,4 @@ func (e *Engine) finishMigrations(ents []*dsEntry) {
 			os.Remove(marker)
 		}
 	}
-}
-
-// writeSynced writes a new file and fsyncs it.
-func writeSynced(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }

@@ -1,6 +1,10 @@
 package sparse
 
 import (
+	"io/fs"
+
+	"github.com/extrasphere/extrasphere/internal/fsx"
+
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -66,7 +70,7 @@ func Create(path string, capacity int64, parent ParentRef, opts CreateOptions) (
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("create sparse extent %s: %w", path, err)
 	}
-	tmp, err := createTemp(path)
+	tmp, err := fsx.CreateTemp(path)
 	if err != nil {
 		return fmt.Errorf("create sparse extent %s: %w", path, err)
 	}
@@ -103,13 +107,13 @@ func Create(path string, capacity int64, parent ParentRef, opts CreateOptions) (
 	if err := fail(FailpointCreateBeforeRename); err != nil {
 		return err
 	}
-	if err := renameNoReplace(tmp.Name(), path); err != nil {
+	if err := renameNoReplaceExtent(tmp.Name(), path); err != nil {
 		return fmt.Errorf("create sparse extent %s: %w", path, err)
 	}
 	renamed = true
 	err = fail(FailpointCreateBeforeDirSync)
 	if err == nil {
-		err = syncDir(filepath.Dir(path))
+		err = fsx.SyncDir(filepath.Dir(path))
 	}
 	if err != nil {
 		os.Remove(path) // renamed by us a moment ago: no one else has it yet
@@ -148,6 +152,16 @@ func writeImage(f *os.File, capSectors int64, text []byte) error {
 func noSpace(err error) error {
 	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
 		return fmt.Errorf("%w: %w", blockdev.ErrNoSpace, err)
+	}
+	return err
+}
+
+// renameNoReplaceExtent renames without replacing; an existing file is
+// ErrExists.
+func renameNoReplaceExtent(tmp, path string) error {
+	err := fsx.RenameNoReplace(tmp, path)
+	if errors.Is(err, fs.ErrExist) {
+		return ErrExists
 	}
 	return err
 }

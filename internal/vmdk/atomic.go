@@ -1,13 +1,13 @@
 package vmdk
 
 import (
+	"github.com/extrasphere/extrasphere/internal/fsx"
+	"io/fs"
+
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
-
-	"golang.org/x/sys/unix"
 )
 
 // Failpoints of AtomicWriter.WriteFile, in the order they are reached. A
@@ -47,7 +47,7 @@ func (w AtomicWriter) WriteFile(path string, data []byte) (err error) {
 	if dir == "" {
 		dir = "."
 	}
-	tmp, err := createTemp(dir, base)
+	tmp, err := fsx.CreateTemp(filepath.Join(dir, base))
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -79,7 +79,7 @@ func (w AtomicWriter) WriteFile(path string, data []byte) (err error) {
 	if err := w.failpoint(FailpointBeforeDirSync); err != nil {
 		return err // renamed: the new file is in place, only its durability is unknown
 	}
-	return syncDir(dir)
+	return fsx.SyncDir(dir)
 }
 
 func (w AtomicWriter) failpoint(name string) error {
@@ -99,45 +99,11 @@ func (w AtomicWriter) rename(tmp, path string) error {
 		}
 		return nil
 	}
-	err := unix.Renameat2(unix.AT_FDCWD, tmp, unix.AT_FDCWD, path, unix.RENAME_NOREPLACE)
-	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP) {
-		// No RENAME_NOREPLACE here (NFS, old kernels): link(2) also
-		// fails if path exists, then drop the temp name.
-		if err = os.Link(tmp, path); err == nil {
-			err = os.Remove(tmp)
+	if err := fsx.RenameNoReplace(tmp, path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("create %s: %w", path, os.ErrExist)
 		}
-	}
-	if errors.Is(err, unix.EEXIST) {
-		return fmt.Errorf("create %s: %w", path, os.ErrExist)
-	}
-	if err != nil {
-		return fmt.Errorf("rename %s: %w", path, err)
+		return err
 	}
 	return nil
-}
-
-// syncDir fsyncs a directory so a rename or create in it is durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
-}
-
-// createTemp creates a new hidden file next to base with mode 0644 minus
-// the umask (os.CreateTemp would force 0600).
-func createTemp(dir, base string) (*os.File, error) {
-	for range 16 {
-		name := filepath.Join(dir, fmt.Sprintf(".%s.tmp-%016x", base, rand.Uint64()))
-		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
-		if !errors.Is(err, os.ErrExist) {
-			return f, err
-		}
-	}
-	return nil, fmt.Errorf("no free temp name for %s in %s: %w", base, dir, os.ErrExist)
 }
