@@ -260,6 +260,15 @@ func (e *Engine) rollbackMigration(v *volume, snap string, tgt *dsEntry, st *dat
 	if st != nil {
 		tgt.ds.Abort(st)
 	}
+	e.mu.Lock()
+	closing := e.closed
+	e.mu.Unlock()
+	if closing {
+		// Shutting down: the merge back could take long; the next start
+		// does it (resumeMerges sees the migrate-* snapshot).
+		e.log.Warn("migration stopped by shutdown: it rolls back at the next start", "volume", v.name)
+		return
+	}
 	if err := e.mergeNewest(context.Background(), v, snap); err != nil {
 		e.log.Error("migration rollback: merge the migration snapshot back", "volume", v.name, "snapshot", snap, "err", err)
 	}
