@@ -35,6 +35,13 @@ func newVolumeShowCmd(g *globals) *cobra.Command {
 			row("Datastore", v.Datastore)
 			row("Descriptor", v.Path)
 			row("Flat file", v.FlatPath)
+			if len(v.Layers) > 1 {
+				row("Top (written)", v.Top)
+				row("Chain", fmt.Sprintf("%d layers (base + %d deltas)", len(v.Layers), len(v.Layers)-1))
+			}
+			if v.Origin != "" {
+				row("Linked clone of", v.Origin)
+			}
 			row("Read-only", fmt.Sprint(v.ReadOnly))
 			row("Preallocated", fmt.Sprint(v.Preallocated))
 			row("Connections", fmt.Sprint(v.Connections))

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"path/filepath"
+
 	"context"
 	"errors"
 	"os"
@@ -23,8 +25,11 @@ type VolumeInfo struct {
 	Preallocated bool     `json:"preallocated"`
 	Connections  int      `json:"connections"`
 	Exports      []string `json:"exports"`
-	Jobs         []string `json:"jobs,omitempty"` // IDs of running jobs
-	Status       string   `json:"status"`         // "ok" or "error"
+	Jobs         []string `json:"jobs,omitempty"`   // IDs of running jobs
+	Top          string   `json:"top"`              // the file writes go to: the flat's descriptor or the top delta
+	Layers       []string `json:"layers"`           // every file of the chain, base first
+	Origin       string   `json:"origin,omitempty"` // a linked clone's origin volume
+	Status       string   `json:"status"`           // "ok" or "error"
 	Error        string   `json:"error,omitempty"`
 }
 
@@ -79,6 +84,12 @@ func (e *Engine) infoLocked(v *volume) VolumeInfo {
 	}
 	for id := range v.jobs {
 		in.Jobs = append(in.Jobs, id)
+	}
+	in.Layers = append([]string{v.files.DescriptorPath}, v.files.Chain.Deltas...)
+	in.Top = in.Layers[len(in.Layers)-1]
+	if !v.files.Chain.BaseOwn && len(v.files.Chain.Deltas) > 0 {
+		// The origin is the volume whose directory holds the base.
+		in.Origin = filepath.Base(filepath.Dir(v.files.DescriptorPath))
 	}
 	sort.Strings(in.Jobs)
 	if v.err != nil {
