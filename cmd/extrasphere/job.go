@@ -26,7 +26,7 @@ func newJobListCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
-		Short:   "List the jobs of this daemon run, oldest first",
+		Short:   "List running jobs and the last finished ones (also of earlier daemon runs), oldest first",
 		Args:    noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := g.client(c)
@@ -74,8 +74,20 @@ func newJobShowCmd(g *globals) *cobra.Command {
 			row("Volume", j.Volume)
 			row("State", string(j.State))
 			row("Progress", jobProgress(j))
+			if j.Rate > 0 {
+				row("Rate", progress.FormatBytes(j.Rate)+"/s")
+			}
+			if j.ETASeconds != nil {
+				row("ETA", fmtETA(*j.ETASeconds))
+			}
+			if j.Detail != "" {
+				row("Detail", j.Detail)
+			}
 			row("Started", fmtTime(j.Started))
-			if j.Finished != nil {
+			switch {
+			case j.Finished != nil && j.State == job.Interrupted:
+				row("Noticed", fmtTime(*j.Finished)+" (when the daemon started again)")
+			case j.Finished != nil:
 				row("Finished", fmt.Sprintf("%s (took %s)", fmtTime(*j.Finished), j.Finished.Sub(j.Started).Round(time.Millisecond)))
 			}
 			if j.Error != "" {
@@ -91,8 +103,9 @@ func newJobCancelCmd(g *globals) *cobra.Command {
 		Use:   "cancel ID",
 		Short: "Ask a running job to stop",
 		Long: `Ask job ID to stop. It ends as "cancelled" shortly after: a cancelled import
-removes its volume, an export its file. Cancelling a finished job changes
-nothing.`,
+removes its volume, an export its file, a migration rolls back. A job that
+has ended (done, failed, cancelled, or interrupted by a daemon stop) cannot
+be cancelled: the command says how it ended and changes nothing.`,
 		Args: exactArgs("ID"),
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := g.client(c)
@@ -116,8 +129,9 @@ nothing.`,
 	}
 }
 
-// jobProgress renders a job's progress: "52% (1.0 GiB of 2.0 GiB)". A
-// done job is 100% even when it had nothing to do.
+// jobProgress renders a job's progress: "52% (1.0 GiB of 2.0 GiB)", with
+// ", ETA 3m20s" while the daemon can estimate it. A done job is 100% even
+// when it had nothing to do.
 func jobProgress(j job.Info) string {
 	pct := 0
 	switch {
@@ -126,8 +140,15 @@ func jobProgress(j job.Info) string {
 	case j.Total > 0 && j.Done > 0:
 		pct = int(j.Done * 100 / j.Total)
 	}
-	return fmt.Sprintf("%d%% (%s of %s)", pct, progress.FormatBytes(j.Done), progress.FormatBytes(j.Total))
+	s := fmt.Sprintf("%d%% (%s of %s)", pct, progress.FormatBytes(j.Done), progress.FormatBytes(j.Total))
+	if j.ETASeconds != nil {
+		s += ", ETA " + fmtETA(*j.ETASeconds)
+	}
+	return s
 }
+
+// fmtETA renders seconds left: "45s", "3m20s", "1h2m0s".
+func fmtETA(secs int64) string { return (time.Duration(secs) * time.Second).String() }
 
 // fmtTime renders a time for tables, in local time.
 func fmtTime(t time.Time) string { return t.Local().Format("2006-01-02 15:04:05") }

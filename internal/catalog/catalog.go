@@ -14,8 +14,13 @@
 //
 //	meta        "format" -> "extrasphere-catalog/1"   (must not change)
 //	datastores  <name>   -> JSON {"path","uuid","added"}
+//	jobs        <id as 8 bytes big-endian> -> JSON Job (see jobs.go);
+//	            the bucket's sequence is the last job ID issued
 //
-// A "jobs" bucket is reserved for persisted jobs (a later issue).
+// Job records are history, not state: losing them loses only the job
+// list (the engine recovers interrupted operations from the datastores).
+// An older build that knows no "jobs" bucket ignores it, so adding it did
+// not change Format.
 package catalog
 
 import (
@@ -62,7 +67,8 @@ type Datastore struct {
 // Catalog is an open catalog. Its methods are safe for concurrent use
 // (bbolt serializes writers).
 type Catalog struct {
-	db *bolt.DB
+	db       *bolt.DB
+	keepJobs int // finished job records kept: KeepFinishedJobs (tests lower it)
 }
 
 // Open opens or creates the catalog at path.
@@ -87,14 +93,17 @@ func Open(path string) (*Catalog, error) {
 		case string(f) != Format:
 			return fmt.Errorf("format %q, this build reads %q: %w", f, Format, ErrFormat)
 		}
-		_, err = tx.CreateBucketIfNotExists(bucketDatastores)
+		if _, err := tx.CreateBucketIfNotExists(bucketDatastores); err != nil {
+			return err
+		}
+		_, err = tx.CreateBucketIfNotExists(bucketJobs)
 		return err
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open catalog %s: %w", path, err)
 	}
-	return &Catalog{db: db}, nil
+	return &Catalog{db: db, keepJobs: KeepFinishedJobs}, nil
 }
 
 // Close closes the catalog file.

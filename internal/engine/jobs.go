@@ -3,7 +3,9 @@ package engine
 import (
 	"context"
 	"fmt"
+	"log/slog"
 
+	"github.com/extrasphere/extrasphere/internal/catalog"
 	"github.com/extrasphere/extrasphere/internal/job"
 )
 
@@ -16,38 +18,47 @@ const (
 // ErrJobNotFound: no job with that ID (re-exported for the API).
 var ErrJobNotFound = job.ErrNotFound
 
-// Jobs lists every job of this daemon run, oldest first.
-func (e *Engine) Jobs(ctx context.Context) []job.Info { return e.jobs.List() }
-
-// Job returns one job.
-func (e *Engine) Job(ctx context.Context, id string) (job.Info, error) {
-	j, err := e.jobs.Get(id)
-	if err != nil {
-		return job.Info{}, err
-	}
-	return j.Info(), nil
+// jobOptions configure the engine's job registry: jobs are recorded in
+// the catalog, so they are listed across restarts.
+func jobOptions(cat *catalog.Catalog, log *slog.Logger) job.Options {
+	return job.Options{Store: cat, Logger: log, Interrupted: interruptedHint}
 }
 
-// CancelJob asks a job to stop and returns its state at once (it becomes
-// "cancelled" shortly after).
-func (e *Engine) CancelJob(ctx context.Context, id string) (job.Info, error) {
-	j, err := e.jobs.Cancel(id)
-	if err != nil {
-		return job.Info{}, err
+// interruptedHint says what the daemon does, or the operator must do,
+// after a job of that kind was interrupted by a daemon stop; it completes
+// "the daemon stopped while the job ran; ...".
+func interruptedHint(kind, volume string) string {
+	switch kind {
+	case KindImport:
+		return fmt.Sprintf("volume %s is not served: remove it with `extrasphere volume rm %s` and import again", volume, volume)
+	case KindExport:
+		return "the target file may be incomplete: delete it and export again"
+	case KindConsolidate:
+		return "the merge resumed as a new consolidate job on the volume"
+	case KindMigrate:
+		return "at restart a migration that had reached its commit point was finished, an earlier one rolled back (a new consolidate job merges its delta)"
+	case KindPromote:
+		return fmt.Sprintf("if volume %s still shows a base it does not own, run `extrasphere promote %s` again", volume, volume)
 	}
-	return j.Info(), nil
+	return ""
+}
+
+// Jobs lists the running jobs and the last finished ones (also of earlier
+// daemon runs), oldest first.
+func (e *Engine) Jobs(ctx context.Context) []job.Info { return e.jobs.List() }
+
+// Job returns one job, running or finished.
+func (e *Engine) Job(ctx context.Context, id string) (job.Info, error) { return e.jobs.Info(id) }
+
+// CancelJob asks a job to stop and returns its state at once (it becomes
+// "cancelled" shortly after). A job that has ended is returned as it is.
+func (e *Engine) CancelJob(ctx context.Context, id string) (job.Info, error) {
+	return e.jobs.Cancel(id)
 }
 
 // WaitJob waits until a job ends and returns its final state.
 func (e *Engine) WaitJob(ctx context.Context, id string) (job.Info, error) {
-	j, err := e.jobs.Get(id)
-	if err != nil {
-		return job.Info{}, err
-	}
-	if err := j.Wait(ctx); err != nil && ctx.Err() != nil {
-		return job.Info{}, err
-	}
-	return j.Info(), nil
+	return e.jobs.Wait(ctx, id)
 }
 
 // startJobLocked starts fn as a job on v and registers it there, so the

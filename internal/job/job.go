@@ -1,10 +1,13 @@
-// Package job runs long operations (import, export, later migration and
-// backup) inside the daemon and reports their progress.
+// Package job runs long operations (import, export, consolidation,
+// promotion, migration) inside the daemon and reports their progress.
 //
-// The registry is in memory for now. A later issue persists jobs in the
-// catalog; Info is already the JSON record that will be stored, and the
-// Registry is the only place that creates, updates or lists jobs, so the
-// store slots in behind it.
+// The Registry is the only place that creates, updates or lists jobs.
+// With a Store (the daemon's catalog) every job is recorded when it
+// starts, when it ends, and its progress at most every FlushInterval, so
+// `job list` and `job show` cover previous daemon runs and IDs keep
+// increasing across restarts. A job that was running when the daemon
+// stopped is listed as "interrupted" at the next start; the daemon's own
+// recovery (a resumed merge, a rolled-back migration) runs as new jobs.
 package job
 
 import (
@@ -16,7 +19,8 @@ import (
 	"time"
 )
 
-// State of a job. The strings are API values: must not change.
+// State of a job. The strings are API values and are stored in the
+// catalog: must not change.
 type State string
 
 // Job states.
@@ -25,19 +29,33 @@ const (
 	Done      State = "done"
 	Failed    State = "failed"
 	Cancelled State = "cancelled"
+	// Interrupted: the daemon stopped (crash, kill -9) while the job ran.
+	Interrupted State = "interrupted"
 )
 
-// ErrNotFound: no job with that ID.
-var ErrNotFound = errors.New("job not found")
+// Sentinel errors.
+var (
+	// ErrNotFound: no job with that ID (never issued, or pruned from the
+	// history).
+	ErrNotFound = errors.New("job not found")
+)
 
 // Info is a snapshot of a job, as the API returns it.
 type Info struct {
-	ID       string     `json:"id"`
-	Kind     string     `json:"kind"`
-	Volume   string     `json:"volume"`
-	State    State      `json:"state"`
-	Done     int64      `json:"done_bytes"`
-	Total    int64      `json:"total_bytes"`
+	ID     string `json:"id"`
+	Kind   string `json:"kind"`
+	Volume string `json:"volume"`
+	State  State  `json:"state"`
+	Done   int64  `json:"done_bytes"`
+	Total  int64  `json:"total_bytes"`
+	// ETASeconds is the time left at the average rate since the start;
+	// nil (omitted) unless the job runs, has made progress and knows a
+	// total above what is done.
+	ETASeconds *int64 `json:"eta_seconds,omitempty"`
+	// Rate is done_bytes over the time the job has run (until its end);
+	// 0 (omitted) before any progress and for interrupted jobs.
+	Rate     int64      `json:"rate_bytes_per_second,omitempty"`
+	Detail   string     `json:"detail,omitempty"`
 	Started  time.Time  `json:"started"`
 	Finished *time.Time `json:"finished,omitempty"`
 	Error    string     `json:"error,omitempty"`
@@ -50,15 +68,22 @@ type Job struct {
 	kind    string
 	volume  string
 	started time.Time
+	now     func() time.Time
 	cancel  context.CancelFunc
 	done    atomic.Int64
 	total   atomic.Int64
-	finish  chan struct{} // closed when the job's function has returned
+	finish  chan struct{} // closed when the job has ended and its end is recorded
 
-	mu       sync.Mutex // guards state, finished, err
+	mu       sync.Mutex // guards state, finished, err, detail
 	state    State
 	finished time.Time
 	err      error
+	detail   string
+
+	// What the store last holds for this running job; guarded by
+	// Registry.pmu.
+	savedDone, savedTotal int64
+	savedDetail           string
 }
 
 // ID returns the job's identifier.
@@ -73,6 +98,15 @@ func (j *Job) Add(n int64) { j.done.Add(n) }
 // SetDone sets the number of processed bytes.
 func (j *Job) SetDone(n int64) { j.done.Store(n) }
 
+// SetDetail sets a short human description of what the job is doing now
+// ("copying layers", "merging"). Like progress, it is recorded at most
+// every FlushInterval; set it per phase, not per I/O.
+func (j *Job) SetDetail(s string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.detail = s
+}
+
 // Wait blocks until the job ends or ctx is done, and returns its error
 // (context.Canceled for a cancelled job).
 func (j *Job) Wait(ctx context.Context) error {
@@ -86,12 +120,11 @@ func (j *Job) Wait(ctx context.Context) error {
 	return j.err
 }
 
-// Info returns a snapshot.
+// Info returns a snapshot, with the rate and ETA as of now.
 func (j *Job) Info() Info {
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	in := Info{ID: j.id, Kind: j.kind, Volume: j.volume, State: j.state,
-		Done: j.done.Load(), Total: j.total.Load(), Started: j.started}
+		Done: j.done.Load(), Total: j.total.Load(), Started: j.started, Detail: j.detail}
 	if !j.finished.IsZero() {
 		f := j.finished
 		in.Finished = &f
@@ -99,6 +132,8 @@ func (j *Job) Info() Info {
 	if j.err != nil && j.state == Failed {
 		in.Error = j.err.Error()
 	}
+	j.mu.Unlock()
+	estimate(&in, j.now())
 	return in
 }
 

@@ -7,7 +7,7 @@ import (
 )
 
 func TestJobOutcomes(t *testing.T) {
-	r := NewRegistry()
+	r := NewRegistry(Options{})
 	defer r.Close()
 
 	ok, err := r.Start("import", "v1", 100, func(ctx context.Context, j *Job) error {
@@ -57,13 +57,13 @@ func TestJobOutcomes(t *testing.T) {
 	if in := byID[slow.ID()]; in.State != Cancelled || in.Error != "" {
 		t.Errorf("cancelled job info %+v", in)
 	}
-	if _, err := r.Get("nope"); !errors.Is(err, ErrNotFound) {
+	if _, err := r.Info("nope"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("get unknown: %v", err)
 	}
 }
 
 func TestCloseCancelsRunning(t *testing.T) {
-	r := NewRegistry()
+	r := NewRegistry(Options{})
 	started := make(chan struct{})
 	j, _ := r.Start("import", "v", 1, func(ctx context.Context, j *Job) error {
 		close(started)

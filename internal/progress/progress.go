@@ -75,9 +75,14 @@ func (b *Bar) Update(done, total int64) {
 	}
 }
 
-// Finish draws the final state and ends the line.
+// Finish draws the final state and ends the line. A "done" job is 100%
+// even when it had nothing to do (total 0); state is the job's state
+// (job.Done is "done"; progress does not import job).
 func (b *Bar) Finish(done, total int64, state string) {
 	pct := percent(done, total)
+	if state == "done" {
+		pct = 100
+	}
 	el := b.now().Sub(b.start).Round(100 * time.Millisecond)
 	if b.tty {
 		fmt.Fprintf(b.w, "\r%s  %s in %s\x1b[K\n", b.line(done, total, pct), state, el)

@@ -35,6 +35,29 @@ func TestPlainLines(t *testing.T) {
 	}
 }
 
+func TestFinishNothingToDo(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		tty   bool
+		state string
+		want  string
+	}{
+		{"PlainDone", false, "done", "import v: done, 100% (0 B of 0 B) in 0s\n"},
+		{"PlainCancelled", false, "cancelled", "import v: cancelled, 0% (0 B of 0 B) in 0s\n"},
+		{"TTYDone", true, "done", "\rimport v  [" + strings.Repeat("=", barWidth) + "] 100%  0 B / 0 B  done in 0s\x1b[K\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+			b := newBar(&out, "import v", tc.tty, c.now)
+			b.Finish(0, 0, tc.state)
+			if got := out.String(); got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestTTYRedraws(t *testing.T) {
 	var out bytes.Buffer
 	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
