@@ -96,6 +96,7 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 	ls := layersOf(v)
 	frozen := ls[:len(ls)-1]
 
+	j.SetDetail("copying the frozen layers to datastore " + tgt.name)
 	st, err := tgt.ds.Stage(v.name)
 	if err != nil {
 		e.rollbackMigration(v, snap, nil, nil)
@@ -132,6 +133,7 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 	v.layers = moved
 	e.mu.Unlock()
 
+	j.SetDetail("merging the writes made during the copy")
 	m := chain.NewMerger(moved)
 	grain := int64(moved.Caps().PrefBlock)
 	j.SetTotal(j.Info().Total + m.Grains()*grain)
@@ -168,6 +170,7 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 		return fmt.Errorf("migrate %s: %w", v.name, err)
 	}
 
+	j.SetDetail("switching to the new copy")
 	h = g.Hold()
 	stall, err := e.pivotMigration(ctx, v, tgt, st, m, copies, h)
 	if err != nil {

@@ -81,6 +81,7 @@ func (e *Engine) promote(ctx context.Context, v *volume, j *job.Job) error {
 		os.Remove(flatPath)
 		return fmt.Errorf("promote %s: %w", v.name, err)
 	}
+	j.SetDetail("copying the shared layers into " + filepath.Base(flatPath))
 	if err := copyDevice(ctx, nb, shared, 0, j.SetDone); err != nil {
 		return fail(err)
 	}

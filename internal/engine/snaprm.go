@@ -120,6 +120,9 @@ func (e *Engine) consolidate(ctx context.Context, v *volume, m *chain.Merger, be
 			j.SetDone(d)
 		}
 	}
+	if j != nil {
+		j.SetDetail("merging " + filepath.Base(top.path) + " into " + filepath.Base(below.path))
+	}
 	if _, err := m.Copy(ctx, 64, 8, progress); err != nil {
 		m.Abort()
 		return fmt.Errorf("remove snapshot of volume %s: copy: %w", v.name, err)
