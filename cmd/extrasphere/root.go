@@ -58,7 +58,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	pf.BoolVar(&g.json, "json", false, "print machine-readable JSON")
 
 	root.AddCommand(newServeCmd(g), newVolumeCmd(g), newDatastoreCmd(g), newSnapshotCmd(g), newJobCmd(g),
-		newCloneCmd(g), newPromoteCmd(g), newMigrateCmd(g),
+		newCloneCmd(g), newPromoteCmd(g), newMigrateCmd(g), newCBTCmd(g),
 		newAttachCmd(g), newVersionCmd(g))
 	return root
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
+	"github.com/extrasphere/extrasphere/internal/cbt"
 	"github.com/extrasphere/extrasphere/internal/engine"
 )
 
@@ -21,6 +22,8 @@ const (
 	CodeSnapshotNotFound  = "snapshot_not_found"
 	CodeSnapshotExists    = "snapshot_exists"
 	CodeJobNotFound       = "job_not_found"
+	CodeBitmapNotFound    = "bitmap_not_found"
+	CodeBitmapExists      = "bitmap_exists"
 	CodeInvalidArgument   = "invalid_argument"
 	CodeFileExists        = "file_exists"
 	CodeQemuImgMissing    = "qemu_img_missing"
@@ -48,6 +51,8 @@ var errorMap = []struct {
 	{engine.ErrSnapshotNotFound, http.StatusNotFound, CodeSnapshotNotFound},
 	{engine.ErrSnapshotExists, http.StatusConflict, CodeSnapshotExists},
 	{engine.ErrJobNotFound, http.StatusNotFound, CodeJobNotFound},
+	{cbt.ErrBitmapNotFound, http.StatusNotFound, CodeBitmapNotFound},
+	{cbt.ErrBitmapExists, http.StatusConflict, CodeBitmapExists},
 	{engine.ErrFileExists, http.StatusConflict, CodeFileExists},
 	{engine.ErrQemuImgMissing, http.StatusNotImplemented, CodeQemuImgMissing},
 	{engine.ErrNoTCP, http.StatusConflict, CodeNoTCP},

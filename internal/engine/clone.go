@@ -89,10 +89,15 @@ func (e *Engine) cloneFiles(ctx context.Context, ent *dsEntry, name string, pare
 		ent.ds.RemoveVolume(name)
 		return nil, fmt.Errorf("clone %s: read back: %w", name, err)
 	}
-	dev, layers, err := buildStack(ctx, files)
+	tracking, err := e.freshCBT(name, files.Size)
+	if err != nil {
+		ent.ds.RemoveVolume(name)
+		return nil, err
+	}
+	dev, layers, err := buildStack(ctx, files, tracking)
 	if err != nil {
 		ent.ds.RemoveVolume(name)
 		return nil, fmt.Errorf("clone %s: %w", name, err)
 	}
-	return newVolume(name, ent, files, dev, layers), nil
+	return newVolume(name, ent, files, dev, layers, tracking), nil
 }

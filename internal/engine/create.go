@@ -121,12 +121,17 @@ func (e *Engine) createFiles(ctx context.Context, ent *dsEntry, name string, siz
 		ent.ds.RemoveVolume(name)
 		return nil, fmt.Errorf("create volume %s: read back: %w", name, err)
 	}
-	dev, layers, err := buildStack(ctx, files)
+	tracking, err := e.freshCBT(name, files.Size)
+	if err != nil {
+		ent.ds.RemoveVolume(name)
+		return nil, err
+	}
+	dev, layers, err := buildStack(ctx, files, tracking)
 	if err != nil {
 		ent.ds.RemoveVolume(name)
 		return nil, fmt.Errorf("create volume %s: %w", name, err)
 	}
-	return newVolume(name, ent, files, dev, layers), nil
+	return newVolume(name, ent, files, dev, layers, tracking), nil
 }
 
 // roundUp rounds n up to a multiple of SectorSize; ok is false on overflow.

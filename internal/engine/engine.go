@@ -23,6 +23,7 @@ import (
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/catalog"
+	"github.com/extrasphere/extrasphere/internal/cbt"
 	"github.com/extrasphere/extrasphere/internal/datastore"
 	"github.com/extrasphere/extrasphere/internal/job"
 	"github.com/extrasphere/extrasphere/internal/nbd"
@@ -73,6 +74,11 @@ type volume struct {
 	// holding snapMu.
 	layers blockdev.Device
 	snapMu sync.Mutex // serialises snapshot, consolidation and pivot operations on the volume
+
+	// cbt is the volume's changed-block tracking (cbt.go), shared by every
+	// stack a pivot builds. Set before the volume is visible and never
+	// replaced; nil when the volume is not served.
+	cbt *cbt.State
 }
 
 // Open opens the data dir, the catalog and every datastore and volume.
@@ -251,7 +257,9 @@ func (e *Engine) scanDatastore(ctx context.Context, ent *dsEntry) []*volume {
 				e.log.Warn("completed an interrupted snapshot: new delta on the frozen top", "volume", f.Name)
 			}
 			v.files = rf
-			v.dev, v.layers, v.err = buildStack(ctx, rf)
+			if v.cbt, v.err = e.openCBT(f.Name, rf.Size); v.err == nil { // cbt: load the bitmaps
+				v.dev, v.layers, v.err = buildStack(ctx, rf, v.cbt)
+			}
 		}
 		if v.err != nil {
 			e.log.Error("volume not served", "volume", f.Name, "datastore", ent.name, "err", v.err)
@@ -321,6 +329,9 @@ func (e *Engine) Close() error {
 		if err := dev.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close volume %s: %w", v.name, err))
 		}
+		if err := closeCBT(v); err != nil { // cbt: a clean stop saves the bitmaps
+			errs = append(errs, err)
+		}
 	}
 	if err := e.cat.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close catalog: %w", err))
@@ -329,7 +340,7 @@ func (e *Engine) Close() error {
 	return errors.Join(errs...)
 }
 
-// newVolume is a served volume.
-func newVolume(name string, ent *dsEntry, files datastore.VolumeFiles, dev, layers blockdev.Device) *volume {
-	return &volume{name: name, ds: ent, files: files, dev: dev, layers: layers, jobs: map[string]*job.Job{}}
+// newVolume is a served volume; st is its tracking state.
+func newVolume(name string, ent *dsEntry, files datastore.VolumeFiles, dev, layers blockdev.Device, st *cbt.State) *volume {
+	return &volume{name: name, ds: ent, files: files, dev: dev, layers: layers, jobs: map[string]*job.Job{}, cbt: st}
 }

@@ -122,7 +122,7 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 			return nil, err
 		}
 		moved = c
-		return wrapInner(c), nil
+		return wrapInner(v.cbt, c), nil
 	})
 	if err != nil {
 		copies.close()
@@ -175,7 +175,7 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 	stall, err := e.pivotMigration(ctx, v, tgt, st, m, copies, h)
 	if err != nil {
 		m.Abort()
-		h.Replace(wrapInner(src))
+		h.Replace(wrapInner(v.cbt, src))
 		h.Release()
 		e.mu.Lock()
 		v.layers = src
@@ -228,7 +228,7 @@ func (e *Engine) pivotMigration(ctx context.Context, v *volume, tgt *dsEntry, st
 	}
 	e.hit("migrate.after-commit")
 	oldDS := v.ds
-	h.Replace(wrapInner(nd))
+	h.Replace(wrapInner(v.cbt, nd))
 	e.mu.Lock()
 	v.ds = tgt
 	v.files = files
@@ -251,7 +251,7 @@ func (e *Engine) pivotMigration(ctx context.Context, v *volume, tgt *dsEntry, st
 
 // restoreSource puts the original chain back under the gate.
 func (e *Engine) restoreSource(v *volume, g *gate.Gate, src *chain.Chain) {
-	g.Swap(func(blockdev.Device) (blockdev.Device, error) { return wrapInner(src), nil })
+	g.Swap(func(blockdev.Device) (blockdev.Device, error) { return wrapInner(v.cbt, src), nil })
 	e.mu.Lock()
 	v.layers = src
 	e.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
+	"github.com/extrasphere/extrasphere/internal/cbt"
 	"github.com/extrasphere/extrasphere/internal/datastore"
 	"github.com/extrasphere/extrasphere/internal/vmdk"
 )
@@ -42,7 +43,7 @@ func (e *Engine) SetReadOnly(ctx context.Context, name string, ro bool) (VolumeI
 	files := v.files
 	e.mu.Unlock()
 
-	newFiles, dev, layers, err := e.rewriteReadOnly(ctx, files, old, ro)
+	newFiles, dev, layers, err := e.rewriteReadOnly(ctx, files, old, ro, v.cbt)
 
 	e.mu.Lock()
 	v.op = ""
@@ -63,7 +64,7 @@ func (e *Engine) SetReadOnly(ctx context.Context, name string, ro bool) (VolumeI
 
 // rewriteReadOnly flushes and closes old, rewrites the descriptor and
 // opens a new stack (dev and the layers below its gate).
-func (e *Engine) rewriteReadOnly(ctx context.Context, f datastore.VolumeFiles, old blockdev.Device, ro bool) (nf datastore.VolumeFiles, dev, layers blockdev.Device, err error) {
+func (e *Engine) rewriteReadOnly(ctx context.Context, f datastore.VolumeFiles, old blockdev.Device, ro bool, st *cbt.State) (nf datastore.VolumeFiles, dev, layers blockdev.Device, err error) {
 	if err := old.Flush(ctx); err != nil {
 		return f, old, nil, fmt.Errorf("set read-only on volume %s: flush: %w", f.Name, err)
 	}
@@ -76,7 +77,7 @@ func (e *Engine) rewriteReadOnly(ctx context.Context, f datastore.VolumeFiles, o
 		return datastore.VolumeFiles{}, nil, nil, fmt.Errorf("set read-only on volume %s: %w", f.Name, err)
 	}
 	nf.Chain = f.Chain // only the base descriptor changed
-	dev, layers, err = buildStack(ctx, nf)
+	dev, layers, err = buildStack(ctx, nf, st)
 	if err != nil {
 		return nf, nil, nil, fmt.Errorf("set read-only on volume %s: reopen: %w", f.Name, err)
 	}

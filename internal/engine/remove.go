@@ -66,7 +66,13 @@ func (e *Engine) removeVolume(ctx context.Context, name string, force, duringClo
 			e.log.Warn("close device of removed volume", "volume", name, "err", err)
 		}
 	}
-	err = v.ds.ds.RemoveVolume(name)
+	// cbt: the bitmaps go first; a crash before the directory goes leaves
+	// a volume without bitmaps (the next backup is full), never bitmaps
+	// that a new volume of the same name would inherit.
+	err = deleteCBT(v)
+	if err == nil {
+		err = v.ds.ds.RemoveVolume(name)
+	}
 
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -32,6 +32,11 @@ func (e *Engine) RevertSnapshot(ctx context.Context, vol, name string) (Snapshot
 	}
 	h := v.dev.(*gate.Gate).Hold()
 	defer h.Release()
+	// The content goes back to the snapshot's, under every bitmap: all
+	// dirty (an over-report), saved before anything is deleted.
+	if err := markAllCBT(v); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("revert volume %s: %w", vol, err)
+	}
 	// Delete from the top down: a crash in between leaves the chain at
 	// an older consistent state whose top is a named layer, which open
 	// completes with a new delta (recoverTop).
@@ -56,7 +61,7 @@ func (e *Engine) RevertSnapshot(ctx context.Context, vol, name string) (Snapshot
 	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("revert volume %s: %w", vol, err)
 	}
-	h.Replace(wrapInner(nd))
+	h.Replace(wrapInner(v.cbt, nd))
 	e.mu.Lock()
 	v.layers = nd
 	v.files.Chain.Deltas = append(v.files.Chain.Deltas[:k:k], path)

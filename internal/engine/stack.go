@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
+	"github.com/extrasphere/extrasphere/internal/cbt"
 	"github.com/extrasphere/extrasphere/internal/chain"
 	"github.com/extrasphere/extrasphere/internal/datastore"
 	"github.com/extrasphere/extrasphere/internal/flat"
@@ -20,24 +21,29 @@ import (
 //	gate                                pivot point: snapshots, consolidation and
 //	                                    migration swap what is below it under I/O
 //	[checked]                           test builds only: asserts every request
-//	[cbt.Tracker]                       changed-block tracking (later issue)
+//	cbt.Tracker                         changed-block tracking (the volume's cbt.State)
 //	[mirror: sync | async + journal]    replication (later issue)
 //	chain (deltas over the base) | flat the volume's layers
 //
 // openLayers builds what is below the gate; a pivot calls it (or
 // chain.Extend) again and wraps the result the same way via wrapInner.
-func buildStack(ctx context.Context, f datastore.VolumeFiles) (dev, layers blockdev.Device, err error) {
+// st is the volume's tracking state, which outlives every stack.
+func buildStack(ctx context.Context, f datastore.VolumeFiles, st *cbt.State) (dev, layers blockdev.Device, err error) {
 	layers, err = openLayers(ctx, f)
 	if err != nil {
 		return nil, nil, err
 	}
-	return gate.New(wrapInner(layers)), layers, nil
+	return gate.New(wrapInner(st, layers)), layers, nil
 }
 
-// wrapInner adds the filters that sit between the gate and the layers.
-// Later filters (cbt, mirror) slot in here, each taking dev as its
-// explicit next device.
-func wrapInner(dev blockdev.Device) blockdev.Device {
+// wrapInner adds the filters that sit between the gate and the layers,
+// each taking dev as its explicit next device. The tracker is rebuilt
+// over the new layers at every pivot with the volume's same state st (nil
+// only for a volume that is not served).
+func wrapInner(st *cbt.State, dev blockdev.Device) blockdev.Device {
+	if st != nil {
+		dev = cbt.New(dev, st)
+	}
 	if blockdev.CheckedBuild {
 		dev = blockdev.NewChecked(dev)
 	}

@@ -7,6 +7,7 @@ package gate
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,7 +22,9 @@ type Gate struct {
 	mu   sync.RWMutex
 	next blockdev.Device // guarded by mu
 	size int64
-	caps blockdev.Caps
+
+	capsMu sync.Mutex    // guards caps (Caps may be called while I/O is held)
+	caps   blockdev.Caps // fixed, but for MetaContexts, which follow the installed device
 
 	stallMu   sync.Mutex    // guards lastStall
 	lastStall time.Duration // how long the last Swap held I/O
@@ -30,7 +33,10 @@ type Gate struct {
 var _ blockdev.Device = (*Gate)(nil)
 
 // New wraps next. Size and Caps are fixed for the gate's life: a pivot
-// must install a device of the same size whose caps are no narrower.
+// must install a device of the same size whose caps are no narrower. The
+// one exception is MetaContexts, which follow the installed device: a
+// CBT bitmap enabled or removed is a pivot that changes them, and new
+// NBD connections see the new list.
 func New(next blockdev.Device) *Gate {
 	return &Gate{next: next, size: next.Size(), caps: next.Caps()}
 }
@@ -64,7 +70,13 @@ func (g *Gate) Hold() *Held {
 func (h *Held) Current() blockdev.Device { return h.g.next }
 
 // Replace installs dev; it takes effect when I/O resumes.
-func (h *Held) Replace(dev blockdev.Device) { h.g.next = dev }
+func (h *Held) Replace(dev blockdev.Device) {
+	h.g.next = dev
+	meta := slices.Clone(dev.Caps().MetaContexts)
+	h.g.capsMu.Lock()
+	h.g.caps.MetaContexts = meta
+	h.g.capsMu.Unlock()
+}
 
 // Release lets I/O go on and returns how long it was held.
 func (h *Held) Release() time.Duration {
@@ -90,8 +102,14 @@ func (g *Gate) LastStall() time.Duration {
 	return g.lastStall
 }
 
-func (g *Gate) Size() int64         { return g.size }
-func (g *Gate) Caps() blockdev.Caps { return g.caps }
+func (g *Gate) Size() int64 { return g.size }
+func (g *Gate) Caps() blockdev.Caps {
+	g.capsMu.Lock()
+	defer g.capsMu.Unlock()
+	c := g.caps
+	c.MetaContexts = slices.Clone(c.MetaContexts)
+	return c
+}
 
 func (g *Gate) ReadAt(ctx context.Context, p []byte, off int64) error {
 	g.mu.RLock()
