@@ -113,10 +113,7 @@ func (m *Merger) Finish(ctx context.Context) error {
 			return err
 		}
 	}
-	if m.below == 0 {
-		return m.c.base.Flush(ctx)
-	}
-	return m.c.deltas[m.below-1].Flush(ctx)
+	return m.flushTarget(ctx)
 }
 
 // Abort stops tracking; the chain is unchanged (the target may hold
@@ -181,3 +178,31 @@ func (m *Merger) Without() (blockdev.Device, error) {
 
 // Top is the delta being merged away.
 func (m *Merger) Top() Delta { return m.top }
+
+// Settle flushes the target and copies again what was written while it
+// was flushing, a few times, so the Finish that runs with I/O held has
+// few grains to copy and little to sync. I/O keeps running during Settle.
+func (m *Merger) Settle(ctx context.Context) error {
+	for range 3 {
+		if err := m.flushTarget(ctx); err != nil {
+			return err
+		}
+		gs := m.dirty.take()
+		for _, g := range gs {
+			if err := m.copyGrain(ctx, g); err != nil {
+				return err
+			}
+		}
+		if len(gs) < 16 {
+			break
+		}
+	}
+	return nil
+}
+
+func (m *Merger) flushTarget(ctx context.Context) error {
+	if m.below == 0 {
+		return m.c.base.Flush(ctx)
+	}
+	return m.c.deltas[m.below-1].Flush(ctx)
+}

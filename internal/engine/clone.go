@@ -27,6 +27,9 @@ func (e *Engine) Clone(ctx context.Context, src, snap, name string) (VolumeInfo,
 	v := vs[0]
 	if snap == "" {
 		snap = "clone-" + name
+		if err := v.dev.Flush(ctx); err != nil { // so the flush under the hold is short
+			return VolumeInfo{}, fmt.Errorf("clone %s: flush %s: %w", name, src, err)
+		}
 		h := v.dev.(*gate.Gate).Hold()
 		_, err := e.snapshotHeld(ctx, v, h, snap, time.Now())
 		h.Release()

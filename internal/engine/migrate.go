@@ -85,6 +85,9 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 	start := time.Now()
 	snap := migrateSnapPrefix + j.ID()
 	g := v.dev.(*gate.Gate)
+	if err := g.Flush(ctx); err != nil { // so the flush under the hold is short
+		return fmt.Errorf("migrate %s: flush: %w", v.name, err)
+	}
 	h := g.Hold()
 	_, err = e.snapshotHeld(ctx, v, h, snap, start)
 	h.Release()
@@ -147,6 +150,13 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 		}
 	}
 	if _, err := m.Copy(ctx, 16, 8, progress); err != nil {
+		m.Abort()
+		e.restoreSource(v, g, src)
+		copies.close()
+		e.rollbackMigration(v, snap, tgt, st)
+		return fmt.Errorf("migrate %s: merge: %w", v.name, err)
+	}
+	if err := m.Settle(ctx); err != nil {
 		m.Abort()
 		e.restoreSource(v, g, src)
 		copies.close()

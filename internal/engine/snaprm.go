@@ -127,6 +127,10 @@ func (e *Engine) consolidate(ctx context.Context, v *volume, m *chain.Merger, be
 		m.Abort()
 		return fmt.Errorf("remove snapshot of volume %s: copy: %w", v.name, err)
 	}
+	if err := m.Settle(ctx); err != nil {
+		m.Abort()
+		return fmt.Errorf("remove snapshot of volume %s: flush: %w", v.name, err)
+	}
 	e.hit("consolidate.after-copy")
 	h := v.dev.(*gate.Gate).Hold()
 	next, err := e.commitMerge(ctx, v, m, below, top)

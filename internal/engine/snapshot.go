@@ -96,6 +96,13 @@ func (e *Engine) CreateSnapshot(ctx context.Context, vols []string, name string)
 			}
 		}
 	}
+	// Flush first with I/O running, so the flush under the hold (which
+	// makes the frozen layers durable) has almost nothing left to sync.
+	for _, v := range vs {
+		if err := v.dev.Flush(ctx); err != nil {
+			return nil, fmt.Errorf("snapshot %s: flush volume %s: %w", name, v.name, err)
+		}
+	}
 	held := make([]*gate.Held, 0, len(vs))
 	for _, v := range vs {
 		held = append(held, v.dev.(*gate.Gate).Hold())
