@@ -133,27 +133,17 @@ func migCheckOneCopy(t *testing.T, d *daemon, vol, want string, dss map[string]s
 	case !strings.HasPrefix(v.Path, dss[want]+string(os.PathSeparator)):
 		t.Errorf("volume %s: path %s is not under datastore %s at %s", vol, v.Path, want, dss[want])
 	}
-	for name, path := range dss {
-		ents, err := os.ReadDir(path)
-		if err != nil {
-			t.Fatal(err)
+	// The old copy is removed in the background after the switch: give
+	// it a bounded time to go, then report what is left.
+	var problems []string
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		problems = migLeftovers(t, vol, want, dss)
+		if len(problems) == 0 || time.Now().After(deadline) {
+			break
 		}
-		for _, e := range ents {
-			n := e.Name()
-			if strings.HasPrefix(n, ".creating-") || strings.HasPrefix(n, ".removing-") {
-				t.Errorf("datastore %s: leftover %s", name, n)
-			}
-		}
-		_, err = os.Stat(filepath.Join(path, vol))
-		switch {
-		case name == want && err != nil:
-			t.Errorf("datastore %s: volume dir: %v", name, err)
-		case name != want && err == nil:
-			t.Errorf("datastore %s still has a directory %s/ (the volume is on %s)", name, vol, want)
-		}
-		if _, err := os.Stat(filepath.Join(path, vol, ".migrated-from")); err == nil {
-			t.Errorf("datastore %s: %s/.migrated-from is still there", name, vol)
-		}
+	}
+	for _, p := range problems {
+		t.Error(p)
 	}
 	for _, s := range migSnapshots(t, d, vol) {
 		if strings.HasPrefix(s, "migrate-") {
@@ -381,6 +371,36 @@ func migDSEntries(t *testing.T, path string) []string {
 	for _, e := range ents {
 		if e.Name() != "extrasphere-datastore.json" {
 			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// migLeftovers lists what is wrong on disk for a volume that must live on
+// datastore want only.
+func migLeftovers(t *testing.T, vol, want string, dss map[string]string) []string {
+	t.Helper()
+	var out []string
+	for name, path := range dss {
+		ents, err := os.ReadDir(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			n := e.Name()
+			if strings.HasPrefix(n, ".creating-") || strings.HasPrefix(n, ".removing-") {
+				out = append(out, fmt.Sprintf("datastore %s: leftover %s", name, n))
+			}
+		}
+		_, err = os.Stat(filepath.Join(path, vol))
+		switch {
+		case name == want && err != nil:
+			out = append(out, fmt.Sprintf("datastore %s: volume dir: %v", name, err))
+		case name != want && err == nil:
+			out = append(out, fmt.Sprintf("datastore %s still has a directory %s/ (the volume is on %s)", name, vol, want))
+		}
+		if _, err := os.Stat(filepath.Join(path, vol, ".migrated-from")); err == nil {
+			out = append(out, fmt.Sprintf("datastore %s: %s/.migrated-from is still there", name, vol))
 		}
 	}
 	return out

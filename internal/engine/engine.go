@@ -41,6 +41,8 @@ type Engine struct {
 	volumes    map[string]*volume
 	reserved   map[string]bool // volume and datastore names being created, not yet in the maps ("ds:" prefix for datastores)
 	closed     bool
+
+	cleanups sync.WaitGroup // background removals of files no longer read (old copies after a migration); Close waits
 }
 
 var _ nbd.Exports = (*Engine)(nil)
@@ -100,6 +102,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		datastores: map[string]*dsEntry{}, volumes: map[string]*volume{}, reserved: map[string]bool{}}
 	if err := e.load(ctx); err != nil {
 		e.jobs.Close()
+	e.cleanups.Wait()
 		cat.Close()
 		return nil, err
 	}

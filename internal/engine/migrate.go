@@ -110,6 +110,7 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 		e.rollbackMigration(v, snap, tgt, st)
 		return fmt.Errorf("migrate %s: copy to datastore %s: %w", v.name, tgt.name, err)
 	}
+	copies.src.base, copies.src.deltas = src.Layers()
 	e.hit("migrate.after-copy")
 
 	// Reads move to the copies: same bytes, other files. Nothing on disk
@@ -194,15 +195,6 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 		e.rollbackMigration(v, snap, tgt, st)
 		return fmt.Errorf("migrate %s: %w", v.name, err)
 	}
-	// The old layers and the merged delta are no longer read.
-	for _, l := range frozen {
-		if l.delta != nil {
-			l.delta.Close()
-		}
-	}
-	srcBase, _ := src.Layers()
-	srcBase.Close()
-	top.Close()
 	e.log.Info("volume migrated", "volume", v.name, "to", tgt.name, "took", time.Since(start).Round(time.Millisecond), "io_held", stall)
 	return nil
 }
@@ -245,17 +237,26 @@ func (e *Engine) pivotMigration(ctx context.Context, v *volume, tgt *dsEntry, st
 	v.layers = nd
 	e.mu.Unlock()
 	stall := h.Release()
-	// The old copy is no longer read: remove it with I/O running.
-	if err := oldDS.ds.RemoveVolume(v.name); err != nil {
-		e.log.Error("migrated: could not remove the old copy; remove it by hand", "volume", v.name, "dir", oldDir, "err", err)
-	}
-	e.hit("migrate.after-remove-old")
-	if err := os.Remove(filepath.Join(newDir, migratedFrom)); err != nil {
-		e.log.Warn("remove migration marker", "volume", v.name, "err", err)
-	}
-	if err := datastore.SyncDir(newDir); err != nil {
-		e.log.Warn("sync migrated volume dir", "volume", v.name, "err", err)
-	}
+	// The old copy is no longer read: close and remove it in the
+	// background (freeing a large file takes seconds). A crash before
+	// that ends is finished at the next start through the marker.
+	srcChain := copies.src
+	e.cleanups.Go(func() {
+		for _, d := range srcChain.deltas {
+			d.Close()
+		}
+		srcChain.base.Close()
+		if err := oldDS.ds.RemoveVolume(v.name); err != nil {
+			e.log.Error("migrated: could not remove the old copy; remove it by hand", "volume", v.name, "dir", oldDir, "err", err)
+		}
+		e.hit("migrate.after-remove-old")
+		if err := os.Remove(filepath.Join(newDir, migratedFrom)); err != nil {
+			e.log.Warn("remove migration marker", "volume", v.name, "err", err)
+		}
+		if err := datastore.SyncDir(newDir); err != nil {
+			e.log.Warn("sync migrated volume dir", "volume", v.name, "err", err)
+		}
+	})
 	return stall, nil
 }
 
@@ -293,6 +294,13 @@ type layerCopies struct {
 	baseDesc string
 	deltas   []chain.Delta
 	paths    []string
+
+	// src are the layers copied from (and the live delta above them),
+	// closed once the migration has switched away from them.
+	src struct {
+		base   blockdev.Device
+		deltas []chain.Delta
+	}
 }
 
 func (c *layerCopies) close() {

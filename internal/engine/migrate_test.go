@@ -70,14 +70,14 @@ func TestMigrateUnderWrites(t *testing.T) {
 	if !bytes.Equal(got, model) {
 		t.Fatal("data differs after migration")
 	}
-	if _, err := os.Stat(filepath.Join(dir, "datastores/default/m")); !os.IsNotExist(err) {
-		t.Fatalf("old copy still there: %v", err)
-	}
 	in, _ := e.GetVolume(t.Context(), "m")
 	if in.Datastore != "ds2" {
 		t.Fatalf("volume on %s", in.Datastore)
 	}
-	e.Close()
+	e.Close() // waits for the background removal of the old copy
+	if _, err := os.Stat(filepath.Join(dir, "datastores/default/m")); !os.IsNotExist(err) {
+		t.Fatalf("old copy still there: %v", err)
+	}
 	e = openEngine(t, dir)
 	defer e.Close()
 	if got := readThrough(t, e, "m", size, 0); !bytes.Equal(got, model) {
