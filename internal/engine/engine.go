@@ -102,7 +102,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		datastores: map[string]*dsEntry{}, volumes: map[string]*volume{}, reserved: map[string]bool{}}
 	if err := e.load(ctx); err != nil {
 		e.jobs.Close()
-	e.cleanups.Wait()
+		e.cleanups.Wait()
 		cat.Close()
 		return nil, err
 	}
