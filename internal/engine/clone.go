@@ -87,20 +87,5 @@ func (e *Engine) cloneFiles(ctx context.Context, ent *dsEntry, name string, pare
 		ent.ds.Abort(st)
 		return nil, fmt.Errorf("clone %s: %w", name, err)
 	}
-	files, err := ent.ds.Load(name)
-	if err != nil {
-		ent.ds.RemoveVolume(name)
-		return nil, fmt.Errorf("clone %s: read back: %w", name, err)
-	}
-	tracking, err := e.freshCBT(name, files.Size)
-	if err != nil {
-		ent.ds.RemoveVolume(name)
-		return nil, err
-	}
-	dev, layers, err := buildStack(ctx, files, tracking)
-	if err != nil {
-		ent.ds.RemoveVolume(name)
-		return nil, fmt.Errorf("clone %s: %w", name, err)
-	}
-	return newVolume(name, ent, files, dev, layers, tracking), nil
+	return e.openCommitted(ctx, ent, name, "clone")
 }

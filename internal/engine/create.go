@@ -116,10 +116,17 @@ func (e *Engine) createFiles(ctx context.Context, ent *dsEntry, name string, siz
 		}
 		return nil, fmt.Errorf("create volume %s: %w", name, err)
 	}
+	return e.openCommitted(ctx, ent, name, "create volume")
+}
+
+// openCommitted reads a just-committed volume back from its files (the
+// files are the truth) and opens its stack; on failure the volume's
+// directory is removed again. what names the operation in errors.
+func (e *Engine) openCommitted(ctx context.Context, ent *dsEntry, name, what string) (*volume, error) {
 	files, err := ent.ds.Load(name)
 	if err != nil {
 		ent.ds.RemoveVolume(name)
-		return nil, fmt.Errorf("create volume %s: read back: %w", name, err)
+		return nil, fmt.Errorf("%s %s: read back: %w", what, name, err)
 	}
 	tracking, err := e.freshCBT(name, files.Size)
 	if err != nil {
@@ -129,7 +136,7 @@ func (e *Engine) createFiles(ctx context.Context, ent *dsEntry, name string, siz
 	dev, layers, err := buildStack(ctx, files, tracking)
 	if err != nil {
 		ent.ds.RemoveVolume(name)
-		return nil, fmt.Errorf("create volume %s: %w", name, err)
+		return nil, fmt.Errorf("%s %s: %w", what, name, err)
 	}
 	return newVolume(name, ent, files, dev, layers, tracking), nil
 }
