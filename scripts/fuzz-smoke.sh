@@ -12,7 +12,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
 GO=${GO:-go}
-FUZZTIME=${FUZZTIME:-10s}
+FUZZTIME=${FUZZTIME:-200000x}
 
 mapfile -t files < <(grep -rlE --include='*_test.go' --exclude-dir=testdata --exclude-dir=.git \
   '^func Fuzz[A-Za-z0-9_]*\(' . | LC_ALL=C sort)
