@@ -57,21 +57,9 @@ mkdir -p "$WORK" "$OUT/fio"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 T_START=$(date +%s)
 
-# --- process bookkeeping: we stop only what we started, by PID -------------------------------------
-PIDS=()
-stop_pids() { # PID...: SIGTERM, then SIGKILL whatever is still there after 5 s
-  local p
-  for p in "$@"; do kill "$p" 2>/dev/null || true; done
-  for p in "$@"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-  done
-}
-cleanup() {
-  stop_pids "${PIDS[@]}"
-  if [[ "${KEEP:-0}" != 1 ]]; then rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
+# --- process bookkeeping: we stop only what we started, by PID (bench/lib.sh) -------------------
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 ES_DATA="$WORK/es"
 es() { "$BIN" --data="$ES_DATA" --api="unix:$ES_DATA/api.sock" "$@"; }

@@ -65,21 +65,9 @@ rm -rf "$WORK" "$OUT"/fio "$OUT"/*.log
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 mkdir -p "$WORK" "$OUT/fio"
 
-# --- process bookkeeping: we stop only what we started, by PID -------------------------------------
-PIDS=()
-stop_pids() { # PID... : SIGTERM, then SIGKILL whatever is still there after 5 s
-  local p
-  for p in "$@"; do kill "$p" 2>/dev/null || true; done
-  for p in "$@"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-  done
-}
-cleanup() {
-  stop_pids "${PIDS[@]}"
-  if [[ "${KEEP:-0}" != 1 ]]; then rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
+# --- process bookkeeping: we stop only what we started, by PID (bench/lib.sh) -------------------
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 wait_for_socket() { # PATH [PID]
   local i

@@ -156,20 +156,9 @@ func migCheckOneCopy(t *testing.T, d *daemon, vol, want string, dss map[string]s
 // (clear of the first 16 MiB, where the tests keep patterns), then the crc32c read-back. Extra
 // options are appended (e.g. --verify_only). It does not touch *testing.T: it runs in goroutines.
 func migFio(ctx context.Context, uri string, size string, seed int, extra ...string) fioRun {
-	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
-	defer cancel()
 	args := append(fioVerifyArgs("mig", uri), "--rw=randwrite", "--bs=4k", "--iodepth=16",
 		"--offset=16m", "--size="+size, fmt.Sprintf("--randseed=%d", seed))
-	cmd := exec.CommandContext(ctx, "fio", append(args, extra...)...)
-	cmd.WaitDelay = 5 * time.Second
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	err := cmd.Run()
-	if err == nil && !strings.Contains(out.String(), "err= 0") {
-		err = fmt.Errorf("fio reported an error")
-	}
-	return fioRun{n: seed, start: start, end: time.Now(), out: out.String(), err: err}
+	return fioJob(ctx, seed, append(args, extra...)...)
 }
 
 // migFioLoop runs back-to-back migFio jobs (seeds 1, 2, ...) on one URI until wait is called.

@@ -103,13 +103,11 @@ type fioRun struct {
 	err        error
 }
 
-// runFio runs one verifying 4 KiB randwrite QD32 job over 32 MiB (write everything, then read
-// everything back and check crc32c). It does not touch *testing.T: it runs in a goroutine.
-func runFio(ctx context.Context, uri string, n int) fioRun {
+// fioJob runs one verifying fio job (fioVerifyArgs plus args) and reports
+// its outcome as run n. It does not touch *testing.T: it runs in goroutines.
+func fioJob(ctx context.Context, n int, args ...string) fioRun {
 	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
 	defer cancel()
-	args := append(fioVerifyArgs("load", uri),
-		"--rw=randwrite", "--bs=4k", "--iodepth=32", "--size=32m", fmt.Sprintf("--randseed=%d", n+1))
 	cmd := exec.CommandContext(ctx, "fio", args...)
 	cmd.WaitDelay = 5 * time.Second
 	var out bytes.Buffer
@@ -120,6 +118,13 @@ func runFio(ctx context.Context, uri string, n int) fioRun {
 		err = fmt.Errorf("fio reported an error")
 	}
 	return fioRun{n: n, start: start, end: time.Now(), out: out.String(), err: err}
+}
+
+// runFio runs one verifying 4 KiB randwrite QD32 job over 32 MiB (write everything, then read
+// everything back and check crc32c).
+func runFio(ctx context.Context, uri string, n int) fioRun {
+	return fioJob(ctx, n, append(fioVerifyArgs("load", uri),
+		"--rw=randwrite", "--bs=4k", "--iodepth=32", "--size=32m", fmt.Sprintf("--randseed=%d", n+1))...)
 }
 
 // startQSD runs qemu-storage-daemon with an NBD client blockdev (reconnect-delay=20) on the

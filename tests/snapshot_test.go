@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -76,20 +75,9 @@ func deltaFiles(t *testing.T, d *daemon, vol string) []string {
 // with the given seed; extra options are appended (e.g. --verify_only). It does not touch
 // *testing.T: it runs in a goroutine.
 func snapFio(ctx context.Context, uri string, seed int, extra ...string) fioRun {
-	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
-	defer cancel()
 	args := append(fioVerifyArgs("snap", uri), "--rw=randwrite", "--bs=4k", "--iodepth=16", "--size=64m",
 		fmt.Sprintf("--randseed=%d", seed))
-	cmd := exec.CommandContext(ctx, "fio", append(args, extra...)...)
-	cmd.WaitDelay = 5 * time.Second
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	err := cmd.Run()
-	if err == nil && !strings.Contains(out.String(), "err= 0") {
-		err = fmt.Errorf("fio reported an error")
-	}
-	return fioRun{n: seed, start: start, end: time.Now(), out: out.String(), err: err}
+	return fioJob(ctx, seed, append(args, extra...)...)
 }
 
 // TestSnapshotUnderFio (issue 3, "Must show" 1): snapshot create, create again, rm of the newest
