@@ -35,20 +35,24 @@ VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS="-X main.version=$VERSION"
 GOTEST=(env GO="$GO" bash "$ROOT/scripts/gotest.sh")
 
-declare -a results=()
+declare -a results=() failtails=()
 failed=0
+stagelog=$(mktemp)
+trap 'rm -f "$stagelog"' EXIT
 has_stage() { [[ " $STAGES " == *" $1 "* ]]; }
 run_stage() { # NAME CMD...
   local name=$1 start=$SECONDS rc
   shift
   has_stage "$name" || return 0
   echo "=== $name: $*"
-  "$@"
-  rc=$?
+  "$@" 2>&1 | tee "$stagelog"
+  rc=${PIPESTATUS[0]}
   if ((rc == 0)); then
     results+=("$(printf 'PASS  %-12s %4ds' "$name" $((SECONDS - start)))")
   else
     results+=("$(printf 'FAIL  %-12s %4ds  (exit %d)' "$name" $((SECONDS - start)) "$rc")")
+    # CI shows only the end of the log: repeat the end of the failed stage's output there.
+    failtails+=("--- last lines of $name:" "$(tail -n 15 "$stagelog")")
     failed=1
   fi
   return "$rc"
@@ -101,6 +105,7 @@ run_stage fuzz env GO="$GO" FUZZTIME="${FUZZTIME:-200000x}" "$ROOT/scripts/fuzz-
 echo
 echo "=== summary ($((SECONDS - total_start)) s)"
 printf '%s\n' "${results[@]}"
+((${#failtails[@]})) && printf '%s\n' "${failtails[@]}"
 if ((failed)); then
   echo "make test: FAIL"
   exit 1

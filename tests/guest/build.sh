@@ -46,7 +46,9 @@ if [[ -s "$OUT/vmlinuz" && -s "$OUT/initrd.gz" && "$(cat "$OUT/stamp" 2>/dev/nul
   exit 0
 fi
 
-[[ -x /bin/busybox ]] && /bin/busybox --list 2>/dev/null | grep -qx insmod ||
+# Not `busybox --list | grep -q`: under pipefail grep's early exit can SIGPIPE busybox (exit 141).
+applets=$(/bin/busybox --list 2>/dev/null || true)
+grep -qx insmod <<<"$applets" ||
   die "/bin/busybox (package busybox-static) is missing: run scripts/deps.sh"
 for tool in cpio gzip xz dpkg-deb apt-get; do
   command -v "$tool" >/dev/null || die "$tool is missing: run scripts/deps.sh"
@@ -75,7 +77,8 @@ fi
 work=$(mktemp -d "$OUT/.build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 dpkg-deb -x "$deb" "$work/pkg" || die "dpkg-deb -x $deb failed"
-kver=$(ls "$work/pkg/lib/modules" | head -n1)
+kvers=("$work"/pkg/lib/modules/*)
+kver=$(basename "${kvers[0]}")
 [[ -n "$kver" && -f "$work/pkg/boot/vmlinuz-$kver" ]] || die "no vmlinuz in $deb"
 moddir="$work/pkg/lib/modules/$kver"
 
