@@ -93,7 +93,7 @@ stage_integration() {
 }
 
 total_start=$SECONDS
-run_stage deps "$ROOT/scripts/deps.sh" || { echo "test.sh: deps failed: cannot test" >&2; exit 1; }
+run_stage deps env GO="$GO" "$ROOT/scripts/deps.sh" || { echo "test.sh: deps failed: cannot test" >&2; exit 1; }
 run_stage fmt stage_fmt
 run_stage vet stage_vet
 run_stage build stage_build
