@@ -39,11 +39,12 @@ func newSnapshotRmCmd(g *globals) *cobra.Command {
 		Use:     "rm VOL NAME",
 		Aliases: []string{"remove"},
 		Short:   "Remove a snapshot, merging its delta live",
-		Long: `Remove snapshot NAME of volume VOL: what was written since the snapshot is
-merged into the frozen layer while the volume stays in use (a consolidation
-job), then the delta file is deleted. Only the newest snapshot can be
-removed. The command shows the job's progress until it ends (Ctrl-C cancels
-it); with --no-wait it prints the job and returns.`,
+		Long: `Remove snapshot NAME of volume VOL while the volume stays in use: the delta
+above the snapshot's layer (what was written until the next snapshot, or
+since it for the newest) is merged into that layer by a consolidation job,
+then the delta file is deleted. The command shows the job's progress until
+it ends (Ctrl-C cancels it; the snapshot is gone either way and the merge
+resumes at the next start); with --no-wait it prints the job and returns.`,
 		Args: exactArgs("VOL", "NAME"),
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := g.client(c)

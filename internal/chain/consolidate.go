@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 )
@@ -34,15 +35,17 @@ func (d *dirtySet) take() []int64 {
 	return gs
 }
 
-// Merger copies the top delta of a chain into the layer below it while
-// the chain keeps serving I/O. Usage: NewMerger, Copy (live, repeatable),
-// then with I/O held (gate) Finish, which copies what was written
-// meanwhile and flushes the target. The caller then commits by deleting
-// the top delta's file and installs Without().
+// Merger copies one delta of a chain into the layer below it while the
+// chain keeps serving I/O. Usage: NewMerger (the top delta) or
+// NewFrozenMerger (a delta under the top), Copy (live, repeatable), then
+// with I/O held (gate) Finish, which copies what was written meanwhile
+// and flushes the target. The caller then commits by deleting the merged
+// delta's file and installs Without().
 type Merger struct {
 	c      *Chain
-	top    Delta
-	below  int // layer index of the target: 0 the base, i deltas[i-1]
+	top    Delta // the delta being merged away (the chain's top for NewMerger)
+	below  int   // layer index of the target: 0 the base, i deltas[i-1]
+	frozen bool  // top is under the chain's top: nothing writes it
 	dirty  *dirtySet
 	copied int64 // grains copied, for progress
 }
@@ -54,6 +57,19 @@ func NewMerger(c *Chain) *Merger {
 		dirty: &dirtySet{m: map[int64]struct{}{}}}
 	c.track.Store(m.dirty)
 	return m
+}
+
+// NewFrozenMerger merges layer i (deltas[i-1], 1 <= i < the top) into
+// layer i-1. Nothing writes layer i, so no tracking is needed, and every
+// view stays the same while it copies: the grains it copies are exactly
+// those layer i (or a layer above it) hides in layer i-1. Only views
+// that end at layer i-1 change, so that layer must not be a snapshot.
+func NewFrozenMerger(c *Chain, i int) (*Merger, error) {
+	if i < 1 || i >= len(c.deltas) {
+		return nil, fmt.Errorf("merge layer %d of a chain of %d deltas: not a frozen delta", i, len(c.deltas))
+	}
+	return &Merger{c: c, top: c.deltas[i-1], below: i - 1, frozen: true,
+		dirty: &dirtySet{m: map[int64]struct{}{}}}, nil
 }
 
 // Grains is how many grains the top delta holds (the work to do).
@@ -118,7 +134,11 @@ func (m *Merger) Finish(ctx context.Context) error {
 
 // Abort stops tracking; the chain is unchanged (the target may hold
 // copies of top grains, which the top still hides).
-func (m *Merger) Abort() { m.c.track.Store(nil) }
+func (m *Merger) Abort() {
+	if !m.frozen {
+		m.c.track.Store(nil)
+	}
+}
 
 // copyGrain copies grain g of the top delta into the target layer.
 func (m *Merger) copyGrain(ctx context.Context, g int64) error {
@@ -169,6 +189,9 @@ func (m *Merger) writeBelow(ctx context.Context, g int64, buf []byte) error {
 // is gone: the chain of the remaining layers, or the base itself. The
 // top delta is not closed; the caller closes it after the pivot.
 func (m *Merger) Without() (blockdev.Device, error) {
+	if m.frozen {
+		return m.c.without(m.below + 1), nil
+	}
 	m.c.track.Store(nil)
 	if m.below == 0 {
 		return m.c.base, nil
@@ -205,4 +228,25 @@ func (m *Merger) flushTarget(ctx context.Context) error {
 		return m.c.base.Flush(ctx)
 	}
 	return m.c.deltas[m.below-1].Flush(ctx)
+}
+
+// without returns a chain of c's layers minus layer i (1 <= i < top),
+// whose grains the layer below now holds too (a frozen merge finished).
+// The owner map is remapped, not rebuilt. c must not be used afterwards;
+// layer i is not closed.
+func (c *Chain) without(i int) *Chain {
+	ds := make([]Delta, 0, len(c.deltas)-1)
+	ds = append(ds, c.deltas[:i-1]...)
+	ds = append(ds, c.deltas[i:]...)
+	n := &Chain{base: c.base, deltas: ds, size: c.size, grain: c.grain, caps: c.caps,
+		owner: make([]atomic.Uint32, len(c.owner))}
+	n.bufs.New = c.bufs.New
+	for g := range c.owner {
+		o := c.owner[g].Load()
+		if o != zeroOwner && o >= uint32(i) {
+			o-- // layer i's grains are in layer i-1 now; the layers above move down one
+		}
+		n.owner[g].Store(o)
+	}
+	return n
 }

@@ -12,6 +12,7 @@ import (
 	"strconv"
 
 	"github.com/extrasphere/extrasphere/internal/sparse"
+	"github.com/extrasphere/extrasphere/internal/vmdk"
 )
 
 // Chain files. A volume's directory holds its base (for a volume that is
@@ -22,7 +23,12 @@ import (
 // in the origin volume's directory (../origin/...). The top is the one
 // own delta no other own delta names: writes go there. Deleting a delta
 // file is the commit point of a consolidation, so there is never more
-// than one candidate top.
+// than one candidate top, with one exception: removing a snapshot under
+// the newest merges the delta above it down, names the layer below like
+// it, re-points its child, then deletes it. A crash between the re-point
+// and the delete leaves that delta an orphan: a leaf that carries a
+// snapshot name (a top never does) equal to its parent's. ReadChain
+// reports orphans apart; their content is in the parent already.
 
 // ErrBadChain: a volume's deltas do not form one chain (a fork, a loop,
 // a parent that is missing).
@@ -103,8 +109,9 @@ type ChainFiles struct {
 	Base      string
 	Deltas    []string
 	Own       int
-	BaseOwn   bool // the base is in the volume's own directory (false for a linked clone)
-	NextDelta int  // the number the next own delta gets
+	BaseOwn   bool     // the base is in the volume's own directory (false for a linked clone)
+	NextDelta int      // the number the next own delta gets
+	Orphans   []string // merged deltas a crash left behind: delete them
 }
 
 // ReadChain discovers the chain of vol in dir.
@@ -133,9 +140,19 @@ func ReadChain(dir, vol string) (ChainFiles, error) {
 	}
 	var tops []string
 	for _, p := range own {
-		if !named[p] {
-			tops = append(tops, p)
+		if named[p] {
+			continue
 		}
+		orphan, err := isOrphan(p)
+		if err != nil {
+			return ChainFiles{}, err
+		}
+		if orphan {
+			cf.Orphans = append(cf.Orphans, p)
+			cf.Own--
+			continue
+		}
+		tops = append(tops, p)
 	}
 	if len(tops) != 1 {
 		return ChainFiles{}, fmt.Errorf("volume %s has %d top deltas %v: %w", vol, len(tops), tops, ErrBadChain)
@@ -159,8 +176,11 @@ func ReadChain(dir, vol string) (ChainFiles, error) {
 		}
 	}
 	// Every own delta must be on the chain, and the own ones on top.
+	if len(down) < cf.Own {
+		return ChainFiles{}, fmt.Errorf("volume %s: %d own deltas, %d on the chain: %w", vol, cf.Own, len(down), ErrBadChain)
+	}
 	for i, p := range down {
-		if i < len(own) != isOwn[p] {
+		if i < cf.Own != isOwn[p] {
 			return ChainFiles{}, fmt.Errorf("volume %s: delta %s is not on its chain: %w", vol, p, ErrBadChain)
 		}
 	}
@@ -169,4 +189,50 @@ func ReadChain(dir, vol string) (ChainFiles, error) {
 	}
 	cf.BaseOwn = filepath.Dir(cf.Base) == filepath.Clean(dir)
 	return cf, nil
+}
+
+// isOrphan reports whether the leaf delta at path is a merged-away layer
+// (see the top of this file): it is named like its parent.
+func isOrphan(path string) (bool, error) {
+	name, err := SnapshotName(path)
+	if err != nil || name == "" {
+		return false, err
+	}
+	parent, err := parentOf(path)
+	if err != nil {
+		return false, err
+	}
+	pname, err := SnapshotName(parent)
+	if err != nil {
+		return false, nil // a missing parent is reported by the chain walk
+	}
+	return pname == name, nil
+}
+
+// SnapshotName returns the snapshot name a layer carries ("" for none):
+// a delta's embedded descriptor or a base's text descriptor.
+func SnapshotName(path string) (string, error) {
+	sp, err := isSparse(path)
+	if err != nil {
+		return "", err
+	}
+	var d *vmdk.Descriptor
+	if sp {
+		e, err := sparse.Open(path, true)
+		if err != nil {
+			return "", err
+		}
+		d = e.Descriptor()
+		e.Close()
+	} else {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", err
+		}
+		if d, err = vmdk.Parse(b); err != nil {
+			return "", fmt.Errorf("descriptor %s: %w", path, err)
+		}
+	}
+	name, _ := d.DDB.Get(sparse.DDBSnapshotName)
+	return name, nil
 }

@@ -46,7 +46,7 @@ func TestChainOpsBadInput(t *testing.T) {
 		{"CloneBadName", func() error { _, err := e.Clone(ctx, "src", "s1", "../x"); return err }, ErrInvalidArgument, "../x"},
 		{"PromoteNotAClone", func() error { _, err := e.Promote(ctx, "src"); return err }, ErrInvalidArgument, "not a linked clone"},
 		{"ReadOnlyOnClone", func() error { _, err := e.SetReadOnly(ctx, "c1", true); return err }, ErrInvalidArgument, "linked clone"},
-		{"RemoveOlderSnapshot", func() error { _, err := e.RemoveSnapshot(ctx, "src", "s1"); return err }, ErrInvalidArgument, "not the newest"},
+		{"RemoveOlderSnapshotUnderClone", func() error { _, err := e.RemoveSnapshot(ctx, "src", "s1"); return err }, ErrVolumeInUse, "c1"},
 		{"RemoveSnapshotUsedByClone", func() error { _, err := e.RemoveSnapshot(ctx, "src", "s2"); return err }, ErrVolumeInUse, "c1"},
 		{"RevertPastClone", func() error { _, err := e.RevertSnapshot(ctx, "src", "s1"); return err }, ErrVolumeInUse, "c1"},
 		{"SnapshotBadName", func() error { _, err := e.CreateSnapshot(ctx, []string{"src"}, "a/b"); return err }, ErrInvalidArgument, "a/b"},

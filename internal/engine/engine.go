@@ -167,7 +167,18 @@ func (e *Engine) resumeMerges(ctx context.Context) {
 	for _, v := range todo {
 		ls := layersOf(v)
 		c, ok := v.layers.(*chain.Chain)
-		if len(ls) < 2 || !ls[len(ls)-2].own || !ok {
+		if !ok {
+			continue
+		}
+		if k := interruptedFrozenMerge(ls); k >= 0 {
+			e.log.Warn("resuming an interrupted snapshot removal", "volume", v.name, "layer", ls[k].path)
+			v.snapMu.Lock()
+			if _, err := e.startFrozenMerge(v, c, k, v.snapMu.Unlock); err != nil {
+				e.log.Error("resume snapshot removal", "volume", v.name, "err", err)
+			}
+			continue
+		}
+		if len(ls) < 2 || !ls[len(ls)-2].own {
 			continue
 		}
 		below, top := ls[len(ls)-2], ls[len(ls)-1]
@@ -260,6 +271,7 @@ func (e *Engine) scanDatastore(ctx context.Context, ent *dsEntry) []*volume {
 				e.log.Warn("completed an interrupted snapshot: new delta on the frozen top", "volume", f.Name)
 			}
 			v.files = rf
+			e.removeOrphans(f.Name, rf.Chain.Orphans)
 			if v.cbt, v.err = e.openCBT(f.Name, rf.Size); v.err == nil { // cbt: load the bitmaps
 				v.dev, v.layers, v.err = buildStack(ctx, rf, v.cbt)
 			}

@@ -50,8 +50,8 @@ func (e *Engine) refuseShared(v *volume, what string, ls []layer) error {
 // RemoveSnapshot deletes a snapshot by merging the delta written since it
 // into the layer it froze, live: the VM keeps writing during the copy and
 // I/O is held only for the last grains and the pivot. It runs as a job.
-// Only the newest snapshot can be removed this way (its delta is the one
-// being written); remove newer ones first.
+// For the newest snapshot that delta is the one being written; for an
+// older one it is frozen too (snaprm_frozen.go).
 func (e *Engine) RemoveSnapshot(ctx context.Context, vol, name string) (job.Info, error) {
 	vs, unlock, err := e.snapVolumes([]string{vol}, "remove a snapshot of")
 	if err != nil {
@@ -60,9 +60,6 @@ func (e *Engine) RemoveSnapshot(ctx context.Context, vol, name string) (job.Info
 	v := vs[0]
 	ls := layersOf(v)
 	k, err := findSnapshot(v, ls, name)
-	if err == nil && k != len(ls)-2 {
-		err = errorf(ErrInvalidArgument, "snapshot %s of volume %s is not the newest: remove the newer snapshots first", name, vol)
-	}
 	if err == nil {
 		err = e.refuseShared(v, "remove snapshot "+name+" of", ls[k:])
 	}
@@ -83,7 +80,12 @@ func (e *Engine) RemoveSnapshot(ctx context.Context, vol, name string) (job.Info
 		unlock()
 		return job.Info{}, fmt.Errorf("remove snapshot %s of volume %s: %w", name, vol, err)
 	}
-	j, err := e.startMerge(v, c, ls[k], ls[k+1], unlock)
+	var j *job.Job
+	if k == len(ls)-2 {
+		j, err = e.startMerge(v, c, ls[k], ls[k+1], unlock)
+	} else {
+		j, err = e.startFrozenMerge(v, c, k, unlock) // see snaprm_frozen.go
+	}
 	if err != nil {
 		return job.Info{}, err
 	}

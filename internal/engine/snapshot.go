@@ -180,9 +180,15 @@ func (e *Engine) ListSnapshots(ctx context.Context, vol string) ([]SnapshotInfo,
 	e.mu.Unlock()
 	out := []SnapshotInfo{}
 	for _, l := range ls {
-		if n, t := l.snapshot(); n != "" && l.own {
-			out = append(out, SnapshotInfo{Volume: vol, Name: n, Created: t, Layer: l.path})
+		n, t := l.snapshot()
+		if n == "" || !l.own {
+			continue
 		}
+		if len(out) > 0 && out[len(out)-1].Name == n {
+			// A snapshot removal is moving this name down (snaprm_frozen.go).
+			out = out[:len(out)-1]
+		}
+		out = append(out, SnapshotInfo{Volume: vol, Name: n, Created: t, Layer: l.path})
 	}
 	return out, nil
 }
