@@ -256,6 +256,7 @@ func TestCrashMigrate(t *testing.T) {
 	}{
 		{"migrate.after-snapshot", false},
 		{"migrate.after-copy", false},
+		{"migrate.after-switch-reads", false},
 		{"migrate.after-merge-copy", false},
 		{"migrate.before-commit", false},
 		{"migrate.after-commit", true},

@@ -32,6 +32,9 @@ type Chain struct {
 	// both valid for an overlapping in-flight write).
 	owner []atomic.Uint32
 
+	// sub holds which parts of each grain the top delta wrote (sub.go).
+	sub []subWord
+
 	stripes [256]sync.Mutex // serialise allocation and zeroing per grain (g % 256)
 	bufs    sync.Pool       // grain-sized scratch buffers (*[]byte)
 
@@ -58,7 +61,8 @@ func New(base blockdev.Device, deltas []Delta) (*Chain, error) {
 	}
 	size := base.Size()
 	n := (size + gs - 1) / gs
-	c := &Chain{base: base, deltas: deltas, size: size, grain: gs, owner: make([]atomic.Uint32, n)}
+	c := &Chain{base: base, deltas: deltas, size: size, grain: gs, owner: make([]atomic.Uint32, n),
+		sub: newSubMasks(int(n))}
 	c.bufs.New = func() any { b := make([]byte, gs); return &b }
 	for g := range n {
 		for i, d := range deltas {
@@ -68,6 +72,9 @@ func New(base blockdev.Device, deltas []Delta) (*Chain, error) {
 			case Zero:
 				c.owner[g].Store(zeroOwner)
 			}
+		}
+		if c.owner[g].Load() == c.top() {
+			c.orSub(g, fullMask) // written before this chain: all of it may differ
 		}
 	}
 	bc := base.Caps()
@@ -166,6 +173,7 @@ func (c *Chain) WriteAt(ctx context.Context, p []byte, off int64, flags blockdev
 func (c *Chain) writeGrain(ctx context.Context, g int64, goff int, p []byte, fua bool) (bool, error) {
 	top := c.deltas[len(c.deltas)-1]
 	if c.owner[g].Load() == c.top() {
+		c.markSub(g, goff, len(p)) // before the data: a merge that misses it copies g again (mark)
 		return false, top.WriteGrain(ctx, g, goff, p, fua)
 	}
 	mu := &c.stripes[g%int64(len(c.stripes))]
@@ -173,6 +181,7 @@ func (c *Chain) writeGrain(ctx context.Context, g int64, goff int, p []byte, fua
 	defer mu.Unlock()
 	owner := c.owner[g].Load()
 	if owner == c.top() { // allocated while we waited
+		c.markSub(g, goff, len(p))
 		return false, top.WriteGrain(ctx, g, goff, p, fua)
 	}
 	bp := c.bufs.Get().(*[]byte)
@@ -188,6 +197,11 @@ func (c *Chain) writeGrain(ctx context.Context, g int64, goff int, p []byte, fua
 	copy(full[goff:], p)
 	if err := top.AllocateGrain(ctx, g, full); err != nil {
 		return false, err
+	}
+	if owner == zeroOwner {
+		c.orSub(g, fullMask) // the zeros may be the top's own: the layers below do not read them
+	} else {
+		c.markSub(g, goff, len(p))
 	}
 	c.owner[g].Store(c.top())
 	return true, nil
@@ -223,7 +237,8 @@ func Extend(c *Chain, d Delta) (*Chain, error) {
 		return nil, fmt.Errorf("extend chain: delta has %d-byte grains, chain %d", d.GrainSize(), c.grain)
 	}
 	n := &Chain{base: c.base, deltas: append(append([]Delta(nil), c.deltas...), d),
-		size: c.size, grain: c.grain, caps: c.caps, owner: make([]atomic.Uint32, len(c.owner))}
+		size: c.size, grain: c.grain, caps: c.caps, owner: make([]atomic.Uint32, len(c.owner)),
+		sub: newSubMasks(len(c.owner))}
 	n.bufs.New = c.bufs.New
 	for g := range c.owner {
 		n.owner[g].Store(c.owner[g].Load())
@@ -238,4 +253,27 @@ func (c *Chain) mark(g int64) {
 	if t := c.track.Load(); t != nil {
 		t.add(g)
 	}
+}
+
+// Rebase returns a chain with c's top delta over base and deltas, copies
+// of c's lower layers (same content, same grain kinds: a migration's
+// copies on another datastore). The owner map and the top's write masks
+// are kept, so a merge of the top still copies only what was written. c
+// must not be used afterwards; its lower layers are not closed.
+func Rebase(c *Chain, base blockdev.Device, deltas []Delta) (*Chain, error) {
+	if len(deltas) != len(c.deltas)-1 || base.Size() != c.size {
+		return nil, fmt.Errorf("rebase chain: %d layers of %d bytes for %d of %d", len(deltas)+1, base.Size(), len(c.deltas), c.size)
+	}
+	for _, d := range deltas {
+		if d.GrainSize() != c.grain {
+			return nil, fmt.Errorf("rebase chain: delta has %d-byte grains, chain %d", d.GrainSize(), c.grain)
+		}
+	}
+	n := &Chain{base: base, deltas: append(append([]Delta(nil), deltas...), c.deltas[len(c.deltas)-1]),
+		size: c.size, grain: c.grain, caps: c.caps, owner: make([]atomic.Uint32, len(c.owner)), sub: c.sub}
+	n.bufs.New = c.bufs.New
+	for g := range c.owner {
+		n.owner[g].Store(c.owner[g].Load())
+	}
+	return n, nil
 }

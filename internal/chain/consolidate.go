@@ -157,6 +157,12 @@ func (m *Merger) copyGrain(ctx context.Context, g int64) error {
 	case Data:
 		bp := m.c.bufs.Get().(*[]byte)
 		defer m.c.bufs.Put(bp)
+		if mask := m.partMask(g); mask != fullMask {
+			if err := m.copyParts(ctx, g, mask, *bp); err != nil {
+				return fmt.Errorf("consolidate grain %d: %w", g, err)
+			}
+			break
+		}
 		buf := (*bp)[:n]
 		if err := m.top.ReadGrain(ctx, g, 0, buf); err != nil {
 			return fmt.Errorf("consolidate grain %d: read: %w", g, err)
@@ -167,6 +173,43 @@ func (m *Merger) copyGrain(ctx context.Context, g int64) error {
 	}
 	m.copied++
 	return nil
+}
+
+// partMask is which parts of top grain g differ from the target's view
+// (sub.go): fullMask unless the top is the chain's top, whose writes are
+// tracked, and the target holds grain g itself (the base always does; a
+// delta that does not must get the whole grain allocated).
+func (m *Merger) partMask(g int64) uint32 {
+	if m.frozen {
+		return fullMask
+	}
+	if m.below > 0 && m.c.deltas[m.below-1].Kind(g) != Data {
+		return fullMask
+	}
+	mask := m.c.subMask(g)
+	if mask == 0 {
+		return fullMask // cannot happen for a grain the top holds; be safe
+	}
+	return mask
+}
+
+// copyParts copies the marked parts of top grain g into the target.
+func (m *Merger) copyParts(ctx context.Context, g int64, mask uint32, buf []byte) error {
+	glen := int(m.c.grainLen(g))
+	return subRuns(mask, int(m.c.grain)/subBlocks, func(off, n int) error {
+		n = min(n, glen-off)
+		if n <= 0 {
+			return nil
+		}
+		b := buf[:n]
+		if err := m.top.ReadGrain(ctx, g, off, b); err != nil {
+			return fmt.Errorf("read: %w", err)
+		}
+		if m.below == 0 {
+			return m.c.base.WriteAt(ctx, b, g*m.c.grain+int64(off), 0)
+		}
+		return m.c.deltas[m.below-1].WriteGrain(ctx, g, off, b, false)
+	})
 }
 
 func (m *Merger) writeBelow(ctx context.Context, g int64, buf []byte) error {
@@ -239,7 +282,7 @@ func (c *Chain) without(i int) *Chain {
 	ds = append(ds, c.deltas[:i-1]...)
 	ds = append(ds, c.deltas[i:]...)
 	n := &Chain{base: c.base, deltas: ds, size: c.size, grain: c.grain, caps: c.caps,
-		owner: make([]atomic.Uint32, len(c.owner))}
+		owner: make([]atomic.Uint32, len(c.owner)), sub: c.sub} // same top, same masks
 	n.bufs.New = c.bufs.New
 	for g := range c.owner {
 		o := c.owner[g].Load()

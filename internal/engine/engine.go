@@ -43,6 +43,10 @@ type Engine struct {
 	closed     bool
 
 	cleanups sync.WaitGroup // background removals of files no longer read (old copies after a migration); Close waits
+
+	// onStep, set only by tests before any job runs, is called at every
+	// named step (failpoint) of a long operation.
+	onStep func(name string)
 }
 
 var _ nbd.Exports = (*Engine)(nil)

@@ -2,11 +2,11 @@ package engine
 
 import (
 	"github.com/extrasphere/extrasphere/internal/fsx"
+	"golang.org/x/sys/unix"
 
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -115,13 +115,12 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 
 	// Reads move to the copies: same bytes, other files. Nothing on disk
 	// changes, so a crash here still finds the old chain complete.
-	_, topDelta := src.Layers()
-	top := topDelta[len(topDelta)-1]
 	var moved *chain.Chain
 	// Built with I/O held: the owner map must see every grain the top
-	// delta has allocated.
+	// delta has allocated. Rebase keeps the top's write masks, so the
+	// merge below copies only the parts written since the snapshot.
 	_, err = g.Swap(func(blockdev.Device) (blockdev.Device, error) {
-		c, err := chain.New(copies.base, append(copies.deltas, top))
+		c, err := chain.Rebase(src, copies.base, copies.deltas)
 		if err != nil {
 			return nil, err
 		}
@@ -136,6 +135,7 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 	e.mu.Lock()
 	v.layers = moved
 	e.mu.Unlock()
+	e.hit("migrate.after-switch-reads")
 
 	j.SetDetail("merging the writes made during the copy")
 	m := chain.NewMerger(moved)
@@ -152,14 +152,14 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 	}
 	if _, err := m.Copy(ctx, 16, 8, progress); err != nil {
 		m.Abort()
-		e.restoreSource(v, g, src)
+		e.restoreSource(v, g, src, moved)
 		copies.close()
 		e.rollbackMigration(v, snap, tgt, st)
 		return fmt.Errorf("migrate %s: merge: %w", v.name, err)
 	}
 	if err := m.Settle(ctx); err != nil {
 		m.Abort()
-		e.restoreSource(v, g, src)
+		e.restoreSource(v, g, src, moved)
 		copies.close()
 		e.rollbackMigration(v, snap, tgt, st)
 		return fmt.Errorf("migrate %s: merge: %w", v.name, err)
@@ -175,7 +175,7 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 	}
 	if err != nil {
 		m.Abort()
-		e.restoreSource(v, g, src)
+		e.restoreSource(v, g, src, moved)
 		copies.close()
 		e.rollbackMigration(v, snap, tgt, st)
 		return fmt.Errorf("migrate %s: %w", v.name, err)
@@ -186,11 +186,8 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 	stall, err := e.pivotMigration(ctx, v, tgt, st, m, copies, h)
 	if err != nil {
 		m.Abort()
-		h.Replace(wrapInner(v.cbt, src))
 		h.Release()
-		e.mu.Lock()
-		v.layers = src
-		e.mu.Unlock()
+		e.restoreSource(v, g, src, moved)
 		copies.close()
 		e.rollbackMigration(v, snap, tgt, st)
 		return fmt.Errorf("migrate %s: %w", v.name, err)
@@ -260,11 +257,27 @@ func (e *Engine) pivotMigration(ctx context.Context, v *volume, tgt *dsEntry, st
 	return stall, nil
 }
 
-// restoreSource puts the original chain back under the gate.
-func (e *Engine) restoreSource(v *volume, g *gate.Gate, src *chain.Chain) {
-	g.Swap(func(blockdev.Device) (blockdev.Device, error) { return wrapInner(v.cbt, src), nil })
+// restoreSource puts the original layers back under the gate after reads
+// moved to the copies (moved): a chain of src's lower layers with moved's
+// top and owner map, which knows every grain the top allocated since
+// (src's own map does not).
+func (e *Engine) restoreSource(v *volume, g *gate.Gate, src, moved *chain.Chain) {
+	var back *chain.Chain
+	_, err := g.Swap(func(blockdev.Device) (blockdev.Device, error) {
+		b, ds := src.Layers()
+		c, err := chain.Rebase(moved, b, ds[:len(ds)-1])
+		if err != nil {
+			return nil, err
+		}
+		back = c
+		return wrapInner(v.cbt, c), nil
+	})
+	if err != nil { // cannot happen: src and moved have the same shape
+		e.log.Error("migration rollback: put the original layers back", "volume", v.name, "err", err)
+		return
+	}
 	e.mu.Lock()
-	v.layers = src
+	v.layers = back
 	e.mu.Unlock()
 }
 
@@ -330,8 +343,20 @@ func (e *Engine) copyLayers(ctx context.Context, v *volume, frozen []layer, dir 
 	}
 	j.SetTotal(total + v.files.Size)
 	c := &layerCopies{baseDesc: filepath.Join(dir, filepath.Base(frozen[0].path))}
-	// The base: a new sparse flat with the same descriptor text.
+	lim := newLimiter(rate)
+	// The base: a new sparse flat with the same descriptor text, and the
+	// frozen flat's data ranges copied in by the kernel.
 	if err := flat.Create(c.baseDesc, v.files.Size, flat.CreateOptions{}); err != nil {
+		return nil, err
+	}
+	dstFlat, err := flat.FlatPath(c.baseDesc)
+	if err != nil {
+		return nil, err
+	}
+	if err := copyFileData(ctx, v.files.FlatPath, dstFlat, v.files.Size, lim, j.SetDone); err != nil {
+		return nil, err
+	}
+	if err := copyDescriptor(frozen[0].path, c.baseDesc); err != nil {
 		return nil, err
 	}
 	nb, err := flat.Open(c.baseDesc, flat.Options{})
@@ -339,20 +364,10 @@ func (e *Engine) copyLayers(ctx context.Context, v *volume, frozen []layer, dir 
 		return nil, err
 	}
 	c.base = nb
-	srcBase, _ := v.layers.(*chain.Chain).Layers()
-	if err := copyDevice(ctx, nb, srcBase, rate, j.SetDone); err != nil {
-		c.close()
-		return nil, err
-	}
-	if err := copyDescriptor(frozen[0].path, c.baseDesc); err != nil {
-		c.close()
-		return nil, err
-	}
 	done := v.files.Size
-	lim := newLimiter(rate)
 	for _, l := range frozen[1:] {
 		dst := filepath.Join(dir, filepath.Base(l.path))
-		n, err := copyFile(ctx, l.path, dst, lim)
+		n, err := copyFile(ctx, l.path, dst, lim, func(k int64) { j.SetDone(done + k) })
 		if err != nil {
 			c.close()
 			return nil, err
@@ -397,50 +412,56 @@ func copyDescriptor(src, dst string) error {
 	return vmdk.WriteFileAtomic(dst, sd.Marshal())
 }
 
-// copyFile copies a frozen file, keeping holes, and fsyncs it.
-func copyFile(ctx context.Context, src, dst string, lim *limiter) (int64, error) {
-	in, err := os.Open(src)
+// copyFile copies a frozen file into a new one, keeping holes, and
+// fsyncs it. It returns the file's size.
+func copyFile(ctx context.Context, src, dst string, lim *limiter, progress func(int64)) (int64, error) {
+	fi, err := os.Stat(src)
 	if err != nil {
 		return 0, err
 	}
-	defer in.Close()
 	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
 		return 0, err
 	}
-	defer out.Close()
-	buf := make([]byte, 1<<20)
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		k, rerr := in.Read(buf)
-		if k > 0 {
-			if err := lim.wait(ctx, int64(k)); err != nil {
-				return n, err
-			}
-			if isZero(buf[:k]) {
-				if _, err := out.Seek(int64(k), io.SeekCurrent); err != nil {
-					return n, err
-				}
-			} else if _, err := out.Write(buf[:k]); err != nil {
-				return n, err
-			}
-			n += int64(k)
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return n, rerr
-		}
+	err = out.Truncate(fi.Size())
+	out.Close()
+	if err != nil {
+		return 0, err
 	}
-	if err := out.Truncate(n); err != nil {
-		return n, err
-	}
-	return n, out.Sync()
+	return fi.Size(), copyFileData(ctx, src, dst, fi.Size(), lim, progress)
 }
+
+// copyFileData copies the data ranges of src into dst, an existing file
+// that reads as zeros where src has holes, and fdatasyncs dst.
+func copyFileData(ctx context.Context, src, dst string, size int64, lim *limiter, progress func(int64)) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	var done int64
+	if err := fsx.CopyData(ctx, out, in, size, copyFileChunk, lim.wait, func(n int64) {
+		done += n
+		if progress != nil {
+			progress(done)
+		}
+	}); err != nil {
+		return err
+	}
+	if err := unix.Fdatasync(int(out.Fd())); err != nil {
+		return fmt.Errorf("sync %s: %w", dst, err)
+	}
+	return nil
+}
+
+// copyFileChunk is the piece copyFileData hands to copy_file_range: large,
+// so the kernel streams, and small enough for --rate to pace it smoothly.
+const copyFileChunk = 8 << 20
 
 // finishMigrations completes migrations a crash interrupted after their
 // commit: a volume directory with a migratedFrom marker is complete, so

@@ -179,7 +179,12 @@ func (e *Engine) commitMerge(ctx context.Context, v *volume, m *chain.Merger, be
 }
 
 // hit stops the process at an armed failpoint (crash tests).
-func (e *Engine) hit(name string) { e.cfg.Failpoints.Hit(name) }
+func (e *Engine) hit(name string) {
+	if e.onStep != nil {
+		e.onStep(name)
+	}
+	e.cfg.Failpoints.Hit(name)
+}
 
 // mergeNewest removes the newest snapshot snap synchronously (rollbacks
 // and recovery). The caller holds v.snapMu.
