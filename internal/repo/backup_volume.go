@@ -1,0 +1,142 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// plan decides, chunk by chunk, what runVolume must read: it fills
+// vol.Chunks with the ids it can reuse from prev and returns the indexes
+// of the others. A chunk is reused when prev has the same chunk size and
+// the same length there, no dirty range touches it, and its id is null or
+// in the index (a chunk missing from the repository is read again, so an
+// incremental backup also repairs what verify found missing).
+func (b *Backup) plan(vol *Volume, opts VolumeOptions) (toRead []int, st BackupStats) {
+	n := len(vol.Chunks)
+	prev := opts.Prev
+	reuse := prev != nil && opts.Dirty != nil && prev.ChunkSize == vol.ChunkSize && len(prev.Chunks) == prev.NumChunks()
+	var dirty []bool
+	if reuse {
+		dirty = make([]bool, n)
+		cs := int64(vol.ChunkSize)
+		for _, d := range opts.Dirty {
+			if d.Len == 0 || d.Off >= vol.Size {
+				continue
+			}
+			end := vol.Size // clip without overflowing Off+Len
+			if d.Len < vol.Size-d.Off {
+				end = d.Off + d.Len
+			}
+			for i := d.Off / cs; i <= (end-1)/cs; i++ {
+				dirty[i] = true
+			}
+		}
+	}
+	for i := range n {
+		if reuse && i < len(prev.Chunks) && !dirty[i] && vol.ChunkLen(i) == prev.ChunkLen(i) {
+			if id := prev.Chunks[i]; id.IsNull() || b.index.has(id) {
+				vol.Chunks[i] = id
+				st.ChunksReused++
+				st.BytesReused += int64(vol.ChunkLen(i))
+				continue
+			}
+		}
+		toRead = append(toRead, i)
+	}
+	return toRead, st
+}
+
+// runVolume backs up vol from src: plan, then the worker pipeline.
+func (b *Backup) runVolume(ctx context.Context, vol *Volume, src Source, opts VolumeOptions) (BackupStats, error) {
+	toRead, st := b.plan(vol, opts)
+	st.BytesTotal = vol.Size
+	b.progress(st.BytesReused)
+	var next atomic.Int64
+	var mu sync.Mutex // guards st while workers merge into it
+	g, gctx := errgroup.WithContext(ctx)
+	for range min(b.workers, max(len(toRead), 1)) {
+		g.Go(func() error {
+			w := chunkWorker{b: b, vol: vol, src: src, buf: make([]byte, vol.ChunkSize)}
+			err := w.run(gctx, toRead, &next)
+			mu.Lock()
+			st.add(w.st)
+			mu.Unlock()
+			return err
+		})
+	}
+	err := g.Wait()
+	if cerr := ctx.Err(); cerr != nil {
+		err = cerr // cancelled: say so, whatever the workers saw first
+	}
+	if err != nil {
+		return st, fmt.Errorf("back up volume %s: %w", vol.Name, err)
+	}
+	return st, nil
+}
+
+// chunkWorker is one goroutine of the pipeline with its own buffers.
+type chunkWorker struct {
+	b       *Backup
+	vol     *Volume
+	src     Source
+	buf     []byte // one chunk of plaintext
+	scratch []byte // compressed form
+	out     []byte // the object
+	st      BackupStats
+}
+
+func (w *chunkWorker) run(ctx context.Context, toRead []int, next *atomic.Int64) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		k := next.Add(1) - 1
+		if k >= int64(len(toRead)) {
+			return nil
+		}
+		i := toRead[k]
+		off := int64(i) * int64(w.vol.ChunkSize)
+		p := w.buf[:w.vol.ChunkLen(i)]
+		if err := w.src.ReadAt(ctx, p, off); err != nil {
+			return fmt.Errorf("read offset %d: %w", off, err)
+		}
+		w.st.ChunksRead++
+		w.st.BytesRead += int64(len(p))
+		id, err := w.store(ctx, p)
+		if err != nil {
+			return fmt.Errorf("chunk at offset %d: %w", off, err)
+		}
+		w.vol.Chunks[i] = id // each index is written by one worker only
+		w.b.progress(int64(len(p)))
+	}
+}
+
+// store classifies one chunk (zero, known, new) and uploads a new one.
+func (w *chunkWorker) store(ctx context.Context, p []byte) (ID, error) {
+	r := w.b.r
+	if bytes.Equal(p, r.zeros[:len(p)]) {
+		w.st.ChunksZero++
+		w.st.BytesZero += int64(len(p))
+		return ID{}, nil
+	}
+	id := r.codec.chunkID(p)
+	if !w.b.index.claim(id) {
+		w.st.ChunksDeduped++
+		w.st.BytesDeduped += int64(len(p))
+		return id, nil
+	}
+	key := chunkKey(id)
+	w.out = r.codec.encode(w.out[:0], magicChunk, key, p, true, &w.scratch)
+	if err := r.b.Put(ctx, key, w.out); err != nil {
+		return ID{}, fmt.Errorf("upload %s: %w", key, err)
+	}
+	w.st.ChunksNew++
+	w.st.BytesNew += int64(len(p))
+	w.st.BytesStored += int64(len(w.out))
+	return id, nil
+}

@@ -1,0 +1,104 @@
+package repotest
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/extrasphere/extrasphere/internal/repo"
+)
+
+// testPrune: a policy keeps some backups per group; prune deletes the
+// others and sweeps their chunks and an abandoned backup's; every kept
+// backup still restores; verify is clean with no garbage left.
+func testPrune(t *testing.T, e *env) {
+	r := e.init()
+	ctx := t.Context()
+	base := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	want := map[string][]byte{}
+	series := func(group string, seed uint64, days int) {
+		im := newImage(seed, 1<<20)
+		var prev *repo.Volume
+		for d := range days {
+			var dirty []repo.Range
+			if prev != nil {
+				dirty = []repo.Range{rng(im.write(int64(d*2)*ChunkSize, 8192, false))}
+			}
+			m := backup(t, r, repo.BackupOptions{Group: group, Time: base.AddDate(0, 0, d)},
+				vol{"disk0", im, repo.VolumeOptions{Prev: prev, Dirty: dirty}})
+			want[m.ID] = im.snapshot()
+			prev = m.Volumes[0]
+		}
+	}
+	series("vm1", 11, 6)
+	series("vm2", 12, 2)
+	// An abandoned backup: its chunks are garbage.
+	b, err := r.NewBackup(ctx, repo.BackupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.AddVolume(ctx, "junk", newImage(13, 256<<10), repo.VolumeOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	res, problems := verify(t, r, false)
+	if len(problems) != 0 || res.Unreferenced == 0 {
+		t.Fatalf("before prune: problems %v, unreferenced %d (want > 0)", problems, res.Unreferenced)
+	}
+
+	ms, err := r.List(ctx)
+	if err != nil || len(ms) != 8 {
+		t.Fatalf("List: %d backups, %v", len(ms), err)
+	}
+	plan := repo.PlanPrune(ms, repo.Policy{KeepLast: 2}, base.AddDate(0, 0, 7))
+	if len(plan.Keep) != 4 || len(plan.Forget) != 4 {
+		t.Fatalf("plan keeps %d and forgets %d, want 4 and 4", len(plan.Keep), len(plan.Forget))
+	}
+	before := len(objects(t, e.b, "chunks/"))
+	st, err := r.Prune(ctx, plan.ForgetIDs())
+	if err != nil {
+		t.Fatalf("Prune: %v", err)
+	}
+	after := len(objects(t, e.b, "chunks/"))
+	if st.BackupsDeleted != 4 || st.BackupsKept != 4 || st.ChunksDeleted == 0 || after != before-st.ChunksDeleted || after != st.ChunksKept {
+		t.Fatalf("prune stats %+v; chunks %d -> %d", st, before, after)
+	}
+	for _, m := range plan.Keep {
+		if got := restore(t, r, m, "disk0"); !bytes.Equal(got, want[m.ID]) {
+			t.Errorf("kept backup %s (%s) no longer restores identically", m.ID, m.Group)
+		}
+	}
+	for _, m := range plan.Forget {
+		if _, err := r.Load(ctx, m.ID); !errors.Is(err, repo.ErrNotFound) {
+			t.Errorf("forgotten backup %s: Load %v, want ErrNotFound", m.ID, err)
+		}
+	}
+	if res := verifyClean(t, r); res.Unreferenced != 0 || res.Backups != 4 {
+		t.Errorf("after prune: %+v, want 4 backups and no garbage", res)
+	}
+	// Pruning again is a no-op; forgetting ids already gone is fine.
+	st, err = r.Prune(ctx, plan.ForgetIDs())
+	if err != nil || st.ChunksDeleted != 0 || st.BackupsDeleted != 0 {
+		t.Fatalf("second prune: %+v, %v", st, err)
+	}
+	if _, err := r.Prune(ctx, []string{"not-an-id"}); !errors.Is(err, repo.ErrInvalid) {
+		t.Errorf("Prune of a malformed id: %v, want ErrInvalid", err)
+	}
+	// Forget by prefix, then prune sweeps what only it used.
+	if err := r.Forget(ctx, plan.Keep[0].ID[:20]); err != nil {
+		t.Fatalf("Forget: %v", err)
+	}
+	if err := r.Forget(ctx, "2099"); !errors.Is(err, repo.ErrNotFound) {
+		t.Errorf("Forget of an unknown id: %v, want ErrNotFound", err)
+	}
+	if _, err := r.Prune(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range plan.Keep[1:] {
+		if got := restore(t, r, m, "disk0"); !bytes.Equal(got, want[m.ID]) {
+			t.Errorf("backup %s no longer restores identically", m.ID)
+		}
+	}
+	verifyClean(t, r)
+}
