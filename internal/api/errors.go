@@ -24,6 +24,10 @@ const (
 	CodeJobNotFound       = "job_not_found"
 	CodeBitmapNotFound    = "bitmap_not_found"
 	CodeBitmapExists      = "bitmap_exists"
+	CodeRepoNotFound      = "repo_not_found"
+	CodeRepoExists        = "repo_exists"
+	CodeRepoError         = "repo_error"
+	CodeBackupNotFound    = "backup_not_found"
 	CodeInvalidArgument   = "invalid_argument"
 	CodeFileExists        = "file_exists"
 	CodeQemuImgMissing    = "qemu_img_missing"
@@ -53,12 +57,16 @@ var errorMap = []struct {
 	{engine.ErrJobNotFound, http.StatusNotFound, CodeJobNotFound},
 	{cbt.ErrBitmapNotFound, http.StatusNotFound, CodeBitmapNotFound},
 	{cbt.ErrBitmapExists, http.StatusConflict, CodeBitmapExists},
+	{engine.ErrRepoNotFound, http.StatusNotFound, CodeRepoNotFound},
+	{engine.ErrRepoExists, http.StatusConflict, CodeRepoExists},
+	{engine.ErrBackupNotFound, http.StatusNotFound, CodeBackupNotFound},
 	{engine.ErrFileExists, http.StatusConflict, CodeFileExists},
 	{engine.ErrQemuImgMissing, http.StatusNotImplemented, CodeQemuImgMissing},
 	{engine.ErrNoTCP, http.StatusConflict, CodeNoTCP},
 	{engine.ErrInvalidArgument, http.StatusBadRequest, CodeInvalidArgument},
 	{blockdev.ErrNoSpace, http.StatusInsufficientStorage, CodeNoSpace},
 	{engine.ErrClosed, http.StatusServiceUnavailable, CodeShuttingDown},
+	{engine.ErrRepo, http.StatusBadGateway, CodeRepoError},
 }
 
 // statusFor returns the HTTP status and code of an engine error.

@@ -44,6 +44,9 @@ type Engine struct {
 
 	cleanups sync.WaitGroup // background removals of files no longer read (old copies after a migration); Close waits
 
+	repoMu sync.Mutex // guards repos (and opening them)
+	repos  map[string]*repoEntry
+
 	// onStep, set only by tests before any job runs, is called at every
 	// named step (failpoint) of a long operation.
 	onStep func(name string)
@@ -104,7 +107,11 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg, log: cfg.Logger, cat: cat, jobs: job.NewRegistry(jobOptions(cat, cfg.Logger)),
 		datastores: map[string]*dsEntry{}, volumes: map[string]*volume{}, reserved: map[string]bool{}}
-	if err := e.load(ctx); err != nil {
+	err = e.loadRepos()
+	if err == nil {
+		err = e.load(ctx)
+	}
+	if err != nil {
 		e.jobs.Close()
 		e.cleanups.Wait()
 		cat.Close()
@@ -187,7 +194,7 @@ func (e *Engine) resumeMerges(ctx context.Context) {
 		}
 		below, top := ls[len(ls)-2], ls[len(ls)-1]
 		name, _ := below.snapshot()
-		if name != "" && !strings.HasPrefix(name, migrateSnapPrefix) {
+		if name != "" && !strings.HasPrefix(name, migrateSnapPrefix) && !strings.HasPrefix(name, backupSnapPrefix) {
 			continue
 		}
 		e.log.Warn("resuming an interrupted merge", "volume", v.name, "layer", below.path, "snapshot", name)
@@ -323,6 +330,7 @@ func (e *Engine) Close() error {
 	e.mu.Unlock()
 
 	e.jobs.Close()
+	e.closeRepos()
 
 	e.mu.Lock()
 	vols := make([]*volume, 0, len(e.volumes))

@@ -89,6 +89,17 @@ func (e *Engine) CreateSnapshot(ctx context.Context, vols []string, name string)
 		return nil, err
 	}
 	defer unlock()
+	return e.snapshotGroup(ctx, vs, name, nil)
+}
+
+// snapshotGroup snapshots vs (their snapMu held) at one instant; during,
+// if set, runs for each volume while every volume's I/O is held, after
+// its snapshot (a backup rotates its CBT bitmap there).
+func (e *Engine) snapshotGroup(ctx context.Context, vs []*volume, name string, during func(v *volume) error) ([]SnapshotInfo, error) {
+	vols := make([]string, len(vs))
+	for i, v := range vs {
+		vols[i] = v.name
+	}
 	for _, v := range vs {
 		for _, l := range layersOf(v) {
 			if n, _ := l.snapshot(); n == name && l.own {
@@ -112,6 +123,9 @@ func (e *Engine) CreateSnapshot(ctx context.Context, vols []string, name string)
 	var errs []error
 	for i, v := range vs {
 		info, err := e.snapshotHeld(ctx, v, held[i], name, at)
+		if err == nil && during != nil {
+			err = during(v)
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -1,0 +1,163 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+
+	"github.com/extrasphere/extrasphere/internal/engine"
+	"github.com/extrasphere/extrasphere/internal/job"
+)
+
+// VerifyRequest is the body of POST /v1/backups/verify.
+type VerifyRequest struct {
+	Repo     string `json:"repo,omitempty"`
+	ReadData bool   `json:"read_data,omitempty"`
+}
+
+func (s *server) listRepos(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.eng.ListRepos(r.Context()))
+}
+
+func (s *server) addRepo(w http.ResponseWriter, r *http.Request) {
+	var req engine.RepoRequest
+	if err := decode(r, w, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	in, err := s.eng.AddRepo(r.Context(), req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, in)
+}
+
+func (s *server) deleteRepo(w http.ResponseWriter, r *http.Request) {
+	if err := s.eng.RemoveRepo(r.Context(), r.PathValue("name")); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *server) startBackup(w http.ResponseWriter, r *http.Request) {
+	var req engine.BackupRequest
+	if err := decode(r, w, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	j, err := s.eng.Backup(r.Context(), req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/jobs/"+j.ID)
+	writeJSON(w, http.StatusAccepted, j)
+}
+
+func (s *server) listBackups(w http.ResponseWriter, r *http.Request) {
+	bs, err := s.eng.ListBackups(r.Context(), r.URL.Query().Get("repo"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, bs)
+}
+
+func (s *server) verifyBackups(w http.ResponseWriter, r *http.Request) {
+	var req VerifyRequest
+	if err := decode(r, w, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	rep, err := s.eng.VerifyBackups(r.Context(), req.Repo, req.ReadData)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+func (s *server) pruneBackups(w http.ResponseWriter, r *http.Request) {
+	var req engine.PruneRequest
+	if err := decode(r, w, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	rep, err := s.eng.PruneBackups(r.Context(), req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+func (s *server) startRestore(w http.ResponseWriter, r *http.Request) {
+	var req engine.RestoreRequest
+	if err := decode(r, w, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	j, err := s.eng.Restore(r.Context(), req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/jobs/"+j.ID)
+	writeJSON(w, http.StatusAccepted, j)
+}
+
+// Repos calls GET /v1/repos.
+func (c *Client) Repos(ctx context.Context) ([]engine.RepoInfo, error) {
+	var out []engine.RepoInfo
+	err := c.do(ctx, http.MethodGet, "/v1/repos", nil, &out)
+	return out, err
+}
+
+// AddRepo calls POST /v1/repos.
+func (c *Client) AddRepo(ctx context.Context, req engine.RepoRequest) (engine.RepoInfo, error) {
+	var out engine.RepoInfo
+	err := c.do(ctx, http.MethodPost, "/v1/repos", req, &out)
+	return out, err
+}
+
+// RemoveRepo calls DELETE /v1/repos/{name}.
+func (c *Client) RemoveRepo(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/repos/"+url.PathEscape(name), nil, nil)
+}
+
+// Backup calls POST /v1/backups.
+func (c *Client) Backup(ctx context.Context, req engine.BackupRequest) (job.Info, error) {
+	var out job.Info
+	err := c.do(ctx, http.MethodPost, "/v1/backups", req, &out)
+	return out, err
+}
+
+// Backups calls GET /v1/backups?repo=R.
+func (c *Client) Backups(ctx context.Context, repo string) ([]engine.BackupInfo, error) {
+	var out []engine.BackupInfo
+	err := c.do(ctx, http.MethodGet, "/v1/backups?repo="+url.QueryEscape(repo), nil, &out)
+	return out, err
+}
+
+// VerifyBackups calls POST /v1/backups/verify.
+func (c *Client) VerifyBackups(ctx context.Context, req VerifyRequest) (engine.VerifyReport, error) {
+	var out engine.VerifyReport
+	err := c.do(ctx, http.MethodPost, "/v1/backups/verify", req, &out)
+	return out, err
+}
+
+// PruneBackups calls POST /v1/backups/prune.
+func (c *Client) PruneBackups(ctx context.Context, req engine.PruneRequest) (engine.PruneReport, error) {
+	var out engine.PruneReport
+	err := c.do(ctx, http.MethodPost, "/v1/backups/prune", req, &out)
+	return out, err
+}
+
+// Restore calls POST /v1/restores.
+func (c *Client) Restore(ctx context.Context, req engine.RestoreRequest) (job.Info, error) {
+	var out job.Info
+	err := c.do(ctx, http.MethodPost, "/v1/restores", req, &out)
+	return out, err
+}

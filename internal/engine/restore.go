@@ -1,0 +1,176 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/extrasphere/extrasphere/internal/blockdev"
+	"github.com/extrasphere/extrasphere/internal/job"
+	"github.com/extrasphere/extrasphere/internal/repo"
+)
+
+// KindRestore is the job kind of a restore.
+const KindRestore = "restore"
+
+// RestoreRequest restores one volume of a backup into a new raw file or a
+// new volume.
+type RestoreRequest struct {
+	Repo      string `json:"repo,omitempty"`
+	Backup    string `json:"backup"`           // id or unique prefix
+	Volume    string `json:"volume,omitempty"` // which volume of the backup ("" if it has one)
+	ToFile    string `json:"to_file,omitempty"`
+	ToVolume  string `json:"to_volume,omitempty"`
+	Datastore string `json:"datastore,omitempty"`
+}
+
+// Restore starts a restore job. The target must not exist: a new sparse
+// raw file (absolute path) or a new volume, which is created with the
+// backed-up size and removed again if the restore fails.
+func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (job.Info, error) {
+	if (req.ToFile == "") == (req.ToVolume == "") {
+		return job.Info{}, errorf(ErrInvalidArgument, "restore backup %s: give exactly one target, a file or a new volume", req.Backup)
+	}
+	r, err := e.useRepo(ctx, req.Repo)
+	if err != nil {
+		return job.Info{}, err
+	}
+	m, err := r.Load(ctx, req.Backup)
+	if err != nil {
+		return job.Info{}, repoError(req.Repo, err)
+	}
+	vol, err := pickVolume(m, req.Volume)
+	if err != nil {
+		return job.Info{}, err
+	}
+	restore := func(ctx context.Context, j *job.Job, dst interface {
+		WriteAt(p []byte, off int64) (int, error)
+	}) error {
+		j.SetDetail(fmt.Sprintf("restoring %s of backup %s", vol.Name, m.ID))
+		return repoError(req.Repo, r.Restore(ctx, m, vol.Name, dst, repo.RestoreOptions{
+			Progress: func(done, total int64) { j.SetDone(done) }}))
+	}
+	if req.ToFile != "" {
+		return e.restoreToFile(req, vol, restore)
+	}
+	return e.restoreToVolume(ctx, req, vol, restore)
+}
+
+type restoreFunc func(ctx context.Context, j *job.Job, dst interface {
+	WriteAt(p []byte, off int64) (int, error)
+}) error
+
+func (e *Engine) restoreToFile(req RestoreRequest, vol *repo.Volume, restore restoreFunc) (job.Info, error) {
+	path := req.ToFile
+	if !filepath.IsAbs(path) {
+		return job.Info{}, errorf(ErrInvalidArgument, "restore to %q: give an absolute path (the daemon writes it)", path)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o640)
+	if errors.Is(err, fs.ErrExist) {
+		return job.Info{}, errorf(ErrFileExists, "restore to %s: the file exists; remove it or pick another path", path)
+	}
+	if err != nil {
+		return job.Info{}, fmt.Errorf("restore to %s: %w", path, err)
+	}
+	if err := f.Truncate(vol.Size); err != nil {
+		f.Close()
+		os.Remove(path)
+		return job.Info{}, fmt.Errorf("restore to %s: %w", path, err)
+	}
+	j, err := e.jobs.Start(KindRestore, vol.Name, vol.Size, func(ctx context.Context, j *job.Job) error {
+		err := restore(ctx, j, f)
+		if err == nil {
+			err = unix.Fdatasync(int(f.Fd()))
+		}
+		err = errors.Join(err, f.Close())
+		if err != nil {
+			os.Remove(path)
+			return fmt.Errorf("restore to %s: %w (the partial file was removed)", path, err)
+		}
+		return nil
+	})
+	if err != nil {
+		f.Close()
+		os.Remove(path)
+		return job.Info{}, err
+	}
+	return j.Info(), nil
+}
+
+func (e *Engine) restoreToVolume(ctx context.Context, req RestoreRequest, vol *repo.Volume, restore restoreFunc) (job.Info, error) {
+	name := req.ToVolume
+	// Created as an import: a crash leaves it marked unfinished.
+	if _, err := e.createVolume(ctx, CreateOptions{Name: name, Size: vol.Size, Datastore: req.Datastore}, true); err != nil {
+		return job.Info{}, err
+	}
+	fn := func(ctx context.Context, j *job.Job) error {
+		dev, err := e.device(name)
+		if err != nil {
+			return err
+		}
+		if err := restore(ctx, j, deviceWriter{ctx, dev}); err != nil {
+			return err
+		}
+		return dev.Flush(ctx)
+	}
+	cleanup := func(err error) error {
+		if err == nil {
+			err = e.finishImport(name)
+		}
+		if err == nil {
+			return nil
+		}
+		if rerr := e.removeWhenReleased(name); rerr != nil {
+			return fmt.Errorf("restore into volume %s: %w; the partial volume was kept: %v", name, err, rerr)
+		}
+		return fmt.Errorf("restore into volume %s: %w; the partial volume was removed", name, err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	v, err := e.lookupLocked(name)
+	if err != nil {
+		return job.Info{}, err
+	}
+	j, err := e.startJobLocked(v, KindRestore, vol.Size, fn, cleanup)
+	if err != nil {
+		return job.Info{}, err
+	}
+	return j.Info(), nil
+}
+
+// deviceWriter writes into a device as an io.WriterAt.
+type deviceWriter struct {
+	ctx context.Context
+	dev blockdev.Device
+}
+
+func (w deviceWriter) WriteAt(p []byte, off int64) (int, error) {
+	if err := w.dev.WriteAt(w.ctx, p, off, 0); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// pickVolume returns the named volume of m, or its only one.
+func pickVolume(m *repo.Manifest, name string) (*repo.Volume, error) {
+	if name == "" {
+		if len(m.Volumes) == 1 {
+			return m.Volumes[0], nil
+		}
+		names := make([]string, len(m.Volumes))
+		for i, v := range m.Volumes {
+			names[i] = v.Name
+		}
+		return nil, errorf(ErrInvalidArgument, "backup %s holds volumes %v: say which one (--source)", m.ID, names)
+	}
+	v, err := m.Volume(name)
+	if err != nil {
+		return nil, errorf(ErrVolumeNotFound, "backup %s has no volume %s", m.ID, name)
+	}
+	return v, nil
+}
