@@ -117,6 +117,7 @@ func (e *Engine) runBackup(ctx context.Context, r *repo.Repo, req BackupRequest,
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
+	e.hit("backup.after-snapshot")
 	prev, err := latestVolumes(ctx, r)
 	if err != nil {
 		return fmt.Errorf("backup: list the repository's backups: %w", err)

@@ -83,6 +83,7 @@ func (e *Engine) AddRepo(ctx context.Context, req RepoRequest) (RepoInfo, error)
 	if err != nil {
 		return RepoInfo{}, err
 	}
+	r.SetFailpoints(e.cfg.Failpoints)
 	if err := e.cat.PutRepo(rec); err != nil {
 		r.Close()
 		return RepoInfo{}, err
@@ -152,6 +153,7 @@ func (e *Engine) repoLocked(ctx context.Context, ent *repoEntry) (*repo.Repo, er
 	if err != nil {
 		return nil, err
 	}
+	r.SetFailpoints(e.cfg.Failpoints)
 	ent.r = r
 	return r, nil
 }
