@@ -26,7 +26,7 @@ restore and prune never walk a chain. See also: extrasphere repo, restore.`,
 		Args: noArgs,
 		RunE: groupRunE,
 	}
-	c.AddCommand(newBackupRunCmd(g), newBackupListCmd(g), newBackupVerifyCmd(g), newBackupPruneCmd(g))
+	c.AddCommand(newBackupRunCmd(g), newBackupListCmd(g), newBackupVerifyCmd(g), newBackupPruneCmd(g), newBackupServeCmd(g))
 	return c
 }
 
@@ -247,5 +247,44 @@ func newRestoreCmd(g *globals) *cobra.Command {
 	f.StringVar(&req.ToVolume, "volume", "", "restore into this new volume")
 	f.StringVar(&req.Datastore, "datastore", "", "datastore of the new volume (default: default)")
 	f.BoolVar(&noWait, "no-wait", false, "print the job and return without waiting")
+	return c
+}
+
+func newBackupServeCmd(g *globals) *cobra.Command {
+	var req engine.ServeRequest
+	c := &cobra.Command{
+		Use:   "serve BACKUP NEWVOL",
+		Short: "Instant restore: serve a backup volume as a new volume at once",
+		Long: `Create volume NEWVOL from a backup and serve it at once: reads come from the
+repository (chunks are fetched as they are read), writes go to a delta in
+NEWVOL's directory. Attach it to a VM right away; then run
+` + "`extrasphere promote NEWVOL`" + ` to copy the backup into the volume's own flat file while
+it runs, after which it no longer needs the repository. Until promoted, the
+repository must stay reachable and the backup must not be pruned (its read
+lock keeps a prune from deleting it).`,
+		Example: "  extrasphere backup serve 20261125-0210 vm1-disk0-restored\n  extrasphere promote vm1-disk0-restored",
+		Args:    exactArgs("BACKUP", "NEWVOL"),
+		RunE: func(c *cobra.Command, args []string) error {
+			req.Backup, req.Name = args[0], args[1]
+			cl, err := g.client(c)
+			if err != nil {
+				return err
+			}
+			in, err := cl.ServeBackup(c.Context(), req)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return g.printJSON(in)
+			}
+			fmt.Fprintf(g.stdout, "serving backup %s as volume %s at %s\nrun `extrasphere promote %s` to copy it home\n",
+				req.Backup, in.Name, strings.Join(in.Exports, " and "), in.Name)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&req.Repo, "repo", "", "repository (default: default)")
+	f.StringVar(&req.Volume, "source", "", "the volume of the backup (needed when it holds several)")
+	f.StringVar(&req.Datastore, "datastore", "", "datastore of the new volume (default: default)")
 	return c
 }

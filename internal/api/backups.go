@@ -161,3 +161,24 @@ func (c *Client) Restore(ctx context.Context, req engine.RestoreRequest) (job.In
 	err := c.do(ctx, http.MethodPost, "/v1/restores", req, &out)
 	return out, err
 }
+
+func (s *server) serveBackup(w http.ResponseWriter, r *http.Request) {
+	var req engine.ServeRequest
+	if err := decode(r, w, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	in, err := s.eng.ServeBackup(r.Context(), req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, in)
+}
+
+// ServeBackup calls POST /v1/backups/serve.
+func (c *Client) ServeBackup(ctx context.Context, req engine.ServeRequest) (engine.VolumeInfo, error) {
+	var out engine.VolumeInfo
+	err := c.do(ctx, http.MethodPost, "/v1/backups/serve", req, &out)
+	return out, err
+}

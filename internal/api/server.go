@@ -72,6 +72,7 @@ func NewHandler(eng *engine.Engine, opts Options) http.Handler {
 	mux.HandleFunc("GET /v1/backups", s.listBackups)
 	mux.HandleFunc("POST /v1/backups/verify", s.verifyBackups)
 	mux.HandleFunc("POST /v1/backups/prune", s.pruneBackups)
+	mux.HandleFunc("POST /v1/backups/serve", s.serveBackup)
 	mux.HandleFunc("POST /v1/restores", s.startRestore)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, ErrorBody{Error: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), Code: CodeNotFound})

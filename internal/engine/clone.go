@@ -25,6 +25,9 @@ func (e *Engine) Clone(ctx context.Context, src, snap, name string) (VolumeInfo,
 	}
 	defer unlock()
 	v := vs[0]
+	if filling(v) != nil {
+		return VolumeInfo{}, errorf(ErrInvalidArgument, "volume %s is served from a backup: promote it before cloning", src)
+	}
 	if snap == "" {
 		snap = "clone-" + name
 		if err := v.dev.Flush(ctx); err != nil { // so the flush under the hold is short

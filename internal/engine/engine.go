@@ -178,7 +178,7 @@ func (e *Engine) resumeMerges(ctx context.Context) {
 	for _, v := range todo {
 		ls := layersOf(v)
 		c, ok := v.layers.(*chain.Chain)
-		if !ok {
+		if !ok || filling(v) != nil { // a base restored from a backup takes no merge before promote
 			continue
 		}
 		if k := interruptedFrozenMerge(ls); k >= 0 {
@@ -284,7 +284,7 @@ func (e *Engine) scanDatastore(ctx context.Context, ent *dsEntry) []*volume {
 			v.files = rf
 			e.removeOrphans(f.Name, rf.Chain.Orphans)
 			if v.cbt, v.err = e.openCBT(f.Name, rf.Size); v.err == nil { // cbt: load the bitmaps
-				v.dev, v.layers, v.err = buildStack(ctx, rf, v.cbt)
+				v.dev, v.layers, v.err = buildStack(ctx, rf, v.cbt, e.openRestoreSource)
 			}
 		}
 		if v.err != nil {

@@ -58,6 +58,8 @@ func (e *Engine) Migrate(ctx context.Context, vol, to string, rate int64) (job.I
 		err = errorf(ErrInvalidArgument, "volume %s is already on datastore %s", vol, to)
 	case !v.files.Chain.BaseOwn:
 		err = errorf(ErrInvalidArgument, "volume %s is a linked clone: promote it before migrating", vol)
+	case filling(v) != nil:
+		err = errorf(ErrInvalidArgument, "volume %s is served from a backup: promote it before migrating", vol)
 	}
 	e.mu.Unlock()
 	if err == nil {

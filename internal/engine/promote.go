@@ -22,7 +22,9 @@ const KindPromote = "promote"
 // Promote makes a linked clone standalone while it runs: the layers it
 // shares with its origin are copied into a new flat base in the clone's
 // own directory, then its bottom delta is re-pointed to that base (the
-// commit point) and the stack pivots. It runs as a job.
+// commit point) and the stack pivots. For a volume served from a backup
+// it copies the backup into the volume's flat file (instant.go). It runs
+// as a job.
 func (e *Engine) Promote(ctx context.Context, name string) (job.Info, error) {
 	vs, unlock, err := e.snapVolumes([]string{name}, "promote")
 	if err != nil {
@@ -30,6 +32,19 @@ func (e *Engine) Promote(ctx context.Context, name string) (job.Info, error) {
 	}
 	v := vs[0]
 	cf := v.files.Chain
+	if fd := filling(v); fd != nil { // served from a backup (instant.go)
+		e.mu.Lock()
+		j, err := e.startJobLocked(v, KindPromote, v.files.Size, func(ctx context.Context, j *job.Job) error {
+			defer unlock()
+			return e.promoteRestore(ctx, v, fd, j)
+		}, nil)
+		e.mu.Unlock()
+		if err != nil {
+			unlock()
+			return job.Info{}, err
+		}
+		return j.Info(), nil
+	}
 	if cf.BaseOwn {
 		unlock()
 		return job.Info{}, errorf(ErrInvalidArgument, "volume %s is not a linked clone: nothing to promote", name)

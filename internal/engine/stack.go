@@ -28,8 +28,8 @@ import (
 // openLayers builds what is below the gate; a pivot calls it (or
 // chain.Extend) again and wraps the result the same way via wrapInner.
 // st is the volume's tracking state, which outlives every stack.
-func buildStack(ctx context.Context, f datastore.VolumeFiles, st *cbt.State) (dev, layers blockdev.Device, err error) {
-	layers, err = openLayers(ctx, f)
+func buildStack(ctx context.Context, f datastore.VolumeFiles, st *cbt.State, src restoreSource) (dev, layers blockdev.Device, err error) {
+	layers, err = openLayers(ctx, f, src)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -53,12 +53,20 @@ func wrapInner(st *cbt.State, dev blockdev.Device) blockdev.Device {
 // openLayers opens the base and every delta of a volume. The base and the
 // volume's own deltas open writable (consolidation writes into them); the
 // layers of a clone's origin open read-only.
-func openLayers(ctx context.Context, f datastore.VolumeFiles) (blockdev.Device, error) {
-	_ = ctx // opening does no I/O worth cancelling
+//
+// A base whose descriptor says ddb.extrasphere.restoreFrom is being
+// restored instantly from a backup (instant.go): it opens as a fill.Device
+// over the flat file and the backup, which src opens.
+func openLayers(ctx context.Context, f datastore.VolumeFiles, src restoreSource) (blockdev.Device, error) {
 	nd := len(f.Chain.Deltas)
 	shared := !f.Chain.BaseOwn // the base belongs to the origin of a clone
-	base, err := flat.Open(f.DescriptorPath, flat.Options{ReadOnly: f.ReadOnly || shared})
+	fb, err := flat.Open(f.DescriptorPath, flat.Options{ReadOnly: f.ReadOnly || shared})
 	if err != nil {
+		return nil, fmt.Errorf("open volume %s: %w", f.Name, err)
+	}
+	var base blockdev.Device = fb
+	if base, err = restoringBase(ctx, f, fb, src); err != nil {
+		fb.Close()
 		return nil, fmt.Errorf("open volume %s: %w", f.Name, err)
 	}
 	if nd == 0 {
