@@ -166,4 +166,3 @@ func (d *Device) Close() error {
 	}
 	return errors.Join(d.src.Close(), d.flat.Close())
 }
-
