@@ -193,10 +193,12 @@ func (c *Client) CancelJob(ctx context.Context, id string) (job.Info, error) {
 	return out, err
 }
 
-// WaitJob polls a job every interval until it ends, calling onUpdate with
-// each state (also the last).
+// WaitJob polls a job until it ends, calling onUpdate with each state
+// (also the last). The first polls come quickly (from 5 ms, doubling), so
+// a short job is not reported up to interval late; then every interval.
 func (c *Client) WaitJob(ctx context.Context, id string, interval time.Duration, onUpdate func(job.Info)) (job.Info, error) {
-	t := time.NewTicker(interval)
+	wait := min(5*time.Millisecond, interval)
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
 		j, err := c.Job(ctx, id)
@@ -214,6 +216,8 @@ func (c *Client) WaitJob(ctx context.Context, id string, interval time.Duration,
 			return j, ctx.Err()
 		case <-t.C:
 		}
+		wait = min(2*wait, interval)
+		t.Reset(wait)
 	}
 }
 
