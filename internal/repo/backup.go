@@ -27,8 +27,10 @@ type BackupOptions struct {
 	Tags  []string  // free labels (the volume name rule)
 	Host  string    // default: os.Hostname()
 	Time  time.Time // the instant the backup stands for; default: now
-	// Workers read, hash, compress, encrypt and upload chunks in
-	// parallel, per AddVolume; default 4. Memory is about 3 chunks each.
+	// Workers read, hash, compress, encrypt and pack chunks in parallel,
+	// per AddVolume; default 4. Memory: about 3 chunks each, plus a pack
+	// (Config.PackSize) each while it stores one, plus the pack being
+	// filled.
 	Workers int
 	// Progress, if set, is called (serially) as chunks complete with the
 	// bytes done and the total: Total if set, else the sum of the sizes
@@ -37,15 +39,35 @@ type BackupOptions struct {
 	Total    int64
 }
 
-// Backup is a backup being taken: a shared lock, the chunk index, and the
-// volumes added so far. Nothing refers to its chunks until Commit writes
-// the manifest, last. Always Close it (after Commit too).
+// Backup is a backup being taken: a shared lock, the dedup view of the
+// repository, the packs being filled, and the volumes added so far.
+// Nothing refers to its chunks until Commit writes the index and then the
+// manifest, last. Always Close it (after Commit too).
 type Backup struct {
 	r       *Repo
 	lock    *heldLock
-	index   *chunkIndex
 	workers int
 	opts    BackupOptions
+	packer  *packer
+
+	// The repository's chunks when the backup started: the index, less
+	// packs the backend no longer lists (gone), plus the chunks of packs
+	// no index names (orphans of a killed backup or an interrupted prune,
+	// read from their headers). A pack this backup deduplicates against
+	// is named by this backup's index.
+	idx     *packIndex
+	gone    map[uint32]bool
+	adopted map[ID]int  // chunk -> index in orphans; read-only after NewBackup
+	orphans []indexPack // read-only after NewBackup
+
+	dedupMu    sync.Mutex // guards claimed and orphanUsed
+	claimed    map[ID]struct{}
+	orphanUsed []bool
+
+	idxMu    sync.Mutex  // guards pending, overhead and packsNew
+	pending  []indexPack // packs stored, not yet in an index object
+	overhead int64       // bytes stored besides chunk blobs: pack headers, index objects
+	packsNew int64
 
 	progMu sync.Mutex // serialises calls of opts.Progress; guards done, total
 	done   int64
@@ -60,8 +82,9 @@ type Backup struct {
 	closed    bool
 }
 
-// NewBackup takes a shared backup lock and lists the repository's chunks
-// (the dedup index). Errors: ErrLocked (prune or forget running).
+// NewBackup takes a shared backup lock and loads the dedup view: the
+// index, the list of packs, and the headers of packs no index names.
+// Errors: ErrLocked (prune or forget running).
 func (r *Repo) NewBackup(ctx context.Context, opts BackupOptions) (*Backup, error) {
 	if opts.Host == "" {
 		opts.Host, _ = os.Hostname()
@@ -89,12 +112,14 @@ func (r *Repo) NewBackup(ctx context.Context, opts BackupOptions) (*Backup, erro
 	if err != nil {
 		return nil, fmt.Errorf("start backup: %w", err)
 	}
-	x, err := r.loadIndex(ctx)
-	if err != nil {
+	b := &Backup{r: r, lock: l, workers: opts.Workers, opts: opts, m: m, names: map[string]bool{},
+		claimed: map[ID]struct{}{}, adopted: map[ID]int{}}
+	b.packer = newPacker(r, b.packStored)
+	if err := b.loadView(ctx); err != nil {
 		l.release(ctx)
 		return nil, fmt.Errorf("start backup: %w", err)
 	}
-	return &Backup{r: r, lock: l, index: x, workers: opts.Workers, opts: opts, m: m, names: map[string]bool{}}, nil
+	return b, nil
 }
 
 // ID is the id the backup's manifest will have.
@@ -198,9 +223,11 @@ func (b *Backup) progress(n int64) {
 	b.opts.Progress(b.done, total)
 }
 
-// Commit writes the manifest (the only object that makes the backup
-// exist) and releases the lock. A non-nil manifest means the backup is
-// committed, even if an error (the lock could not be removed) comes too.
+// Commit stores the last pack, writes the index of the packs the backup
+// stored or deduplicated against that no index named, then the manifest
+// (the only object that makes the backup exist), and releases the lock.
+// A non-nil manifest means the backup is committed, even if an error (the
+// lock could not be removed) comes too.
 func (b *Backup) Commit(ctx context.Context) (*Manifest, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -214,11 +241,37 @@ func (b *Backup) Commit(ctx context.Context) (*Manifest, error) {
 	case len(b.m.Volumes) == 0:
 		return nil, fmt.Errorf("commit backup %s: no volumes: %w", b.m.ID, ErrInvalid)
 	}
+	fail := func(err error) (*Manifest, error) {
+		b.err = err
+		return nil, fmt.Errorf("commit backup %s: %w", b.m.ID, err)
+	}
+	if err := b.packer.flush(ctx); err != nil {
+		return fail(err)
+	}
+	b.r.fp.Hit(FailBeforeIndex)
+	b.idxMu.Lock()
+	packs := b.pending
+	b.pending = nil
+	b.idxMu.Unlock()
+	b.dedupMu.Lock()
+	for k, used := range b.orphanUsed {
+		if used {
+			packs = append(packs, b.orphans[k])
+		}
+	}
+	b.dedupMu.Unlock()
+	if err := b.writeIndex(ctx, packs); err != nil {
+		return fail(err)
+	}
 	if err := b.lock.check(); err != nil {
 		return nil, fmt.Errorf("commit backup %s: %w", b.m.ID, err)
 	}
 	m := b.m
 	m.Volumes = slices.Clone(m.Volumes)
+	b.idxMu.Lock()
+	m.Stats.BytesStored += b.overhead
+	m.Stats.PacksNew = b.packsNew
+	b.idxMu.Unlock()
 	obj, err := b.r.encodeManifest(&m)
 	if err != nil {
 		return nil, fmt.Errorf("commit backup %s: %w", m.ID, err)
@@ -228,15 +281,17 @@ func (b *Backup) Commit(ctx context.Context) (*Manifest, error) {
 		return nil, fmt.Errorf("commit backup %s: write manifest: %w", m.ID, err)
 	}
 	b.committed = true
+	b.m.Stats = m.Stats
 	if err := b.lock.release(ctx); err != nil {
 		return &m, fmt.Errorf("backup %s committed, but: %w", m.ID, err)
 	}
 	return &m, nil
 }
 
-// Close releases the lock; a backup not committed is abandoned (its
-// chunks stay, unreferenced, for the next backup to reuse or prune to
-// sweep). Idempotent.
+// Close releases the lock; a backup not committed is abandoned: the pack
+// being filled is dropped, the packs stored stay, unreferenced (and
+// perhaps unindexed), for the next backup to reuse or prune to delete.
+// Idempotent.
 func (b *Backup) Close() error {
 	b.mu.Lock()
 	b.closed = true

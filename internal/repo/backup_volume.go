@@ -14,8 +14,9 @@ import (
 // vol.Chunks with the ids it can reuse from prev and returns the indexes
 // of the others. A chunk is reused when prev has the same chunk size and
 // the same length there, no dirty range touches it, and its id is null or
-// in the index (a chunk missing from the repository is read again, so an
-// incremental backup also repairs what verify found missing).
+// in a pack the repository still has (a chunk missing from the repository
+// is read again, so an incremental backup also repairs what verify found
+// missing).
 func (b *Backup) plan(vol *Volume, opts VolumeOptions) (toRead []int, st BackupStats) {
 	n := len(vol.Chunks)
 	prev := opts.Prev
@@ -39,7 +40,7 @@ func (b *Backup) plan(vol *Volume, opts VolumeOptions) (toRead []int, st BackupS
 	}
 	for i := range n {
 		if reuse && i < len(prev.Chunks) && !dirty[i] && vol.ChunkLen(i) == prev.ChunkLen(i) {
-			if id := prev.Chunks[i]; id.IsNull() || b.index.has(id) {
+			if id := prev.Chunks[i]; id.IsNull() || b.known(id) {
 				vol.Chunks[i] = id
 				st.ChunksReused++
 				st.BytesReused += int64(vol.ChunkLen(i))
@@ -116,7 +117,7 @@ func (w *chunkWorker) run(ctx context.Context, toRead []int, next *atomic.Int64)
 	}
 }
 
-// store classifies one chunk (zero, known, new) and uploads a new one.
+// store classifies one chunk (zero, known, new) and packs a new one.
 func (w *chunkWorker) store(ctx context.Context, p []byte) (ID, error) {
 	r := w.b.r
 	if bytes.Equal(p, r.zeros[:len(p)]) {
@@ -125,15 +126,14 @@ func (w *chunkWorker) store(ctx context.Context, p []byte) (ID, error) {
 		return ID{}, nil
 	}
 	id := r.codec.chunkID(p)
-	if !w.b.index.claim(id) {
+	if !w.b.claim(id) {
 		w.st.ChunksDeduped++
 		w.st.BytesDeduped += int64(len(p))
 		return id, nil
 	}
-	key := chunkKey(id)
-	w.out = r.codec.encode(w.out[:0], magicChunk, key, p, true, &w.scratch)
-	if err := r.b.Put(ctx, key, w.out); err != nil {
-		return ID{}, fmt.Errorf("upload %s: %w", key, err)
+	w.out = r.codec.encode(w.out[:0], magicChunk, chunkKey(id), p, true, &w.scratch)
+	if err := w.b.packer.add(ctx, id, w.out); err != nil {
+		return ID{}, err
 	}
 	w.st.ChunksNew++
 	w.st.BytesNew += int64(len(p))

@@ -5,7 +5,9 @@ import (
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -13,8 +15,8 @@ import (
 // Size bounds of decoded bodies: a decoder never allocates past them
 // whatever the input claims.
 const (
-	maxChunkSize = 16 << 20 // largest chunk size a config may set
-	maxMetaSize  = 1 << 30  // largest manifest body (32 M chunk ids)
+	maxChunkSize = 4 << 20  // largest chunk size a config may set
+	maxMetaSize  = 1 << 30  // largest manifest or index body
 	maxSmallSize = 64 << 10 // config and lock bodies
 )
 
@@ -97,7 +99,8 @@ func additionalData(header []byte, key string) []byte {
 	return append(append(ad, header...), key...)
 }
 
-// encode appends the object holding plain under key to dst. With
+// encode appends the object holding plain under key to dst (the crc
+// covers only what it appends). With
 // compress, the body is zstd-compressed when that makes it smaller.
 // scratch is a reusable buffer for the compressed form.
 func (c *codec) encode(dst []byte, magic, key string, plain []byte, compress bool, scratch *[]byte) []byte {
@@ -126,7 +129,7 @@ func (c *codec) encode(dst []byte, magic, key string, plain []byte, compress boo
 	} else {
 		dst = append(dst, body...)
 	}
-	return appendCRC(dst)
+	return binary.LittleEndian.AppendUint32(dst, crc32.Checksum(dst[start:], castagnoli))
 }
 
 // decode checks and opens an object of kind magic stored under key and

@@ -11,14 +11,23 @@ import (
 // Config format constants.
 const (
 	formatName = "extrasphere-repo" // config "format": must not change
-	// FormatVersion is the repository format this build writes and reads.
-	FormatVersion = 1
-	// DefaultChunkSize is the chunk size of a new repository.
-	DefaultChunkSize = 1 << 20
+	// FormatVersion is the repository format this build writes and reads
+	// (2: chunks packed into pack objects, found through index objects).
+	// Version 1 (one object per chunk) was never released; it is refused.
+	FormatVersion = 2
+	// DefaultChunkSize is the chunk size of a new repository: the CBT
+	// granularity, so an incremental backup stores about what changed.
+	DefaultChunkSize = 64 << 10
 	// MinChunkSize and MaxChunkSize bound a repository's chunk size (a
 	// power of two).
 	MinChunkSize = 4 << 10
 	MaxChunkSize = maxChunkSize
+	// DefaultPackSize is the size a pack grows to before it is stored.
+	DefaultPackSize = 16 << 20
+	// MinPackSize and MaxPackSize bound the pack size of a config (tiny
+	// packs are for tests).
+	MinPackSize = 4 << 10
+	MaxPackSize = 256 << 20
 
 	cipherName = "aes-256-gcm"
 	kdfName    = "argon2id"
@@ -32,6 +41,7 @@ type Config struct {
 	ID         string      `json:"id"`      // 32 lowercase hex, random
 	Created    time.Time   `json:"created"`
 	ChunkSize  int         `json:"chunk_size"`           // bytes, power of two
+	PackSize   int         `json:"pack_size"`            // bytes a pack grows to before it is stored
 	Encryption *Encryption `json:"encryption,omitempty"` // nil: not encrypted
 }
 
@@ -56,11 +66,8 @@ func (c *Config) Validate() error {
 	if c.Format != formatName {
 		return fmt.Errorf("config format %q: %w", c.Format, ErrNotRepo)
 	}
-	if c.Version > FormatVersion {
-		return fmt.Errorf("repository format version %d (this build reads %d): %w", c.Version, FormatVersion, ErrVersion)
-	}
-	if c.Version != FormatVersion {
-		return fmt.Errorf("repository format version %d: %w", c.Version, ErrCorrupt)
+	if err := checkVersion(c.Version); err != nil {
+		return err
 	}
 	if !isHex(c.ID, 32) {
 		return fmt.Errorf("config id %q: %w", c.ID, ErrCorrupt)
@@ -70,6 +77,9 @@ func (c *Config) Validate() error {
 	}
 	if !validChunkSize(c.ChunkSize) {
 		return fmt.Errorf("config chunk size %d: %w", c.ChunkSize, ErrCorrupt)
+	}
+	if c.PackSize < MinPackSize || c.PackSize > MaxPackSize {
+		return fmt.Errorf("config pack size %d: %w", c.PackSize, ErrCorrupt)
 	}
 	if e := c.Encryption; e != nil {
 		if e.Cipher != cipherName || e.KDF != kdfName {
@@ -81,6 +91,22 @@ func (c *Config) Validate() error {
 		if len(e.Salt) != saltLen || len(e.WrappedKey) != wrappedLen {
 			return fmt.Errorf("config: salt of %d bytes, wrapped key of %d: %w", len(e.Salt), len(e.WrappedKey), ErrCorrupt)
 		}
+	}
+	return nil
+}
+
+// checkVersion refuses every repository format but this build's: newer
+// ones, and version 1 (one object per chunk), which development builds
+// wrote before packs and which no release reads.
+func checkVersion(v int) error {
+	switch {
+	case v > FormatVersion:
+		return fmt.Errorf("repository format version %d (this build reads %d; use a newer extrasphere): %w", v, FormatVersion, ErrVersion)
+	case v == 1:
+		return fmt.Errorf("repository format version 1 (one object per chunk) was written by a development build and is not "+
+			"read by this one (format %d, chunks packed into packs): create a new repository and take a full backup: %w", FormatVersion, ErrVersion)
+	case v != FormatVersion:
+		return fmt.Errorf("repository format version %d: %w", v, ErrCorrupt)
 	}
 	return nil
 }
@@ -137,8 +163,8 @@ func DecodeConfig(obj []byte) (*Config, error) {
 	if head.Format != formatName {
 		return nil, fmt.Errorf("config format %q: %w", head.Format, ErrNotRepo)
 	}
-	if head.Version > FormatVersion {
-		return nil, fmt.Errorf("repository format version %d (this build reads %d): %w", head.Version, FormatVersion, ErrVersion)
+	if err := checkVersion(head.Version); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(e.payload))
 	dec.DisallowUnknownFields()

@@ -86,12 +86,19 @@ func TestChunkIDs(t *testing.T) {
 			t.Errorf("ParseID(%q) = %v", s, err)
 		}
 	}
-	if got, ok := parseChunkKey(chunkKey(a)); !ok || got != a {
-		t.Fatalf("parseChunkKey(chunkKey) = %s, %v", got, ok)
+	if got, ok := parsePackKey(packKey(a)); !ok || got != a {
+		t.Fatalf("parsePackKey(packKey) = %s, %v", got, ok)
 	}
-	for _, k := range []string{"chunks/" + a.String(), "chunks/zz/" + a.String(), "chunks/00/" + ID{}.String(), "config"} {
-		if _, ok := parseChunkKey(k); ok {
-			t.Errorf("parseChunkKey(%q) accepted", k)
+	if got, ok := parseIndexKey(indexKey(a)); !ok || got != a {
+		t.Fatalf("parseIndexKey(indexKey) = %s, %v", got, ok)
+	}
+	for _, k := range []string{"packs/" + a.String(), "packs/zz/" + a.String(), "packs/" + a.String()[:2] + "/" + a.String()[:63],
+		chunkKey(a), "index/" + a.String()[:2] + "/" + a.String(), "config"} {
+		if _, ok := parsePackKey(k); ok {
+			t.Errorf("parsePackKey(%q) accepted", k)
+		}
+		if _, ok := parseIndexKey(k); ok {
+			t.Errorf("parseIndexKey(%q) accepted", k)
 		}
 	}
 	bid := newBackupID(time.Date(2026, 11, 24, 23, 12, 36, 0, time.UTC))
@@ -107,7 +114,7 @@ func TestChunkIDs(t *testing.T) {
 
 func testConfig() *Config {
 	return &Config{Format: formatName, Version: FormatVersion, ID: "00112233445566778899aabbccddeeff",
-		Created: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), ChunkSize: DefaultChunkSize}
+		Created: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC), ChunkSize: DefaultChunkSize, PackSize: DefaultPackSize}
 }
 
 func TestConfigRoundTrip(t *testing.T) {
@@ -133,8 +140,12 @@ func TestConfigRoundTrip(t *testing.T) {
 		edit func(m map[string]any)
 		want error
 	}{
-		{func(m map[string]any) { m["version"] = 2; m["packs"] = true }, ErrVersion},
-		{func(m map[string]any) { m["packs"] = true }, ErrCorrupt},
+		{func(m map[string]any) { m["version"] = 3; m["shards"] = true }, ErrVersion},
+		{func(m map[string]any) { m["version"] = 1; delete(m, "pack_size") }, ErrVersion}, // the development format
+		{func(m map[string]any) { m["version"] = 0 }, ErrCorrupt},
+		{func(m map[string]any) { m["shards"] = true }, ErrCorrupt},
+		{func(m map[string]any) { m["pack_size"] = 100 }, ErrCorrupt},
+		{func(m map[string]any) { m["chunk_size"] = 8 << 20 }, ErrCorrupt},
 		{func(m map[string]any) { m["chunk_size"] = 1000 }, ErrCorrupt},
 		{func(m map[string]any) { m["format"] = "restic" }, ErrNotRepo},
 		{func(m map[string]any) { m["id"] = "xyz" }, ErrCorrupt},
@@ -217,5 +228,21 @@ func TestManifestRoundTrip(t *testing.T) {
 	}
 	if _, err := decodeManifestBody(body, "20261124-231236-00000000", repoID); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("manifest under another id: %v", err)
+	}
+}
+
+// A version 1 repository (one object per chunk, development builds only)
+// is refused with ErrVersion and a message saying what to do.
+func TestOpenVersion1(t *testing.T) {
+	b := newLocal(t)
+	js := []byte(`{"format":"extrasphere-repo","version":1,"id":"00112233445566778899aabbccddeeff",` +
+		`"created":"2026-11-24T23:12:36Z","chunk_size":1048576}`)
+	obj := appendCRC(append(appendHeader(nil, magicConfig, 0, len(js)), js...))
+	if err := b.Put(t.Context(), configKey, obj); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Open(t.Context(), b, nil)
+	if !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), "version 1") || !strings.Contains(err.Error(), "new repository") {
+		t.Fatalf("Open of a version 1 repository: %v; want ErrVersion saying to create a new repository", err)
 	}
 }

@@ -14,6 +14,9 @@ import (
 
 const testChunk = 64 << 10
 
+// testPack holds two random chunks: small data makes several packs.
+const testPack = 2 * testChunk
+
 var testKDF = KDFParams{Time: 1, MemoryKiB: 1024, Threads: 1}
 
 func newLocal(t *testing.T) *local.Backend {
@@ -31,7 +34,7 @@ func newTestRepo(t *testing.T, b backend.Backend, password []byte) *Repo {
 	if b == nil {
 		b = newLocal(t)
 	}
-	r, err := Init(t.Context(), b, InitOptions{Password: password, ChunkSize: testChunk, KDF: testKDF})
+	r, err := Init(t.Context(), b, InitOptions{Password: password, ChunkSize: testChunk, PackSize: testPack, KDF: testKDF})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,4 +138,11 @@ func (f *faulty) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, err
 	}
 	return f.Backend.Get(ctx, key)
+}
+
+func (f *faulty) GetRange(ctx context.Context, key string, off, n int64) ([]byte, error) {
+	if err := f.check("get", key); err != nil {
+		return nil, err
+	}
+	return f.Backend.GetRange(ctx, key, off, n)
 }

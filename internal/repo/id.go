@@ -11,7 +11,8 @@ import (
 // ID identifies a chunk: the SHA-256 of its plaintext, or in an encrypted
 // repository the HMAC-SHA256 of the plaintext under the repository's id
 // key (so ids do not reveal contents). The zero ID is the null id: it
-// stands for an all-zero chunk, which is never stored.
+// stands for an all-zero chunk, which is never stored. Packs and index
+// objects are named by an ID too: the SHA-256 of their bytes.
 type ID [32]byte
 
 // IsNull reports whether id is the null id (an all-zero chunk).
@@ -35,25 +36,49 @@ func ParseID(s string) (ID, error) {
 // Object keys (backend package comment: [a-z0-9._-] segments).
 const (
 	configKey      = "config"
-	chunkPrefix    = "chunks/"
+	packPrefix     = "packs/"
+	indexPrefix    = "index/"
 	manifestPrefix = "snapshots/"
 	lockPrefix     = "locks/"
 )
 
-// chunkKey is chunks/<first 2 hex>/<64 hex>.
+// chunkKey is the name a chunk's blob is sealed under (the GCM additional
+// data binds the blob to its id, wherever it is packed):
+// "chunks/<first 2 hex>/<64 hex>". No object has this key.
 func chunkKey(id ID) string {
 	h := id.String()
-	return chunkPrefix + h[:2] + "/" + h
+	return "chunks/" + h[:2] + "/" + h
 }
 
-// parseChunkKey inverts chunkKey; ok is false for any other key.
-func parseChunkKey(key string) (ID, bool) {
-	rest, ok := strings.CutPrefix(key, chunkPrefix)
+// packKey is packs/<first 2 hex>/<64 hex>; a pack's id is the SHA-256 of
+// its bytes.
+func packKey(id ID) string {
+	h := id.String()
+	return packPrefix + h[:2] + "/" + h
+}
+
+// parsePackKey inverts packKey; ok is false for any other key.
+func parsePackKey(key string) (ID, bool) {
+	rest, ok := strings.CutPrefix(key, packPrefix)
 	if !ok || len(rest) != 2+1+64 || rest[2] != '/' || rest[:2] != rest[3:5] {
 		return ID{}, false
 	}
 	id, err := ParseID(rest[3:])
-	return id, err == nil && !id.IsNull()
+	return id, err == nil
+}
+
+// indexKey is index/<64 hex>; an index object's id is the SHA-256 of its
+// bytes.
+func indexKey(id ID) string { return indexPrefix + id.String() }
+
+// parseIndexKey inverts indexKey; ok is false for any other key.
+func parseIndexKey(key string) (ID, bool) {
+	rest, ok := strings.CutPrefix(key, indexPrefix)
+	if !ok {
+		return ID{}, false
+	}
+	id, err := ParseID(rest)
+	return id, err == nil
 }
 
 // backupIDLen is len("20261124-231236-1a2b3c4d").

@@ -41,12 +41,13 @@ type BackupStats struct {
 	BytesZero     int64 `json:"bytes_zero"`     // read, all zero: null ids, nothing stored
 	BytesDeduped  int64 `json:"bytes_deduped"`  // read, already in the repository (or in this backup)
 	BytesNew      int64 `json:"bytes_new"`      // plaintext of the chunks uploaded
-	BytesStored   int64 `json:"bytes_stored"`   // object bytes uploaded (compressed, encrypted)
+	BytesStored   int64 `json:"bytes_stored"`   // bytes stored: chunk blobs (compressed, encrypted), pack headers, index objects; not the manifest
 	ChunksReused  int64 `json:"chunks_reused"`  //
 	ChunksRead    int64 `json:"chunks_read"`    //
 	ChunksZero    int64 `json:"chunks_zero"`    //
 	ChunksDeduped int64 `json:"chunks_deduped"` //
 	ChunksNew     int64 `json:"chunks_new"`     //
+	PacksNew      int64 `json:"packs_new"`      // pack objects stored
 }
 
 func (s *BackupStats) add(o BackupStats) {
@@ -62,6 +63,7 @@ func (s *BackupStats) add(o BackupStats) {
 	s.ChunksZero += o.ChunksZero
 	s.ChunksDeduped += o.ChunksDeduped
 	s.ChunksNew += o.ChunksNew
+	s.PacksNew += o.PacksNew
 }
 
 // Volume returns the volume of that name or an error wrapping ErrNotFound.

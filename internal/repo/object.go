@@ -10,25 +10,30 @@ import (
 	"hash/crc32"
 )
 
-// Every object the repository writes is one envelope (docs/REPO-FORMAT.md):
+// Every object the repository writes, and every chunk blob inside a pack,
+// is one envelope (docs/FORMATS.md section 6):
 //
-//	0   [4] magic: "XSRK" config, "XSRC" chunk, "XSRM" manifest, "XSRL" lock (must not change)
+//	0   [4] magic: "XSRK" config, "XSRC" chunk, "XSRM" manifest, "XSRL" lock,
+//	        "XSRP" pack header, "XSRI" index (must not change)
 //	4   u8  version = 1                                               (must not change)
 //	5   u8  flags: bit 0 zstd-compressed, bit 1 AES-256-GCM; others 0
 //	6   u16 zero
 //	8   u32 plaintext length (after decryption and decompression)
 //	12      payload: the body (zstd frame if bit 0), or if bit 1
-//	        nonce[12] || AES-256-GCM seal of it, additional data = bytes 0..11 || object key
-//	end [4] crc32c (Castagnoli) of every byte before it
+//	        nonce[12] || AES-256-GCM seal of it, additional data = bytes 0..11 || name
+//	end [4] crc32c (Castagnoli) of the envelope's bytes before it
 //
 // Little-endian. The crc catches media errors cheaply and before any
-// decryption; the GCM tag authenticates the body and binds it to its key
-// (a chunk copied under another id, or a manifest under another name, fails).
+// decryption; the GCM tag authenticates the body and binds it to its name:
+// the object key, or chunkKey(id) for a chunk blob (a chunk put where
+// another belongs, or a manifest under another name, fails).
 const (
 	magicConfig   = "XSRK" // must not change
 	magicChunk    = "XSRC" // must not change
 	magicManifest = "XSRM" // must not change
 	magicLock     = "XSRL" // must not change
+	magicPack     = "XSRP" // pack header: must not change
+	magicIndex    = "XSRI" // index object: must not change
 
 	objVersion = 1 // envelope version: must not change for this layout
 	hdrLen     = 12

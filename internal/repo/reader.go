@@ -5,36 +5,48 @@ import (
 	"context"
 	"fmt"
 	"sync"
-
-	"golang.org/x/sync/singleflight"
 )
 
 // ReaderOptions configure OpenVolume.
 type ReaderOptions struct {
-	// CacheChunks is how many decoded chunks are kept (LRU); default 32.
+	// CacheChunks is how many decoded chunks are kept (LRU); default
+	// 16 MiB worth, at least 32.
 	CacheChunks int
+	// ReadAhead: when reads go sequentially, this many bytes past a read
+	// are fetched with it (in the same ranged requests when the chunks
+	// are adjacent in their pack); default 1 MiB, negative disables it.
+	ReadAhead int
 }
 
 // VolumeReader reads one volume of a backup straight from the repository
 // (instant restore). It holds a read lock on the backup until Close. Safe
 // for concurrent use.
 type VolumeReader struct {
-	r    *Repo
-	m    *Manifest
-	v    *Volume
-	lock *heldLock
-	sf   singleflight.Group // one fetch per chunk id at a time
-	max  int
+	r     *Repo
+	m     *Manifest
+	v     *Volume
+	lock  *heldLock
+	max   int // cache capacity in chunks
+	ahead int // read-ahead in chunks
 
-	mu     sync.Mutex // guards lru, items and closed
-	lru    *list.List // of *cached, most recent first
-	items  map[ID]*list.Element
-	closed bool
+	mu       sync.Mutex // guards lru, items, inflight, next and closed
+	lru      *list.List // of *cached, most recent first
+	items    map[ID]*list.Element
+	inflight map[ID]*flight // chunks being fetched
+	next     int            // the chunk after the last read: a read starting there is sequential
+	closed   bool
 }
 
 type cached struct {
 	id   ID
 	data []byte // never modified once cached
+}
+
+// flight is one chunk being fetched; done is closed when data or err is set.
+type flight struct {
+	done chan struct{}
+	data []byte
+	err  error
 }
 
 // Extent is a run of a volume that is all zero (Zero) or holds data.
@@ -54,10 +66,19 @@ func (r *Repo) OpenVolume(ctx context.Context, m *Manifest, volume string, opts 
 	if err != nil {
 		return nil, fmt.Errorf("open %s of backup %s: %w", volume, m.ID, err)
 	}
-	if opts.CacheChunks <= 0 {
-		opts.CacheChunks = 32
+	if _, err := r.refreshIndex(ctx); err != nil {
+		l.release(ctx)
+		return nil, fmt.Errorf("open %s of backup %s: %w", volume, m.ID, err)
 	}
-	return &VolumeReader{r: r, m: m, v: v, lock: l, max: opts.CacheChunks, lru: list.New(), items: map[ID]*list.Element{}}, nil
+	if opts.CacheChunks <= 0 {
+		opts.CacheChunks = max(32, (16<<20)/v.ChunkSize)
+	}
+	if opts.ReadAhead == 0 {
+		opts.ReadAhead = 1 << 20
+	}
+	ahead := max(0, opts.ReadAhead/v.ChunkSize)
+	return &VolumeReader{r: r, m: m, v: v, lock: l, max: max(opts.CacheChunks, ahead+1), ahead: ahead,
+		lru: list.New(), items: map[ID]*list.Element{}, inflight: map[ID]*flight{}, next: -1}, nil
 }
 
 // Size is the volume's size in bytes.
@@ -100,65 +121,135 @@ func (vr *VolumeReader) ReadAt(ctx context.Context, p []byte, off int64) error {
 	if off < 0 || int64(len(p)) > vr.v.Size-off {
 		return fmt.Errorf("read [%d, +%d) of a %d-byte volume: %w", off, len(p), vr.v.Size, ErrInvalid)
 	}
-	vr.mu.Lock()
-	closed := vr.closed
-	vr.mu.Unlock()
-	if closed {
-		return fmt.Errorf("read volume %s of backup %s: %w", vr.v.Name, vr.m.ID, ErrClosed)
+	if len(p) == 0 {
+		return nil
 	}
 	cs := int64(vr.v.ChunkSize)
-	for len(p) > 0 {
-		i := int(off / cs)
-		in := off - int64(i)*cs
+	first, last := int(off/cs), int((off+int64(len(p))-1)/cs)
+	data, err := vr.chunks(ctx, first, last)
+	if err != nil {
+		return err
+	}
+	for i := first; i <= last; i++ {
+		in := max(off-int64(i)*cs, 0)
 		n := int(min(int64(len(p)), cs-in))
-		if vr.v.Chunks[i].IsNull() {
+		if id := vr.v.Chunks[i]; id.IsNull() {
 			clear(p[:n])
 		} else {
-			data, err := vr.chunk(ctx, i)
-			if err != nil {
-				return err
-			}
-			copy(p[:n], data[in:])
+			copy(p[:n], data[id][in:])
 		}
 		p, off = p[n:], off+int64(n)
 	}
 	return nil
 }
 
-// chunk returns chunk i's plaintext from the cache or the repository.
-func (vr *VolumeReader) chunk(ctx context.Context, i int) ([]byte, error) {
-	id := vr.v.Chunks[i]
-	vr.mu.Lock()
-	if e, ok := vr.items[id]; ok {
-		vr.lru.MoveToFront(e)
-		vr.mu.Unlock()
-		return e.Value.(*cached).data, nil
+// chunks returns the plaintext of the data chunks first..last, from the
+// cache, from fetches already running, or fetched now in one batch
+// (coalesced per pack) together with the read-ahead.
+func (vr *VolumeReader) chunks(ctx context.Context, first, last int) (map[ID][]byte, error) {
+	out := map[ID][]byte{}
+	type waiter struct {
+		i int
+		f *flight
 	}
+	var wait []waiter // by chunk index
+	var own []ID
+	owned := map[ID]*flight{}
+	vr.mu.Lock()
+	if vr.closed {
+		vr.mu.Unlock()
+		return nil, fmt.Errorf("read volume %s of backup %s: %w", vr.v.Name, vr.m.ID, ErrClosed)
+	}
+	take := func(i int, need bool) {
+		id := vr.v.Chunks[i]
+		if id.IsNull() {
+			return
+		}
+		if e, ok := vr.items[id]; ok {
+			if need {
+				vr.lru.MoveToFront(e)
+				out[id] = e.Value.(*cached).data
+			}
+			return
+		}
+		f, ok := vr.inflight[id]
+		if !ok {
+			f = &flight{done: make(chan struct{})}
+			vr.inflight[id] = f
+			owned[id] = f
+			own = append(own, id)
+		}
+		if need {
+			wait = append(wait, waiter{i, f})
+		}
+	}
+	for i := first; i <= last; i++ {
+		take(i, true)
+	}
+	if first == vr.next && len(own) > 0 {
+		for i := last + 1; i < min(last+1+vr.ahead, len(vr.v.Chunks)); i++ {
+			take(i, false)
+		}
+	}
+	vr.next = last + 1
 	vr.mu.Unlock()
-	// The fetch outlives a caller that gives up, so a cancelled request
-	// does not fail the others waiting for the same chunk.
-	ch := vr.sf.DoChan(string(id[:]), func() (any, error) {
-		data, err := vr.r.volumeChunk(context.WithoutCancel(ctx), vr.m, vr.v, i, nil)
-		if err != nil {
-			return nil, err
+	if len(own) > 0 {
+		// The fetch outlives a caller that gives up, so a cancelled
+		// request does not fail the others waiting for the same chunks.
+		go vr.fetch(context.WithoutCancel(ctx), own, owned)
+	}
+	for _, w := range wait {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-w.f.done:
 		}
-		vr.put(id, data)
-		return data, nil
+		id := vr.v.Chunks[w.i]
+		if w.f.err != nil {
+			return nil, &ChunkError{Backup: vr.m.ID, Volume: vr.v.Name, Offset: int64(w.i) * int64(vr.v.ChunkSize), ID: id, Err: w.f.err}
+		}
+		out[id] = w.f.data
+	}
+	for i := first; i <= last; i++ { // the id fixes the content; the manifest, the length
+		if id := vr.v.Chunks[i]; !id.IsNull() && len(out[id]) != vr.v.ChunkLen(i) {
+			return nil, &ChunkError{Backup: vr.m.ID, Volume: vr.v.Name, Offset: int64(i) * int64(vr.v.ChunkSize), ID: id,
+				Err: fmt.Errorf("chunk of %d bytes where the volume has %d: %w", len(out[id]), vr.v.ChunkLen(i), ErrCorrupt)}
+		}
+	}
+	return out, nil
+}
+
+// fetch reads ids and completes their flights.
+func (vr *VolumeReader) fetch(ctx context.Context, ids []ID, flights map[ID]*flight) {
+	fails, err := vr.r.fetchChunks(ctx, ids, func(id ID, p []byte) error {
+		f := flights[id]
+		if len(p) > vr.v.ChunkSize {
+			f.err = fmt.Errorf("chunk of %d bytes, over the chunk size %d: %w", len(p), vr.v.ChunkSize, ErrCorrupt)
+			return nil
+		}
+		f.data = append([]byte(nil), p...)
+		return nil
 	})
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
+	vr.mu.Lock()
+	defer vr.mu.Unlock()
+	for _, id := range ids {
+		f := flights[id]
+		switch {
+		case err != nil:
+			f.data, f.err = nil, err
+		case fails[id] != nil:
+			f.err = fails[id]
 		}
-		return res.Val.([]byte), nil
+		if f.err == nil && !vr.closed {
+			vr.put(id, f.data)
+		}
+		delete(vr.inflight, id)
+		close(f.done)
 	}
 }
 
+// put caches a chunk. Called with mu held.
 func (vr *VolumeReader) put(id ID, data []byte) {
-	vr.mu.Lock()
-	defer vr.mu.Unlock()
 	if _, ok := vr.items[id]; ok {
 		return
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/extrasphere/extrasphere/internal/failpoint"
@@ -21,6 +23,9 @@ type InitOptions struct {
 	ChunkSize int
 	// KDF: argon2id parameters; the zero value means DefaultKDF().
 	KDF KDFParams
+	// PackSize in bytes: how large a pack grows before it is stored, from
+	// MinPackSize to MaxPackSize; 0 means DefaultPackSize.
+	PackSize int
 }
 
 // Repo is an open repository. It is safe for concurrent use.
@@ -35,9 +40,14 @@ type Repo struct {
 
 	fp *failpoint.Set // crash-test failpoints; nil arms none
 
-	// sweepBatch is how many chunk deletions prune runs between lock
+	// sweepBatch is how many pack deletions prune runs between lock
 	// checks (256; crash tests lower it).
 	sweepBatch int
+
+	packBufs sync.Pool // *packBuf of stored packs, for the next packer
+
+	idxMu sync.Mutex                // serialises index refreshes
+	idx   atomic.Pointer[packIndex] // the index as last refreshed; nil before the first
 
 	// Lock timing: a lock not refreshed for lockStale is stale; locks are
 	// refreshed every lockRefresh. Set at Open (tests shorten them).
@@ -67,6 +77,13 @@ func Init(ctx context.Context, b backend.Backend, opts InitOptions) (*Repo, erro
 	if opts.KDF == (KDFParams{}) {
 		opts.KDF = DefaultKDF()
 	}
+	if opts.PackSize == 0 {
+		opts.PackSize = DefaultPackSize
+	}
+	if opts.PackSize < MinPackSize || opts.PackSize > MaxPackSize {
+		return nil, fmt.Errorf("init repository: pack size %d is not from %d to %d: %w",
+			opts.PackSize, MinPackSize, MaxPackSize, ErrInvalid)
+	}
 	if _, err := b.Size(ctx, configKey); err == nil {
 		return nil, fmt.Errorf("init repository at %s: %w", b.Location(), ErrExists)
 	} else if !errors.Is(err, backend.ErrNotExist) {
@@ -82,7 +99,7 @@ func Init(ctx context.Context, b backend.Backend, opts InitOptions) (*Repo, erro
 		return nil, fmt.Errorf("init repository at %s: %w", b.Location(), err)
 	}
 	cfg := Config{Format: formatName, Version: FormatVersion, ID: randomHex(16),
-		Created: time.Now().UTC().Round(0), ChunkSize: opts.ChunkSize}
+		Created: time.Now().UTC().Round(0), ChunkSize: opts.ChunkSize, PackSize: opts.PackSize}
 	var master []byte
 	if opts.Password != nil {
 		if cfg.Encryption, master, err = newEncryption(opts.Password, opts.KDF, cfg.ID); err != nil {
@@ -160,9 +177,13 @@ func (r *Repo) Encrypted() bool { return r.cfg.Encryption != nil }
 
 // Failpoints (failpoint.Env) at the steps crash tests stop at.
 const (
-	FailBeforeManifest = "repo.backup.before-manifest" // chunks uploaded, manifest not written
-	FailBeforeSweep    = "repo.prune.before-sweep"     // manifests deleted, no chunk swept
-	FailMidSweep       = "repo.prune.mid-sweep"        // after the first batch of chunk deletions
+	FailBeforeIndex       = "repo.backup.before-index"           // packs stored, their index not written
+	FailBeforeManifest    = "repo.backup.before-manifest"        // packs and index stored, manifest not written
+	FailPruneBeforeIndex  = "repo.prune.before-index"            // manifests deleted, repacked packs stored, index not rewritten
+	FailPruneBeforeUnlink = "repo.prune.before-index-delete"     // new index written, superseded index objects not deleted
+	FailBeforeSweep       = "repo.prune.before-sweep"            // index rewritten, no pack deleted
+	FailMidSweep          = "repo.prune.mid-sweep"               // after the first batch of pack deletions
+	FailRepackMid         = "repo.prune.repack.after-first-pack" // the first repacked pack stored
 )
 
 // SetFailpoints arms crash-test failpoints. Call it right after Open or

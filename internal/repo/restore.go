@@ -5,48 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/extrasphere/extrasphere/internal/repo/backend"
 )
-
-// readChunk fetches chunk id, checks it (crc, GCM tag, decompression,
-// re-hash to id) and returns its plaintext, which may alias dst. Errors
-// wrap ErrMissingChunk, ErrCorrupt or a backend error.
-func (r *Repo) readChunk(ctx context.Context, id ID, dst []byte) ([]byte, error) {
-	key := chunkKey(id)
-	obj, err := r.b.Get(ctx, key)
-	if errors.Is(err, backend.ErrNotExist) {
-		return nil, fmt.Errorf("object %s: %w", key, ErrMissingChunk)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", key, err)
-	}
-	p, err := r.codec.decode(magicChunk, key, obj, maxChunkSize, dst)
-	if err != nil {
-		return nil, fmt.Errorf("object %s: %w", key, err)
-	}
-	if r.codec.chunkID(p) != id {
-		return nil, fmt.Errorf("object %s: content does not hash to its id: %w", key, ErrCorrupt)
-	}
-	return p, nil
-}
-
-// volumeChunk reads chunk i of v in backup m and checks its length; errors
-// are *ChunkError.
-func (r *Repo) volumeChunk(ctx context.Context, m *Manifest, v *Volume, i int, dst []byte) ([]byte, error) {
-	id := v.Chunks[i]
-	p, err := r.readChunk(ctx, id, dst)
-	if err == nil && len(p) != v.ChunkLen(i) {
-		err = fmt.Errorf("chunk of %d bytes where the volume has %d: %w", len(p), v.ChunkLen(i), ErrCorrupt)
-	}
-	if err != nil {
-		return nil, &ChunkError{Backup: m.ID, Volume: v.Name, Offset: int64(i) * int64(v.ChunkSize), ID: id, Err: err}
-	}
-	return p, nil
-}
 
 // RestoreOptions configure Restore.
 type RestoreOptions struct {
@@ -58,11 +21,19 @@ type RestoreOptions struct {
 	ZeroFill bool
 }
 
+// restoreSegment is the unit of a restore worker: this many bytes of the
+// volume are fetched together (coalesced per pack) and written with one
+// WriteAt per run of data chunks (fewer, larger writes measured faster
+// than one per chunk straight from the fetched packs).
+const restoreSegment = 8 << 20
+
 // Restore writes volume of backup m to dst at the volume's offsets. It
-// takes a read lock on the backup (prune may run, but not delete it).
-// Every chunk is verified before it is written; on any error (a
-// *ChunkError for a missing or corrupt chunk) dst is incomplete. dst is
-// not resized: a caller restoring into a file sets its size first.
+// takes a read lock on the backup (prune may run, but not delete it; a
+// chunk it moves meanwhile is looked up again). Every chunk is verified
+// before it is written; on any error (a *ChunkError for a missing or
+// corrupt chunk) dst is incomplete. dst is not resized: a caller
+// restoring into a file sets its size first. dst.WriteAt is called from
+// several goroutines at once, for distinct ranges.
 func (r *Repo) Restore(ctx context.Context, m *Manifest, volume string, dst io.WriterAt, opts RestoreOptions) error {
 	v, err := m.Volume(volume)
 	if err != nil {
@@ -73,51 +44,113 @@ func (r *Repo) Restore(ctx context.Context, m *Manifest, volume string, dst io.W
 		return fmt.Errorf("restore %s of backup %s: %w", volume, m.ID, err)
 	}
 	defer l.release(ctx)
+	if _, err := r.refreshIndex(ctx); err != nil {
+		return fmt.Errorf("restore %s of backup %s: %w", volume, m.ID, err)
+	}
 	if opts.Workers <= 0 {
 		opts.Workers = 4
 	}
-	var (
-		next, done atomic.Int64
-		zeros      []byte
-	)
-	if opts.ZeroFill {
-		zeros = make([]byte, v.ChunkSize)
-	}
+	per := max(1, restoreSegment/v.ChunkSize)
+	segments := (len(v.Chunks) + per - 1) / per
 	report := serialProgress(opts.Progress, v.Size)
-	g, gctx := errgroup.WithContext(ctx)
-	for range min(opts.Workers, max(len(v.Chunks), 1)) {
-		g.Go(func() error {
-			var buf []byte
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(v.Chunks) || gctx.Err() != nil {
-					return gctx.Err()
-				}
-				off, n := int64(i)*int64(v.ChunkSize), v.ChunkLen(i)
-				p := zeros[:min(n, len(zeros))]
-				if !v.Chunks[i].IsNull() {
-					if buf == nil {
-						buf = make([]byte, 0, v.ChunkSize)
-					}
-					var err error
-					if p, err = r.volumeChunk(gctx, m, v, i, buf); err != nil {
-						return err
-					}
-				}
-				if len(p) > 0 {
-					if _, err := dst.WriteAt(p, off); err != nil {
-						return fmt.Errorf("write restored data at offset %d: %w", off, err)
-					}
-				}
-				report(done.Add(int64(n)))
-			}
-		})
-	}
-	if err := g.Wait(); err != nil {
+	var done atomic.Int64
+	bufs := sync.Pool{New: func() any { b := make([]byte, per*v.ChunkSize); return &b }}
+	err = forEach(ctx, segments, opts.Workers, func(ctx context.Context, s int) error {
+		first, last := s*per, min((s+1)*per, len(v.Chunks))
+		buf := bufs.Get().(*[]byte)
+		defer bufs.Put(buf)
+		n, err := r.restoreSegment(ctx, m, v, first, last, *buf, dst, opts.ZeroFill)
+		if err != nil {
+			return err
+		}
+		report(done.Add(n))
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("restore %s of backup %s: %w", volume, m.ID, err)
 	}
 	if err := l.release(ctx); err != nil {
 		return fmt.Errorf("restore %s of backup %s: %w", volume, m.ID, err)
+	}
+	return nil
+}
+
+// restoreSegment restores chunks [first, last) of v through buf and
+// returns the volume bytes they cover.
+func (r *Repo) restoreSegment(ctx context.Context, m *Manifest, v *Volume, first, last int, buf []byte,
+	dst io.WriterAt, zeroFill bool) (int64, error) {
+	cs := int64(v.ChunkSize)
+	where := map[ID][]int{} // chunk id -> its indexes in the segment
+	var ids []ID
+	for i := first; i < last; i++ {
+		id := v.Chunks[i]
+		if id.IsNull() {
+			continue
+		}
+		if _, ok := where[id]; !ok {
+			ids = append(ids, id)
+		}
+		where[id] = append(where[id], i)
+	}
+	var lenErr map[ID]error
+	fails, err := r.fetchChunks(ctx, ids, func(id ID, p []byte) error {
+		for _, i := range where[id] {
+			if len(p) != v.ChunkLen(i) {
+				if lenErr == nil {
+					lenErr = map[ID]error{}
+				}
+				lenErr[id] = fmt.Errorf("chunk of %d bytes where the volume has %d: %w", len(p), v.ChunkLen(i), ErrCorrupt)
+				return nil
+			}
+			copy(buf[int64(i-first)*cs:], p)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for i := first; i < last && (len(fails) > 0 || len(lenErr) > 0); i++ {
+		id := v.Chunks[i]
+		e, ok := fails[id]
+		if !ok {
+			e, ok = lenErr[id]
+		}
+		if ok && !id.IsNull() {
+			return 0, &ChunkError{Backup: m.ID, Volume: v.Name, Offset: int64(i) * cs, ID: id, Err: e}
+		}
+	}
+	base := int64(first) * cs
+	size := int64(last-first-1)*cs + int64(v.ChunkLen(last-1))
+	if zeroFill {
+		for i := first; i < last; i++ {
+			if v.Chunks[i].IsNull() {
+				clear(buf[int64(i-first)*cs : int64(i-first)*cs+int64(v.ChunkLen(i))])
+			}
+		}
+		return size, writeAt(dst, buf[:size], base)
+	}
+	for i := first; i < last; {
+		if v.Chunks[i].IsNull() {
+			i++
+			continue
+		}
+		j := i + 1
+		for j < last && !v.Chunks[j].IsNull() {
+			j++
+		}
+		off := int64(i-first) * cs
+		end := int64(j-1-first)*cs + int64(v.ChunkLen(j-1))
+		if err := writeAt(dst, buf[off:end], base+off); err != nil {
+			return 0, err
+		}
+		i = j
+	}
+	return size, nil
+}
+
+func writeAt(dst io.WriterAt, p []byte, off int64) error {
+	if _, err := dst.WriteAt(p, off); err != nil {
+		return fmt.Errorf("write restored data at offset %d: %w", off, err)
 	}
 	return nil
 }

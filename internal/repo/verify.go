@@ -4,27 +4,28 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
-
-	"golang.org/x/sync/errgroup"
 )
 
 // VerifyOptions configure Verify.
 type VerifyOptions struct {
-	// ReadData fetches every referenced chunk once and checks it (crc,
-	// authentication, decompression, hash to its id, length). Without
-	// it, Verify checks that every manifest decodes and that every chunk
-	// it references exists.
+	// ReadData reads every pack that holds a referenced chunk, whole, and
+	// checks every referenced chunk in it (crc, authentication,
+	// decompression, hash to its id, length) and the pack's header.
+	// Without it, Verify checks that every manifest and index object
+	// decodes and that every referenced chunk is indexed in a pack that
+	// exists.
 	ReadData bool
-	// Repair (with ReadData) deletes the chunks that fail their checks,
-	// under an exclusive lock, so that the next backup whose source still
-	// holds that data uploads it again (a backup deduplicates against
-	// what the repository holds, corrupt or not). Backups that reference
-	// them stay broken: they are reported, then missing.
+	// Repair (with ReadData), under an exclusive lock: packs holding a
+	// corrupt chunk are repacked without it (their good chunks, checked,
+	// go into new packs), so the next backup whose source still holds
+	// that data stores it again; packs no index names are indexed again
+	// (from their headers); unreadable index objects are replaced.
+	// Backups that reference a corrupt chunk stay broken until then:
+	// they are reported, and afterwards the chunk is missing.
 	Repair   bool
-	Workers  int                     // parallel chunk reads; default 4
+	Workers  int                     // parallel pack reads; default 4
 	Progress func(done, total int64) // ReadData: stored bytes checked of the total
 }
 
@@ -34,21 +35,28 @@ type VerifyResult struct {
 	BadBackups        int   // manifests that did not
 	Chunks            int   // distinct chunks referenced
 	ChunksRead        int   // of those, read and checked (ReadData)
-	BytesRead         int64 // stored bytes read (ReadData)
-	MissingChunks     int   // referenced, not stored
-	CorruptChunks     int   // referenced, stored, failed a check
-	Deleted           int   // corrupt chunks deleted by Repair
-	Unreferenced      int   // stored, referenced by no backup (garbage prune sweeps)
-	UnreferencedBytes int64
-	Problems          int // calls of report
+	BytesRead         int64 // pack bytes read (ReadData)
+	MissingChunks     int   // referenced, in no pack the index names
+	CorruptChunks     int   // referenced, every copy failed a check
+	Deleted           int   // corrupt chunk copies removed by Repair (with their packs, repacked)
+	Unreferenced      int   // chunk blobs no backup needs (garbage prune removes), spare copies included
+	UnreferencedBytes int64 //
+	Packs             int   // pack objects
+	PacksRead         int   // of those, read whole (ReadData)
+	OrphanPacks       int   // packs no index object names (a killed backup, an interrupted prune)
+	IndexObjects      int   //
+	BadIndex          int   // index objects that do not decode
+	Reindexed         int   // orphan packs indexed again by Repair
+	Problems          int   // calls of report
 }
 
 // Verify checks the repository under a read lock on every backup and
 // calls report (serially) once per problem: a *ManifestError for a
 // manifest that does not decode, a *ChunkError per backup, volume and
 // bad chunk (named at the first offset where that volume uses it), or an
-// error wrapping ErrCorrupt for an object that does not belong. The
-// returned error is for what stopped the check itself (backend, lock, ctx).
+// error wrapping ErrCorrupt (or ErrVersion) for an index object or pack
+// that is damaged or an object that does not belong. The returned error is
+// for what stopped the check itself (backend, lock, ctx).
 func (r *Repo) Verify(ctx context.Context, opts VerifyOptions, report func(problem error)) (*VerifyResult, error) {
 	kind := lockRead
 	if opts.Repair {
@@ -73,18 +81,11 @@ func (r *Repo) Verify(ctx context.Context, opts VerifyOptions, report func(probl
 	if err != nil {
 		return nil, err
 	}
-	stored, err := r.listChunks(ctx)
+	scan, err := r.scanIndex(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
-	if err := r.b.List(ctx, chunkPrefix, func(key string, _ int64) error {
-		if _, ok := parseChunkKey(key); !ok {
-			problem(fmt.Errorf("object %s is not a chunk key: %w", key, ErrCorrupt))
-		}
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("verify: list chunks: %w", err)
-	}
+	reportScan(scan, res, problem)
 	referenced := map[ID]struct{}{}
 	for _, m := range ms {
 		for _, v := range m.Volumes {
@@ -96,44 +97,117 @@ func (r *Repo) Verify(ctx context.Context, opts VerifyOptions, report func(probl
 		}
 	}
 	res.Chunks = len(referenced)
-	bad := map[ID]error{}
-	for id := range referenced {
-		if _, ok := stored[id]; !ok {
-			bad[id] = fmt.Errorf("object %s: %w", chunkKey(id), ErrMissingChunk)
-			res.MissingChunks++
+	bad := r.checkReferences(scan, referenced, res)
+	var d *dataCheck
+	if opts.ReadData {
+		if d, err = r.verifyData(ctx, opts, scan, referenced, res, problem); err != nil {
+			return nil, err
 		}
-	}
-	for id, size := range stored {
-		if _, ok := referenced[id]; !ok {
-			res.Unreferenced++
-			res.UnreferencedBytes += size
+		for id, err := range d.bad {
+			bad[id] = err
+			if errors.Is(err, ErrMissingChunk) {
+				res.MissingChunks++ // deleted since the listing
+			} else {
+				res.CorruptChunks++
+			}
 		}
 	}
 	var lens map[ID]int
-	if opts.ReadData {
-		if lens, err = r.verifyData(ctx, opts, referenced, stored, bad, res); err != nil {
-			return nil, err
-		}
+	if d != nil {
+		lens = d.lens
 	}
 	reportChunks(ms, bad, lens, problem)
 	if opts.Repair && opts.ReadData {
-		for id, err := range bad {
-			if !errors.Is(err, ErrCorrupt) {
-				continue
-			}
-			if err := l.check(); err != nil {
-				return nil, fmt.Errorf("verify: repair: %w", err)
-			}
-			if err := r.b.Delete(ctx, chunkKey(id)); err != nil {
-				return nil, fmt.Errorf("verify: repair: delete %s: %w", chunkKey(id), err)
-			}
-			res.Deleted++
+		if err := r.repair(ctx, l, scan, d, res); err != nil {
+			return nil, fmt.Errorf("verify: repair: %w", err)
 		}
 	}
 	if err := l.release(ctx); err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
 	return res, nil
+}
+
+// reportScan reports stray keys, unreadable index objects and orphan
+// packs whose header cannot be read, and counts objects.
+func reportScan(scan *indexScan, res *VerifyResult, problem func(error)) {
+	slices.Sort(scan.stray)
+	for _, key := range scan.stray {
+		problem(fmt.Errorf("object %s is not an index or pack key: %w", key, ErrCorrupt))
+	}
+	for _, id := range sortedIDs(scan.bad) {
+		problem(scan.bad[id])
+	}
+	for _, id := range sortedIDs(scan.badOrphans) {
+		problem(fmt.Errorf("pack %s, named by no index: %w", packKey(id), scan.badOrphans[id]))
+	}
+	res.Packs = len(scan.present)
+	res.OrphanPacks = len(scan.orphans) + len(scan.badOrphans)
+	res.IndexObjects = len(scan.objects) + len(scan.bad)
+	res.BadIndex = len(scan.bad)
+}
+
+// checkReferences finds the referenced chunks with no copy in an existing
+// pack the index names, and counts the garbage.
+func (r *Repo) checkReferences(scan *indexScan, referenced map[ID]struct{}, res *VerifyResult) map[ID]error {
+	where := map[ID]ID{} // chunk -> a pack holding it that is missing or unindexed
+	seen := map[ID]bool{}
+	for _, pack := range sortedIDs(scan.indexed) {
+		_, present := scan.present[pack]
+		for _, e := range scan.indexed[pack] {
+			switch {
+			case !present:
+				where[e.ID] = pack
+			case !referencedHas(referenced, e.ID) || seen[e.ID]:
+				res.Unreferenced++
+				res.UnreferencedBytes += int64(e.Len)
+			default:
+				seen[e.ID] = true
+			}
+		}
+	}
+	orphanHolds := map[ID]ID{}
+	for _, pack := range sortedIDs(scan.orphans) {
+		for _, e := range scan.orphans[pack] {
+			res.Unreferenced++ // readers cannot find it: garbage until indexed
+			res.UnreferencedBytes += int64(e.Len)
+			orphanHolds[e.ID] = pack
+		}
+	}
+	bad := map[ID]error{}
+	for id := range referenced {
+		if seen[id] {
+			continue
+		}
+		res.MissingChunks++
+		switch pack, ok := orphanHolds[id]; {
+		case ok:
+			bad[id] = fmt.Errorf("not in the index; pack %s, which no index names, holds it (prune or verify --repair indexes it): %w",
+				packKey(pack), ErrMissingChunk)
+		default:
+			if pack, ok := where[id]; ok {
+				bad[id] = fmt.Errorf("pack %s: %w", packKey(pack), ErrMissingChunk)
+			} else {
+				bad[id] = fmt.Errorf("chunk is not in the index: %w", ErrMissingChunk)
+			}
+		}
+	}
+	return bad
+}
+
+func referencedHas(m map[ID]struct{}, id ID) bool {
+	_, ok := m[id]
+	return ok
+}
+
+// sortedIDs returns the keys of m in order.
+func sortedIDs[V any](m map[ID]V) []ID {
+	ids := make([]ID, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b ID) int { return slices.Compare(a[:], b[:]) })
+	return ids
 }
 
 // verifyManifests loads every manifest, reporting those that fail and
@@ -154,6 +228,9 @@ func (r *Repo) verifyManifests(ctx context.Context, res *VerifyResult, problem f
 	var ms []*Manifest
 	for _, id := range ids {
 		m, err := r.loadManifest(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue // forgotten since the listing
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -167,63 +244,6 @@ func (r *Repo) verifyManifests(ctx context.Context, res *VerifyResult, problem f
 	}
 	sortManifests(ms)
 	return ms, nil
-}
-
-// verifyData reads every referenced, stored chunk once; failures go in
-// bad, plaintext lengths in the returned map.
-func (r *Repo) verifyData(ctx context.Context, opts VerifyOptions, referenced map[ID]struct{}, stored map[ID]int64,
-	bad map[ID]error, res *VerifyResult) (map[ID]int, error) {
-	var todo []ID
-	var total int64
-	for id := range referenced {
-		if size, ok := stored[id]; ok {
-			todo = append(todo, id)
-			total += size
-		}
-	}
-	if opts.Workers <= 0 {
-		opts.Workers = 4
-	}
-	lens := make(map[ID]int, len(todo))
-	var mu sync.Mutex // guards lens, bad and res
-	var next, done atomic.Int64
-	report := serialProgress(opts.Progress, total)
-	g, gctx := errgroup.WithContext(ctx)
-	for range opts.Workers {
-		g.Go(func() error {
-			buf := make([]byte, 0, r.cfg.ChunkSize)
-			for {
-				k := next.Add(1) - 1
-				if k >= int64(len(todo)) || gctx.Err() != nil {
-					return gctx.Err()
-				}
-				id := todo[k]
-				p, err := r.readChunk(gctx, id, buf)
-				if err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrMissingChunk) {
-					return err // the check itself failed (backend, ctx): not a verdict on the chunk
-				}
-				mu.Lock()
-				res.ChunksRead++
-				res.BytesRead += stored[id]
-				switch {
-				case errors.Is(err, ErrMissingChunk): // deleted since the listing
-					bad[id] = err
-					res.MissingChunks++
-				case err != nil:
-					bad[id] = err
-					res.CorruptChunks++
-				default:
-					lens[id] = len(p)
-				}
-				mu.Unlock()
-				report(done.Add(stored[id]))
-			}
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, fmt.Errorf("verify: %w", err)
-	}
-	return lens, nil
 }
 
 // reportChunks reports, per backup and volume, each bad chunk once at the

@@ -5,7 +5,7 @@
 // server through minio-go).
 //
 // Keys are slash-separated relative paths made of [a-z0-9._-] segments,
-// for example "config", "chunks/ab/ab12...", "snapshots/<id>",
+// for example "config", "packs/ab/ab12...", "index/<id>", "snapshots/<id>",
 // "locks/<id>". A backend must not accept "..", empty segments or a
 // leading slash (ErrBadKey).
 package backend
@@ -13,6 +13,8 @@ package backend
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"strings"
 )
 
@@ -25,7 +27,18 @@ var (
 	ErrBadKey = errors.New("invalid object key")
 	// ErrNoSpace: the backend is full (ENOSPC, S3 quota).
 	ErrNoSpace = errors.New("no space left in the repository")
+	// ErrBadRange: GetRange was called with off < 0 or n <= 0.
+	ErrBadRange = errors.New("invalid byte range")
 )
+
+// CheckRange returns an error wrapping ErrBadRange unless off >= 0 and
+// n > 0 and off+n does not overflow.
+func CheckRange(key string, off, n int64) error {
+	if off < 0 || n <= 0 || off > math.MaxInt64-n {
+		return fmt.Errorf("range [%d, +%d) of %s: %w", off, n, quote(key), ErrBadRange)
+	}
+	return nil
+}
 
 // Backend stores immutable objects. All methods are safe for concurrent
 // use. An object is either wholly visible with exactly the bytes given to
@@ -39,6 +52,12 @@ type Backend interface {
 	Put(ctx context.Context, key string, data []byte) error
 	// Get returns the whole object. Missing: an error wrapping ErrNotExist.
 	Get(ctx context.Context, key string) ([]byte, error)
+	// GetRange returns bytes [off, off+n) of the object in one request:
+	// exactly n bytes, or an error. off must be >= 0 and n > 0
+	// (otherwise ErrBadRange). Missing: ErrNotExist. An object shorter
+	// than off+n: an error wrapping io.ErrUnexpectedEOF (the repository
+	// reads it as a truncated, hence corrupt, object).
+	GetRange(ctx context.Context, key string, off, n int64) ([]byte, error)
 	// Size returns the object's length in bytes, or ErrNotExist.
 	Size(ctx context.Context, key string) (int64, error)
 	// List calls fn for every key that starts with prefix (a "dir/" prefix

@@ -126,8 +126,12 @@ func testFullRestore(t *testing.T, e *env) {
 		st.ChunksNew != int64(d) || st.ChunksDeduped != int64(n-zeros-d) || st.ChunksReused != 0 || st.BytesStored <= 0 {
 		t.Errorf("stats %+v; want %d chunks read, %d zero, %d new, %d deduped", st, n, zeros, d, n-zeros-d)
 	}
-	if got := len(objects(t, e.b, "chunks/")); got != d {
-		t.Errorf("%d chunk objects stored, want %d (zero chunks cost nothing, repeats once)", got, d)
+	packs := objects(t, e.b, "packs/")
+	if got := int64(len(packs)); got != st.PacksNew || got > st.BytesStored/PackSize+1 {
+		t.Errorf("%d pack objects, stats say %d; want about %d bytes / %d per pack", got, st.PacksNew, st.BytesStored, PackSize)
+	}
+	if got := len(objects(t, e.b, "index/")); got != 1 {
+		t.Errorf("%d index objects after one backup, want 1", got)
 	}
 	loaded, err := r.Load(ctx, m.ID[:12])
 	if err != nil {
@@ -149,8 +153,9 @@ func testFullRestore(t *testing.T, e *env) {
 		t.Fatalf("List: %v, %v", ms, err)
 	}
 	res := verifyClean(t, r)
-	if res.Backups != 1 || res.Chunks != d || res.ChunksRead != d || res.Unreferenced != 0 {
-		t.Errorf("verify result %+v", res)
+	if res.Backups != 1 || res.Chunks != d || res.ChunksRead != d || res.Unreferenced != 0 || res.Packs != len(packs) ||
+		res.PacksRead != len(packs) || res.OrphanPacks != 0 {
+		t.Errorf("verify result %+v (zero chunks cost nothing, repeats are stored once)", res)
 	}
 	if got := objects(t, e.b, "locks/"); len(got) != 0 {
 		t.Errorf("locks left behind: %v", got)
@@ -167,14 +172,17 @@ func testDedup(t *testing.T, e *env) {
 		t.Fatal("identical volumes got different chunk ids")
 	}
 	d := distinct(va)
-	if m1.Stats.ChunksNew != int64(d) || len(objects(t, e.b, "chunks/")) != d {
-		t.Fatalf("two identical volumes stored %d new chunks (%d objects), want %d", m1.Stats.ChunksNew,
-			len(objects(t, e.b, "chunks/")), d)
+	if res := verifyClean(t, r); m1.Stats.ChunksNew != int64(d) || res.Chunks != d || res.Unreferenced != 0 {
+		t.Fatalf("two identical volumes stored %d new chunks (verify: %+v), want %d", m1.Stats.ChunksNew, res, d)
 	}
+	stored := storedBytes(t, e.b, "")
 	// A second full backup (no previous one given) reads everything and stores nothing.
 	m2 := backup(t, r, repo.BackupOptions{}, vol{"a", a, repo.VolumeOptions{}})
-	if st := m2.Stats; st.ChunksNew != 0 || st.BytesNew != 0 || st.BytesStored != 0 || st.ChunksRead != int64(va.NumChunks()) {
+	if st := m2.Stats; st.ChunksNew != 0 || st.BytesNew != 0 || st.BytesStored != 0 || st.PacksNew != 0 || st.ChunksRead != int64(va.NumChunks()) {
 		t.Fatalf("second full backup of the same data: %+v, want nothing new", st)
+	}
+	if got, want := storedBytes(t, e.b, "")-stored, objects(t, e.b, "snapshots/")["snapshots/"+m2.ID]; got != want {
+		t.Errorf("second full backup of the same data stored %d bytes, want only its manifest (%d)", got, want)
 	}
 	v2, _ := m2.Volume("a")
 	if !slices.Equal(v2.Chunks, va.Chunks) {

@@ -3,15 +3,17 @@ package repotest
 import (
 	"bytes"
 	"errors"
+	"maps"
 	"testing"
 	"time"
 
 	"github.com/extrasphere/extrasphere/internal/repo"
 )
 
-// testPrune: a policy keeps some backups per group; prune deletes the
-// others and sweeps their chunks and an abandoned backup's; every kept
-// backup still restores; verify is clean with no garbage left.
+// testPrune: a policy keeps some backups per group; prune (repacking
+// every pack with garbage) deletes the others and their chunks and an
+// abandoned backup's; every kept backup still restores; verify is clean
+// with no garbage left.
 func testPrune(t *testing.T, e *env) {
 	r := e.init()
 	ctx := t.Context()
@@ -38,7 +40,7 @@ func testPrune(t *testing.T, e *env) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.AddVolume(ctx, "junk", newImage(13, 256<<10), repo.VolumeOptions{}); err != nil {
+	if _, err := b.AddVolume(ctx, "junk", newImage(13, 1<<20), repo.VolumeOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	b.Close()
@@ -55,14 +57,12 @@ func testPrune(t *testing.T, e *env) {
 	if len(plan.Keep) != 4 || len(plan.Forget) != 4 {
 		t.Fatalf("plan keeps %d and forgets %d, want 4 and 4", len(plan.Keep), len(plan.Forget))
 	}
-	before := len(objects(t, e.b, "chunks/"))
-	st, err := r.Prune(ctx, plan.ForgetIDs())
+	st, err := r.PruneWith(ctx, plan.ForgetIDs(), repo.PruneOptions{RepackAll: true})
 	if err != nil {
 		t.Fatalf("Prune: %v", err)
 	}
-	after := len(objects(t, e.b, "chunks/"))
-	if st.BackupsDeleted != 4 || st.BackupsKept != 4 || st.ChunksDeleted == 0 || after != before-st.ChunksDeleted || after != st.ChunksKept {
-		t.Fatalf("prune stats %+v; chunks %d -> %d", st, before, after)
+	if st.BackupsDeleted != 4 || st.BackupsKept != 4 || st.ChunksDeleted == 0 || st.PacksDeleted == 0 {
+		t.Fatalf("prune stats %+v", st)
 	}
 	for _, m := range plan.Keep {
 		if got := restore(t, r, m, "disk0"); !bytes.Equal(got, want[m.ID]) {
@@ -74,13 +74,17 @@ func testPrune(t *testing.T, e *env) {
 			t.Errorf("forgotten backup %s: Load %v, want ErrNotFound", m.ID, err)
 		}
 	}
-	if res := verifyClean(t, r); res.Unreferenced != 0 || res.Backups != 4 {
-		t.Errorf("after prune: %+v, want 4 backups and no garbage", res)
+	if res := verifyClean(t, r); res.Unreferenced != 0 || res.Backups != 4 || res.OrphanPacks != 0 || res.Chunks != st.ChunksKept {
+		t.Errorf("after prune: %+v (prune %+v), want 4 backups and no garbage", res, st)
 	}
 	// Pruning again is a no-op; forgetting ids already gone is fine.
-	st, err = r.Prune(ctx, plan.ForgetIDs())
-	if err != nil || st.ChunksDeleted != 0 || st.BackupsDeleted != 0 {
+	objs := objects(t, e.b, "")
+	st, err = r.PruneWith(ctx, plan.ForgetIDs(), repo.PruneOptions{RepackAll: true})
+	if err != nil || st.ChunksDeleted != 0 || st.BackupsDeleted != 0 || st.PacksDeleted != 0 || st.IndexWritten != 0 {
 		t.Fatalf("second prune: %+v, %v", st, err)
+	}
+	if got := objects(t, e.b, ""); !maps.Equal(got, objs) {
+		t.Errorf("second prune changed the objects: %d, then %d", len(objs), len(got))
 	}
 	if _, err := r.Prune(ctx, []string{"not-an-id"}); !errors.Is(err, repo.ErrInvalid) {
 		t.Errorf("Prune of a malformed id: %v, want ErrInvalid", err)

@@ -2,9 +2,10 @@
 // internal/repo over any backend (a directory, a real S3 server) and
 // checks what the repository promises: byte-identical restores of full
 // and incremental backups, reads limited to dirty chunks, dedup, zero
-// chunks that cost nothing, prune, verify, detection of every corruption
-// with the backup, volume, offset and chunk named, interrupted backups
-// reused, and locking.
+// chunks that cost nothing, chunks packed into few objects, stored bytes
+// close to the changed bytes, prune and repack, verify, detection of
+// every corruption with the backup, volume, offset and chunk named,
+// interrupted backups reused, and locking.
 //
 // It touches the storage only through backend.Backend (corruption is a
 // Put of altered bytes), so every backend runs it unchanged. Each test
@@ -25,6 +26,10 @@ import (
 // MiB make many chunks.
 const ChunkSize = 64 << 10
 
+// PackSize of the repositories the suite makes: small, so that a few MiB
+// make several packs (the object-count test uses the default).
+const PackSize = 256 << 10
+
 // testKDF keeps argon2id cheap in tests (the parameters are stored, so
 // Open uses them too).
 func testKDF() repo.KDFParams { return repo.KDFParams{Time: 1, MemoryKiB: 1024, Threads: 1} }
@@ -40,10 +45,16 @@ func Run(t *testing.T, open func(t *testing.T) backend.Backend) {
 		{"FullRestore", testFullRestore},
 		{"Incremental", testIncremental},
 		{"Dedup", testDedup},
+		{"SmallChange", testSmallChange},
+		{"FewObjects", testFewObjects},
 		{"VolumeReader", testVolumeReader},
 		{"Prune", testPrune},
+		{"PruneRepack", testPruneRepack},
+		{"ReaderDuringRepack", testReaderDuringRepack},
 		{"CorruptChunk", testCorruptChunk},
+		{"TruncatedPack", testTruncatedPack},
 		{"MissingChunk", testMissingChunk},
+		{"LostIndex", testLostIndex},
 		{"BadManifest", testBadManifest},
 		{"Interrupted", testInterrupted},
 		{"Locking", testLocking},
@@ -81,7 +92,7 @@ func (e *env) init() *repo.Repo {
 	if e.r != nil {
 		return e.r
 	}
-	r, err := repo.Init(e.t.Context(), e.b, repo.InitOptions{Password: e.password, ChunkSize: ChunkSize, KDF: testKDF()})
+	r, err := repo.Init(e.t.Context(), e.b, repo.InitOptions{Password: e.password, ChunkSize: ChunkSize, PackSize: PackSize, KDF: testKDF()})
 	if err != nil {
 		e.t.Fatalf("Init: %v", err)
 	}
@@ -213,7 +224,43 @@ func distinct(vs ...*repo.Volume) int {
 	return len(slices.Compact(ids))
 }
 
-func chunkKey(id repo.ID) string {
-	h := id.String()
-	return "chunks/" + h[:2] + "/" + h
+// locate returns where the index puts chunk id (its first copy).
+func locate(t *testing.T, r *repo.Repo, id repo.ID) repo.ChunkLocation {
+	t.Helper()
+	locs, err := r.Locate(t.Context(), id)
+	if err != nil {
+		t.Fatalf("Locate(%s): %v", id, err)
+	}
+	return locs[0]
+}
+
+// editBlob rewrites the pack holding chunk id with edit applied to the
+// chunk's blob (same length), and returns a function that puts the pack
+// back as it was.
+func editBlob(t *testing.T, b backend.Backend, loc repo.ChunkLocation, edit func(blob []byte)) (restore func()) {
+	t.Helper()
+	ctx := t.Context()
+	orig, err := b.Get(ctx, loc.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj := slices.Clone(orig)
+	edit(obj[loc.Offset : loc.Offset+loc.Length])
+	if err := b.Put(ctx, loc.Key, obj); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := b.Put(ctx, loc.Key, orig); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// storedBytes is the total size of the objects under prefix.
+func storedBytes(t *testing.T, b backend.Backend, prefix string) int64 {
+	var n int64
+	for _, size := range objects(t, b, prefix) {
+		n += size
+	}
+	return n
 }

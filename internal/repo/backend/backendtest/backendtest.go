@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -27,6 +28,7 @@ func Run(t *testing.T, open func(t *testing.T) backend.Backend) {
 		fn   func(t *testing.T, b backend.Backend)
 	}{
 		{"RoundTrip", testRoundTrip},
+		{"GetRange", testGetRange},
 		{"Overwrite", testOverwrite},
 		{"Missing", testMissing},
 		{"List", testList},
@@ -100,6 +102,48 @@ func testRoundTrip(t *testing.T, b backend.Backend) {
 		if err != nil || got != int64(n) {
 			t.Fatalf("Size(%s) = %d, %v; want %d", key, got, err, n)
 		}
+	}
+}
+
+// testGetRange: any range inside the object reads back exactly; a range
+// running past the end is io.ErrUnexpectedEOF, a missing object
+// ErrNotExist, a negative offset or empty length ErrBadRange.
+func testGetRange(t *testing.T, b backend.Backend) {
+	ctx := t.Context()
+	const size = 3<<20 + 17
+	data := randBytes(9, size)
+	mustPut(t, b, "packs/ab/ab01", data)
+	for _, r := range [][2]int64{{0, 1}, {0, size}, {size - 1, 1}, {12345, 1 << 20}, {1 << 20, 2<<20 + 17}, {77, 4096}} {
+		got, err := b.GetRange(ctx, "packs/ab/ab01", r[0], r[1])
+		if err != nil {
+			t.Fatalf("GetRange(%d, %d): %v", r[0], r[1], err)
+		}
+		if !bytes.Equal(got, data[r[0]:r[0]+r[1]]) {
+			t.Fatalf("GetRange(%d, %d): %d bytes that differ from the object's", r[0], r[1], len(got))
+		}
+	}
+	for _, r := range [][2]int64{{size - 10, 11}, {size, 1}, {size + 100, 5}, {0, size + 1}} {
+		if got, err := b.GetRange(ctx, "packs/ab/ab01", r[0], r[1]); !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Errorf("GetRange(%d, %d) past the end of %d bytes: %d bytes, %v; want io.ErrUnexpectedEOF", r[0], r[1], size, len(got), err)
+		}
+	}
+	mustPut(t, b, "packs/ab/empty", nil)
+	if got, err := b.GetRange(ctx, "packs/ab/empty", 0, 1); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("GetRange(0, 1) of an empty object: %d bytes, %v; want io.ErrUnexpectedEOF", len(got), err)
+	}
+	for _, r := range [][2]int64{{-1, 5}, {0, 0}, {5, -1}} {
+		if _, err := b.GetRange(ctx, "packs/ab/ab01", r[0], r[1]); !errors.Is(err, backend.ErrBadRange) {
+			t.Errorf("GetRange(%d, %d): %v, want ErrBadRange", r[0], r[1], err)
+		}
+	}
+	if _, err := b.GetRange(ctx, "packs/ab/ab02", 0, 1); !errors.Is(err, backend.ErrNotExist) {
+		t.Errorf("GetRange of a missing object: %v, want ErrNotExist", err)
+	}
+	if _, err := b.GetRange(ctx, "packs", 0, 1); !errors.Is(err, backend.ErrNotExist) {
+		t.Errorf("GetRange of a \"directory\": %v, want ErrNotExist", err)
+	}
+	if _, err := b.GetRange(ctx, "Bad/Key", 0, 1); !errors.Is(err, backend.ErrBadKey) {
+		t.Errorf("GetRange of a bad key: %v, want ErrBadKey", err)
 	}
 }
 
