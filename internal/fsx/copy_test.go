@@ -96,3 +96,46 @@ func TestCopyDataCancelled(t *testing.T) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}
 }
+
+// With an O_DIRECT destination the copy is the same, also for a size that
+// is not a multiple of the direct I/O alignment, and the holes stay.
+func TestCopyDataDirect(t *testing.T) {
+	dir := t.TempDir()
+	const size = 20<<20 + 512
+	src, err := os.Create(filepath.Join(dir, "src"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	src.Truncate(size)
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, x := range []struct{ off, n int64 }{{0, 3 << 20}, {12 << 20, size - 12<<20}} {
+		b := make([]byte, x.n)
+		for i := range b {
+			b[i] = byte(r.IntN(255) + 1)
+		}
+		src.WriteAt(b, x.off)
+	}
+	dpath := filepath.Join(dir, "dst")
+	os.WriteFile(dpath, nil, 0o644)
+	os.Truncate(dpath, size)
+	dst, err := OpenDirect(dpath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	if !isDirect(int(dst.Fd())) {
+		t.Logf("the filesystem of %s refuses O_DIRECT: testing the buffered path", dir)
+	}
+	if err := CopyData(t.Context(), dst, src, size, 4<<20, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := os.ReadFile(src.Name())
+	got, _ := os.ReadFile(dpath)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("direct copy differs (%d bytes, want %d)", len(got), len(want))
+	}
+	if d, err := unix.Seek(int(dst.Fd()), 4<<20, unix.SEEK_DATA); err != nil || d < 8<<20 {
+		t.Errorf("SEEK_DATA from 4 MiB: %d %v, want the hole kept", d, err)
+	}
+}
