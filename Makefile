@@ -5,6 +5,7 @@
 #                (DATA=dir, NBD=host:port or NBD= for the unix socket only)
 #   make test    Debian deps, gofmt, vet, unit tests (-race), TCG guest, interop tests, fuzz smoke
 #   make bench   bench/nbd.sh: fio against qemu-nbd, nbdkit and Extrasphere (results in bench/out/)
+#   make bench-migrate / bench-backup   bench/migrate.sh (vs cp) / bench/backup.sh (vs restic)
 #   make deps | fmt | vet | unit | integration | fuzz | guest | clean
 #
 # `make test` is what .ci/run runs; it must pass on a fresh Debian 12 machine with Go installed.
@@ -24,7 +25,7 @@ NBD      ?= 127.0.0.1:10809
 FUZZTIME ?= 200000x
 export GO FUZZTIME VERSION
 
-.PHONY: build run deps test unit integration fuzz guest bench fmt vet clean help
+.PHONY: build run deps test unit integration fuzz guest bench bench-migrate bench-backup fmt vet clean help
 
 build:
 	@mkdir -p bin
@@ -54,6 +55,12 @@ guest:
 
 bench: deps build
 	bench/nbd.sh
+
+bench-migrate: deps build
+	bench/migrate.sh
+
+bench-backup: deps build
+	bench/backup.sh
 
 fmt:
 	find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' -exec gofmt -w {} +
