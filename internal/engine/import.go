@@ -73,21 +73,7 @@ func (e *Engine) Import(ctx context.Context, name string, o ImportOptions) (job.
 			return qemuImgRun(ctx, qemuImg, args, func(pct float64) { j.SetDone(int64(pct / 100 * float64(size))) })
 		}
 	}
-	cleanup := func(err error) error {
-		if err == nil {
-			err = e.finishImport(name)
-		}
-		if err == nil {
-			return nil
-		}
-		if rerr := e.removeWhenReleased(name); rerr != nil {
-			return fmt.Errorf("import into volume %s: %w; the partial volume was kept: %v", name, err, rerr)
-		}
-		if errors.Is(err, context.Canceled) {
-			return err
-		}
-		return fmt.Errorf("import into volume %s: %w; the partial volume was removed", name, err)
-	}
+	cleanup := e.finishOrRemove("import into", name)
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -160,6 +146,27 @@ func (e *Engine) openSource(ctx context.Context, path, format string) (src *os.F
 func closeFile(f *os.File) {
 	if f != nil {
 		f.Close()
+	}
+}
+
+// finishOrRemove is the cleanup of a job that fills a new volume (import,
+// restore): on success the unfinished marker goes; on failure the partial
+// volume is removed once no connection uses it.
+func (e *Engine) finishOrRemove(what, name string) func(error) error {
+	return func(err error) error {
+		if err == nil {
+			err = e.finishImport(name)
+		}
+		if err == nil {
+			return nil
+		}
+		if rerr := e.removeWhenReleased(name); rerr != nil {
+			return fmt.Errorf("%s volume %s: %w; the partial volume was kept: %v", what, name, err, rerr)
+		}
+		if errors.Is(err, context.Canceled) {
+			return err
+		}
+		return fmt.Errorf("%s volume %s: %w; the partial volume was removed", what, name, err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -48,9 +49,7 @@ func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (job.Info, err
 	if err != nil {
 		return job.Info{}, err
 	}
-	restore := func(ctx context.Context, j *job.Job, dst interface {
-		WriteAt(p []byte, off int64) (int, error)
-	}) error {
+	restore := func(ctx context.Context, j *job.Job, dst io.WriterAt) error {
 		j.SetDetail(fmt.Sprintf("restoring %s of backup %s", vol.Name, m.ID))
 		return repoError(req.Repo, r.Restore(ctx, m, vol.Name, dst, repo.RestoreOptions{
 			Progress: func(done, total int64) { j.SetDone(done) }}))
@@ -61,9 +60,8 @@ func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (job.Info, err
 	return e.restoreToVolume(ctx, req, vol, restore)
 }
 
-type restoreFunc func(ctx context.Context, j *job.Job, dst interface {
-	WriteAt(p []byte, off int64) (int, error)
-}) error
+// restoreFunc restores the chosen backup volume into dst as a job.
+type restoreFunc func(ctx context.Context, j *job.Job, dst io.WriterAt) error
 
 func (e *Engine) restoreToFile(req RestoreRequest, vol *repo.Volume, restore restoreFunc) (job.Info, error) {
 	path := req.ToFile
@@ -118,18 +116,7 @@ func (e *Engine) restoreToVolume(ctx context.Context, req RestoreRequest, vol *r
 		}
 		return dev.Flush(ctx)
 	}
-	cleanup := func(err error) error {
-		if err == nil {
-			err = e.finishImport(name)
-		}
-		if err == nil {
-			return nil
-		}
-		if rerr := e.removeWhenReleased(name); rerr != nil {
-			return fmt.Errorf("restore into volume %s: %w; the partial volume was kept: %v", name, err, rerr)
-		}
-		return fmt.Errorf("restore into volume %s: %w; the partial volume was removed", name, err)
-	}
+	cleanup := e.finishOrRemove("restore into", name)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	v, err := e.lookupLocked(name)

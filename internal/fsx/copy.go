@@ -204,11 +204,14 @@ type directWriters struct {
 const directWorkers = 4
 
 func newDirectWriters(ctx context.Context, dst, src *os.File, chunk int, report func(int64)) *directWriters {
-	w := &directWriters{ctx: ctx, dst: dst, src: src, report: report, work: make(chan [2]int64), failed: make(chan struct{})}
+	work := make(chan [2]int64)
+	w := &directWriters{ctx: ctx, dst: dst, src: src, report: report, work: work, failed: make(chan struct{})}
 	for range directWorkers {
 		buf := alignedBuf(chunk)
 		w.wg.Go(func() {
-			for piece := range w.work {
+			// work, not w.work: stop sets the field to nil, maybe before
+			// this goroutine first reads it.
+			for piece := range work {
 				if err := copyPieceDirect(w.dst, w.src, piece[0], piece[1], buf); err != nil {
 					w.fail(fmt.Errorf("at %d: %w", piece[0], err))
 					continue
@@ -247,11 +250,9 @@ func (w *directWriters) wait() error {
 	}
 }
 
+// stop closes the work queue and waits for the workers. Only the
+// goroutine that submits calls it.
 func (w *directWriters) stop() {
-	select {
-	case <-w.failed:
-	default:
-	}
 	if w.work != nil {
 		close(w.work)
 		w.work = nil

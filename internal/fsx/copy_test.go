@@ -139,3 +139,19 @@ func TestCopyDataDirect(t *testing.T) {
 		t.Errorf("SEEK_DATA from 4 MiB: %d %v, want the hole kept", d, err)
 	}
 }
+
+// Stopping the direct writers before their goroutines first run must not
+// hang (they once ranged over the queue field, nil by then).
+func TestDirectWritersStopAtOnce(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for range 500 {
+		w := newDirectWriters(t.Context(), f, f, 4096, func(int64) {})
+		if err := w.wait(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
