@@ -10,6 +10,7 @@ import (
 
 	"github.com/extrasphere/extrasphere/internal/engine"
 	"github.com/extrasphere/extrasphere/internal/progress"
+	"github.com/extrasphere/extrasphere/internal/repo/backend/s3"
 )
 
 func newRepoCmd(g *globals) *cobra.Command {
@@ -45,7 +46,7 @@ func newRepoAddCmd(g *globals, create bool) *cobra.Command {
 		Args: exactArgs("LOCATION"),
 		RunE: func(c *cobra.Command, args []string) error {
 			req.Location, req.Init = args[0], create
-			if !engineIsS3(req.Location) {
+			if !s3.IsURL(req.Location) {
 				abs, err := filepath.Abs(req.Location)
 				if err != nil {
 					return err
@@ -59,7 +60,7 @@ func newRepoAddCmd(g *globals, create bool) *cobra.Command {
 				}
 				req.PasswordFile = abs
 			}
-			if req.AccessKey == "" && req.SecretKey == "" && engineIsS3(req.Location) {
+			if req.AccessKey == "" && req.SecretKey == "" && s3.IsURL(req.Location) {
 				req.AccessKey, req.SecretKey = os.Getenv("AWS_ACCESS_KEY_ID"), os.Getenv("AWS_SECRET_ACCESS_KEY")
 			}
 			cl, err := g.client(c)
@@ -98,8 +99,6 @@ func newRepoAddCmd(g *globals, create bool) *cobra.Command {
 	}
 	return c
 }
-
-func engineIsS3(loc string) bool { return len(loc) > 5 && loc[:5] == "s3://" }
 
 func newRepoListCmd(g *globals) *cobra.Command {
 	return &cobra.Command{

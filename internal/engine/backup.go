@@ -150,7 +150,7 @@ func (e *Engine) runBackup(ctx context.Context, r *repo.Repo, req BackupRequest,
 			how = "incremental"
 		}
 		j.SetDetail(fmt.Sprintf("reading %s (%s)", v.name, how))
-		_, err = b.AddVolume(ctx, v.name, viewSource{view}, opts)
+		_, err = b.AddVolume(ctx, v.name, view, opts) // a Device is a repo.Source
 		view.Close()
 		if err != nil {
 			return fmt.Errorf("backup volume %s: %w", v.name, repoError(req.Repo, err))

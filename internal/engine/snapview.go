@@ -1,8 +1,6 @@
 package engine
 
 import (
-	"context"
-
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/chain"
 )
@@ -32,12 +30,3 @@ func (unowned) Close() error { return nil }
 type unownedDelta struct{ chain.Delta }
 
 func (unownedDelta) Close() error { return nil }
-
-// viewSource adapts a device for the backup repository (its ReadAt has
-// the Device shape already; this only narrows it).
-type viewSource struct{ d blockdev.Device }
-
-func (s viewSource) ReadAt(ctx context.Context, p []byte, off int64) error {
-	return s.d.ReadAt(ctx, p, off)
-}
-func (s viewSource) Size() int64 { return s.d.Size() }
