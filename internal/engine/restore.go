@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
+	"github.com/extrasphere/extrasphere/internal/fsx"
 	"github.com/extrasphere/extrasphere/internal/job"
 	"github.com/extrasphere/extrasphere/internal/repo"
 )
@@ -86,6 +87,9 @@ func (e *Engine) restoreToFile(req RestoreRequest, vol *repo.Volume, restore res
 			err = unix.Fdatasync(int(f.Fd()))
 		}
 		err = errors.Join(err, f.Close())
+		if err == nil { // the new name must survive a crash too
+			err = fsx.SyncDir(filepath.Dir(path))
+		}
 		if err != nil {
 			os.Remove(path)
 			return fmt.Errorf("restore to %s: %w (the partial file was removed)", path, err)
