@@ -1,0 +1,230 @@
+package mirror
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/extrasphere/extrasphere/internal/blockdev"
+)
+
+// ChunkSize is the unit of the dirty set: the CBT granularity.
+const ChunkSize = 64 << 10
+
+// Range is a run of bytes, [Off, Off+Len).
+type Range struct{ Off, Len int64 }
+
+// Dialer opens a new connection to the replica. An error wrapping
+// ErrRefused stops the mirror; any other is retried with backoff.
+type Dialer func(ctx context.Context) (blockdev.Device, error)
+
+// Journal is the persistent superset of the chunks the replica may lack
+// (see the package doc). Its writes are recorded by the volume's tracker;
+// the mirror only reads it, re-marks ranges and resets it.
+type Journal interface {
+	// Mark adds [off, off+n) durably.
+	Mark(off, n int64) error
+	// Rotate resets the journal durably and returns what it held.
+	Rotate() ([]Range, error)
+	// Ranges is what the journal holds now.
+	Ranges() []Range
+}
+
+// Options configure a Mirror.
+type Options struct {
+	Volume string
+	Size   int64
+	Policy Policy
+	Dial   Dialer
+	// Journal records what the replica may lack; nil keeps it in memory
+	// only (tests).
+	Journal Journal
+	// Dirty is what the replica lacks at start; Synced says the replica
+	// was in sync once (false: this is the first copy, state syncing).
+	Dirty  []Range
+	Synced bool
+	// OnDegrade is called once, before the first write the replica lacks
+	// is acknowledged, each time the mirror leaves in-sync (the engine
+	// records that this side now holds writes its replica does not). An
+	// error fails that write.
+	OnDegrade func(cause error) error
+	// OnChange is called (without locks held) after every state change.
+	OnChange func(Status)
+	Logger   *slog.Logger
+
+	Workers    int           // copy workers (default 4)
+	CopyBytes  int64         // bytes per copy request (default 1 MiB)
+	MinBackoff time.Duration // reconnect backoff, doubling (default 100 ms)
+	MaxBackoff time.Duration // its cap (default 5 s)
+	Checkpoint time.Duration // journal reset period while in sync (default 10 s)
+}
+
+func (o *Options) defaults() {
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	if o.CopyBytes < ChunkSize {
+		o.CopyBytes = 1 << 20
+	}
+	o.CopyBytes -= o.CopyBytes % ChunkSize
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 100 * time.Millisecond
+	}
+	if o.MaxBackoff < o.MinBackoff {
+		o.MaxBackoff = max(5*time.Second, o.MinBackoff)
+	}
+	if o.Checkpoint <= 0 {
+		o.Checkpoint = 10 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Mirror replicates one volume. All methods are safe for concurrent use.
+type Mirror struct {
+	opts    Options
+	nchunks int64
+
+	// local is the device below the newest Filter (the volume's layers);
+	// the copier reads it directly, never through the gate, so a write
+	// waiting for the copier cannot deadlock a pivot that drains I/O.
+	local atomic.Pointer[blockdev.Device]
+
+	mu   sync.Mutex // guards every field below
+	cond *sync.Cond // signalled on: dirty cleared, writers drained, copying done, target changes, close
+
+	dirty    bitset           // chunks the replica lacks
+	ndirty   int64            // bits set in dirty
+	writers  map[int64]int32  // writes in flight per chunk
+	inflight map[uint64]Range // writes in flight, by sequence number
+	wseq     uint64
+	copying  map[int64]bool // chunks being copied
+	cursor   int64          // where the copier looks next
+
+	target  blockdev.Device // nil while disconnected
+	tgen    uint64          // bumped at every connect and drop
+	state   State
+	synced  bool // the replica was in sync once
+	paused  bool
+	closed  bool
+	since   time.Time
+	lastErr error
+	errAt   time.Time
+	dialing bool // the reconnect loop runs
+	ckpt    bool // a checkpoint is running
+	// finishing: the last dirty chunk was copied and the replica is being
+	// flushed; in-sync only after that flush.
+	finishing bool
+
+	sent     atomic.Int64 // bytes written to the replica (writes and copies)
+	copied   atomic.Int64 // bytes the copier sent
+	through  atomic.Int64 // writes acknowledged by both sides
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	degraded bool // OnDegrade ran since the last in-sync
+}
+
+// New makes a mirror and starts its copier and connection loop. It does
+// not wait for the replica: it connects in the background.
+func New(opts Options) (*Mirror, error) {
+	opts.defaults()
+	if opts.Size <= 0 || opts.Dial == nil {
+		return nil, fmt.Errorf("mirror of volume %s: size %d, dialer set %v: invalid options", opts.Volume, opts.Size, opts.Dial != nil)
+	}
+	n := (opts.Size + ChunkSize - 1) / ChunkSize
+	m := &Mirror{opts: opts, nchunks: n, dirty: newBitset(n), writers: map[int64]int32{}, inflight: map[uint64]Range{}, copying: map[int64]bool{},
+		synced: opts.Synced, since: time.Now(), stop: make(chan struct{})}
+	m.cond = sync.NewCond(&m.mu)
+	for _, r := range opts.Dirty {
+		m.markLocked(r.Off, r.Len)
+	}
+	m.state = m.stateLocked()
+	m.dialing = true
+	m.wg.Add(1 + opts.Workers + 1)
+	go m.connectLoop()
+	for range opts.Workers {
+		go m.copyLoop()
+	}
+	go m.checkpointLoop()
+	return m, nil
+}
+
+// Filter returns the mirror's device over next (the volume's layers). A
+// pivot calls it again with the new layers; the newest one is what the
+// copier reads.
+func (m *Mirror) Filter(next blockdev.Device) blockdev.Device {
+	m.local.Store(&next)
+	return &Filter{next: next, m: m}
+}
+
+// Pause stops sending: the connection is closed and writes are only
+// tracked until Resume.
+func (m *Mirror) Pause() {
+	m.mu.Lock()
+	m.paused = true
+	m.dropLocked(nil)
+	m.mu.Unlock()
+	m.changed()
+}
+
+// Resume undoes Pause: the mirror reconnects and resyncs.
+func (m *Mirror) Resume() {
+	m.mu.Lock()
+	m.paused = false
+	if m.state == StateRefused {
+		m.lastErr = nil
+		m.state = StateDegraded
+	}
+	m.startDialLocked()
+	m.setStateLocked()
+	m.cond.Broadcast()
+	m.mu.Unlock()
+	m.changed()
+}
+
+// Close stops the mirror. If the replica is in sync it is flushed and the
+// journal reset, so the next start has nothing to resync. Writes through
+// old Filters fail with ErrClosed afterwards.
+func (m *Mirror) Close(ctx context.Context) error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.closed = true
+	close(m.stop)
+	m.cond.Broadcast()
+	m.mu.Unlock()
+	m.wg.Wait()
+
+	m.mu.Lock()
+	t, clean := m.target, m.state == StateInSync && m.ndirty == 0
+	m.target = nil
+	m.mu.Unlock()
+	if t == nil {
+		return nil
+	}
+	var err error
+	if clean && m.opts.Journal != nil {
+		if err = t.Flush(ctx); err == nil {
+			_, err = m.opts.Journal.Rotate()
+		}
+	}
+	if cerr := t.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("close mirror of volume %s: %w", m.opts.Volume, err)
+	}
+	return nil
+}
+
+func (m *Mirror) changed() {
+	if m.opts.OnChange != nil {
+		m.opts.OnChange(m.Status())
+	}
+}

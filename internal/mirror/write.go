@@ -1,0 +1,196 @@
+package mirror
+
+import (
+	"context"
+	"fmt"
+)
+
+// op is one write-like request: what it does locally and on the replica.
+// remote nil means the replica gets no request: the chunks are marked
+// dirty and the copier sends what the local layers then hold (trim).
+type op struct {
+	name   string
+	off, n int64
+	local  func(ctx context.Context) error
+	remote func(ctx context.Context, t deviceWriter) error
+}
+
+// write runs one request under the per-chunk protocol (package doc).
+func (m *Mirror) write(ctx context.Context, o op) error {
+	if o.n <= 0 {
+		return o.local(ctx)
+	}
+	if o.off < 0 || o.off > m.opts.Size-o.n {
+		return o.local(ctx) // the layers answer ErrOutOfRange
+	}
+	fc, lc := o.off/ChunkSize, (o.off+o.n-1)/ChunkSize
+	m.mu.Lock()
+	for (m.copyingAnyLocked(fc, lc) || m.overlapsLocked(o.off, o.n)) && !m.closed {
+		m.cond.Wait()
+	}
+	if m.closed {
+		m.mu.Unlock()
+		return fmt.Errorf("%s on volume %s: %w", o.name, m.opts.Volume, ErrClosed)
+	}
+	t, gen := m.target, m.tgen
+	through := t != nil && o.remote != nil && !m.anyDirtyLocked(fc, lc)
+	if !through {
+		m.markChunksLocked(fc, lc)
+	}
+	for c := fc; c <= lc; c++ {
+		m.writers[c]++
+	}
+	m.wseq++
+	id := m.wseq
+	m.inflight[id] = Range{o.off, o.n}
+	m.mu.Unlock()
+
+	var lerr, rerr error
+	if through {
+		done := make(chan error, 1)
+		go func() { done <- o.remote(ctx, t) }()
+		lerr = o.local(ctx)
+		rerr = <-done
+		if rerr == nil {
+			m.sent.Add(o.n)
+			m.through.Add(1)
+		}
+	} else {
+		lerr = o.local(ctx)
+	}
+
+	m.mu.Lock()
+	delete(m.inflight, id)
+	for c := fc; c <= lc; c++ {
+		if m.writers[c]--; m.writers[c] <= 0 {
+			delete(m.writers, c)
+		}
+	}
+	m.cond.Broadcast()
+	if through && rerr != nil {
+		m.markChunksLocked(fc, lc)
+		m.replicaFailedLocked(gen, fmt.Errorf("%s at %d+%d on the replica: %w", o.name, o.off, o.n, rerr))
+	}
+	if lerr != nil {
+		m.mu.Unlock()
+		return lerr
+	}
+	dirty := !through || rerr != nil
+	m.mu.Unlock()
+	if !dirty {
+		return nil
+	}
+	return m.settle(ctx, o, fc, lc, rerr != nil)
+}
+
+// settle decides when a write whose chunks the replica lacks may be
+// acknowledged. Before the first full sync, and while paused, at once.
+// Policy block: once the copier has sent its chunks. Policy degrade: at
+// once, after the degradation is recorded (journal and OnDegrade).
+func (m *Mirror) settle(ctx context.Context, o op, fc, lc int64, failed bool) error {
+	m.mu.Lock()
+	if !m.synced || m.paused {
+		m.mu.Unlock()
+		return nil
+	}
+	if m.opts.Policy == Block {
+		err := m.waitCleanLocked(ctx, fc, lc)
+		m.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("%s at %d+%d on volume %s waits for the replica (policy block): %w", o.name, o.off, o.n, m.opts.Volume, err)
+		}
+		return nil
+	}
+	cause := m.lastErr
+	first := !m.degraded
+	m.degraded = true
+	m.mu.Unlock()
+	if failed && m.opts.Journal != nil {
+		// The tracker set these bits, but a checkpoint may have reset
+		// the journal since: make them durable again before the ack.
+		if err := m.opts.Journal.Mark(fc*ChunkSize, (lc-fc+1)*ChunkSize); err != nil {
+			return fmt.Errorf("%s on volume %s: record what the replica lacks: %w", o.name, m.opts.Volume, err)
+		}
+	}
+	if first && m.opts.OnDegrade != nil {
+		if err := m.opts.OnDegrade(cause); err != nil {
+			return fmt.Errorf("%s on volume %s: record the degraded mirror: %w", o.name, m.opts.Volume, err)
+		}
+	}
+	return nil
+}
+
+// waitCleanLocked waits until chunks fc..lc are clean, the mirror is
+// paused (the user chose to stop replicating) or ctx ends.
+func (m *Mirror) waitCleanLocked(ctx context.Context, fc, lc int64) error {
+	stop := context.AfterFunc(ctx, func() {
+		m.mu.Lock()
+		m.cond.Broadcast()
+		m.mu.Unlock()
+	})
+	defer stop()
+	for (m.anyDirtyLocked(fc, lc) || m.copyingAnyLocked(fc, lc)) && !m.paused {
+		if m.closed {
+			return ErrClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		m.cond.Wait()
+	}
+	return nil
+}
+
+// overlapsLocked reports whether a write in flight overlaps [off, off+n).
+// Overlapping writes are serialised: two in flight at once could land in
+// one order locally and in the other on the replica.
+func (m *Mirror) overlapsLocked(off, n int64) bool {
+	for _, r := range m.inflight {
+		if off < r.Off+r.Len && r.Off < off+n {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *Mirror) copyingAnyLocked(fc, lc int64) bool {
+	if len(m.copying) == 0 {
+		return false
+	}
+	for c := fc; c <= lc; c++ {
+		if m.copying[c] {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *Mirror) anyDirtyLocked(fc, lc int64) bool {
+	if m.ndirty == 0 {
+		return false
+	}
+	for c := fc; c <= lc; c++ {
+		if m.dirty.test(c) {
+			return true
+		}
+	}
+	return false
+}
+
+// markChunksLocked marks chunks fc..lc dirty.
+func (m *Mirror) markChunksLocked(fc, lc int64) {
+	for c := fc; c <= lc; c++ {
+		if m.dirty.set(c) {
+			m.ndirty++
+		}
+	}
+}
+
+// markLocked marks the chunks holding [off, off+n) dirty.
+func (m *Mirror) markLocked(off, n int64) {
+	if n <= 0 || off >= m.opts.Size {
+		return
+	}
+	n = min(n, m.opts.Size-off)
+	m.markChunksLocked(off/ChunkSize, (off+n-1)/ChunkSize)
+}
