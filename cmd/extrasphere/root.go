@@ -60,7 +60,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newServeCmd(g), newVolumeCmd(g), newDatastoreCmd(g), newSnapshotCmd(g), newJobCmd(g),
 		newCloneCmd(g), newPromoteCmd(g), newMigrateCmd(g), newCBTCmd(g),
 		newRepoCmd(g), newBackupCmd(g), newRestoreCmd(g),
-		newAttachCmd(g), newVersionCmd(g))
+		newAttachCmd(g), newVersionCmd(g),
+		newNodeCmd(g))
 	return root
 }
 

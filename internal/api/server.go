@@ -74,6 +74,11 @@ func NewHandler(eng *engine.Engine, opts Options) http.Handler {
 	mux.HandleFunc("POST /v1/backups/prune", s.pruneBackups)
 	mux.HandleFunc("POST /v1/backups/serve", s.serveBackup)
 	mux.HandleFunc("POST /v1/restores", s.startRestore)
+	mux.HandleFunc("GET /v1/node", s.getNode)
+	mux.HandleFunc("POST /v1/node/init", s.initNode)
+	mux.HandleFunc("POST /v1/node/pair", s.pairNode)
+	mux.HandleFunc("GET /v1/node/peers", s.listNodePeers)
+	mux.HandleFunc("DELETE /v1/node/peers/{name}", s.unpairNode)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, ErrorBody{Error: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), Code: CodeNotFound})
 	})

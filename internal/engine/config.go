@@ -2,6 +2,7 @@ package engine
 
 import (
 	"github.com/extrasphere/extrasphere/internal/failpoint"
+	"github.com/extrasphere/extrasphere/internal/node"
 
 	"log/slog"
 	"path/filepath"
@@ -30,6 +31,10 @@ type Config struct {
 	// Failpoints, when set, stop the process at named steps of
 	// migrations and consolidations (crash tests). Nil in production.
 	Failpoints *failpoint.Set
+
+	// Node is this daemon's identity and trust store (nil: the node API
+	// answers that the daemon has none).
+	Node *node.Service
 }
 
 // DefaultDatastore is the name of the datastore every data dir has.

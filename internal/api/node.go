@@ -1,0 +1,220 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+
+	"github.com/extrasphere/extrasphere/internal/node"
+)
+
+// Node identity and pairing routes:
+//
+//	GET    /v1/node                 -> 200 NodeInfo
+//	POST   /v1/node/init            {"name": N} -> 201 NodeInfo
+//	POST   /v1/node/pair            {"addr": "HOST:PORT", "code": CODE} -> 200 node.Peer
+//	GET    /v1/node/peers           -> 200 []node.Peer
+//	DELETE /v1/node/peers/{name}    -> 204 (name or fingerprint)
+
+// Error codes of the node routes. They are API values: must not change.
+const (
+	CodeNodeDisabled            = "node_disabled"
+	CodeNodeExists              = "node_exists"
+	CodeNodeNoIdentity          = "node_no_identity"
+	CodeNodeNotPaired           = "node_not_paired"
+	CodeNodeBadCode             = "node_bad_code"
+	CodeNodeRateLimited         = "node_rate_limited"
+	CodeNodeFingerprintMismatch = "node_fingerprint_mismatch"
+	CodeNodePeerConflict        = "node_peer_conflict"
+	CodeNodeUnreachable         = "node_unreachable"
+	CodeNodeRemoteError         = "node_remote_error"
+)
+
+// errNoNodeService: the daemon was started without a node service.
+var errNoNodeService = errors.New("this daemon has no node identity service")
+
+// nodeErrorMap maps node errors to statuses and codes, checked in order
+// before errorMap.
+var nodeErrorMap = []struct {
+	err    error
+	status int
+	code   string
+}{
+	{errNoNodeService, http.StatusNotImplemented, CodeNodeDisabled},
+	{node.ErrExists, http.StatusConflict, CodeNodeExists},
+	{node.ErrNoIdentity, http.StatusConflict, CodeNodeNoIdentity},
+	{node.ErrNotPaired, http.StatusNotFound, CodeNodeNotPaired},
+	{node.ErrBadCode, http.StatusBadRequest, CodeNodeBadCode},
+	{node.ErrRateLimited, http.StatusTooManyRequests, CodeNodeRateLimited},
+	{node.ErrFingerprintMismatch, http.StatusBadGateway, CodeNodeFingerprintMismatch},
+	{node.ErrPeerConflict, http.StatusConflict, CodeNodePeerConflict},
+	{node.ErrInvalidName, http.StatusBadRequest, CodeInvalidArgument},
+	{node.ErrUnreachable, http.StatusBadGateway, CodeNodeUnreachable},
+}
+
+// NodeInfo is this node's identity and peers.
+type NodeInfo struct {
+	Name        string      `json:"name"`
+	Fingerprint string      `json:"fingerprint"`
+	PairingCode string      `json:"pairing_code"`
+	Addr        string      `json:"addr,omitempty"` // the node port other nodes reach, "" if not known
+	Peers       []node.Peer `json:"peers"`
+}
+
+// NodeInitRequest is the body of POST /v1/node/init.
+type NodeInitRequest struct {
+	Name string `json:"name"`
+}
+
+// NodePairRequest is the body of POST /v1/node/pair.
+type NodePairRequest struct {
+	Addr string `json:"addr"` // the other node's node port, HOST:PORT
+	Code string `json:"code"` // its pairing code (`extrasphere node show` there)
+}
+
+// nodeService returns the engine's node service or errNoNodeService.
+func (s *server) nodeService() (*node.Service, error) {
+	if n := s.eng.Node(); n != nil {
+		return n, nil
+	}
+	return nil, errNoNodeService
+}
+
+// writeNodeError writes a node error, or falls back to writeError.
+func (s *server) writeNodeError(w http.ResponseWriter, r *http.Request, err error) {
+	var re *node.RemoteError
+	for _, m := range nodeErrorMap {
+		if errors.Is(err, m.err) {
+			writeJSON(w, m.status, ErrorBody{Error: err.Error(), Code: m.code})
+			return
+		}
+	}
+	if errors.As(err, &re) {
+		writeJSON(w, http.StatusBadGateway, ErrorBody{Error: err.Error(), Code: CodeNodeRemoteError})
+		return
+	}
+	s.writeError(w, r, err)
+}
+
+func nodeInfo(n *node.Service) (NodeInfo, error) {
+	id, err := n.Identity()
+	if err != nil {
+		return NodeInfo{}, err
+	}
+	return NodeInfo{Name: id.Name, Fingerprint: id.Fingerprint, PairingCode: id.PairingCode(),
+		Addr: n.AdvertiseAddr(), Peers: peersOrEmpty(n)}, nil
+}
+
+func peersOrEmpty(n *node.Service) []node.Peer {
+	if ps := n.Peers().List(); ps != nil {
+		return ps
+	}
+	return []node.Peer{}
+}
+
+func (s *server) getNode(w http.ResponseWriter, r *http.Request) {
+	n, err := s.nodeService()
+	if err == nil {
+		var in NodeInfo
+		if in, err = nodeInfo(n); err == nil {
+			writeJSON(w, http.StatusOK, in)
+			return
+		}
+	}
+	s.writeNodeError(w, r, err)
+}
+
+func (s *server) initNode(w http.ResponseWriter, r *http.Request) {
+	var req NodeInitRequest
+	if err := decode(r, w, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	n, err := s.nodeService()
+	if err == nil {
+		_, err = n.Init(req.Name)
+	}
+	var in NodeInfo
+	if err == nil {
+		in, err = nodeInfo(n)
+	}
+	if err != nil {
+		s.writeNodeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, in)
+}
+
+func (s *server) pairNode(w http.ResponseWriter, r *http.Request) {
+	var req NodePairRequest
+	if err := decode(r, w, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	n, err := s.nodeService()
+	var p node.Peer
+	if err == nil {
+		p, err = n.Pair(r.Context(), req.Addr, req.Code)
+	}
+	if err != nil {
+		s.writeNodeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *server) listNodePeers(w http.ResponseWriter, r *http.Request) {
+	n, err := s.nodeService()
+	if err != nil {
+		s.writeNodeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, peersOrEmpty(n))
+}
+
+func (s *server) unpairNode(w http.ResponseWriter, r *http.Request) {
+	n, err := s.nodeService()
+	if err == nil {
+		_, err = n.Unpair(r.PathValue("name"))
+	}
+	if err != nil {
+		s.writeNodeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// Node returns GET /v1/node.
+func (c *Client) Node(ctx context.Context) (NodeInfo, error) {
+	var out NodeInfo
+	err := c.do(ctx, http.MethodGet, "/v1/node", nil, &out)
+	return out, err
+}
+
+// InitNode calls POST /v1/node/init.
+func (c *Client) InitNode(ctx context.Context, name string) (NodeInfo, error) {
+	var out NodeInfo
+	err := c.do(ctx, http.MethodPost, "/v1/node/init", NodeInitRequest{Name: name}, &out)
+	return out, err
+}
+
+// PairNode calls POST /v1/node/pair: the daemon pairs with the node at
+// addr.
+func (c *Client) PairNode(ctx context.Context, addr, code string) (node.Peer, error) {
+	var out node.Peer
+	err := c.do(ctx, http.MethodPost, "/v1/node/pair", NodePairRequest{Addr: addr, Code: code}, &out)
+	return out, err
+}
+
+// NodePeers returns GET /v1/node/peers.
+func (c *Client) NodePeers(ctx context.Context) ([]node.Peer, error) {
+	var out []node.Peer
+	err := c.do(ctx, http.MethodGet, "/v1/node/peers", nil, &out)
+	return out, err
+}
+
+// UnpairNode calls DELETE /v1/node/peers/{name}.
+func (c *Client) UnpairNode(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/node/peers/"+url.PathEscape(name), nil, nil)
+}
