@@ -56,7 +56,14 @@ func Dial(ctx context.Context, t Target, opts ClientOptions) (*Client, error) {
 		nc.SetDeadline(dl)
 	}
 	c := &Client{nc: nc, pending: map[uint64]*call{}, done: make(chan struct{}), meta: map[string]uint32{}}
-	if err := c.handshake(t, opts); err != nil {
+	// A cancelled ctx ends the handshake too (a server that never answers,
+	// such as a connection left in a full listen queue).
+	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	err = c.handshake(t, opts)
+	if !stop() && err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("nbd handshake with %s export %q: %w", t.Address, t.Export, err)
 	}

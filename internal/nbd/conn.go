@@ -28,8 +28,10 @@ type conn struct {
 	fixed    bool // client speaks fixed newstyle
 	noZeroes bool // client set NBD_FLAG_C_NO_ZEROES
 
-	// ctx is passed to the device; it is cancelled only when the
-	// connection is torn down, never while requests drain on Shutdown.
+	// ctx is passed to Exports and the device; it is cancelled only when
+	// the connection is torn down, never while requests drain on Shutdown.
+	// STARTTLS replaces it, before transmission, with a child carrying the
+	// peer's TLS state (PeerTLS); cancel still ends both.
 	ctx    context.Context
 	cancel context.CancelFunc
 

@@ -188,11 +188,8 @@ func (c *conn) optInfoGo(st *optState, opt uint32, data []byte) (*negotiated, er
 	}
 	exp, release, err := c.srv.exports.OpenExport(c.ctx, req.name)
 	if err != nil {
-		code := repErrUnknown
-		if !errors.Is(err, ErrUnknownExport) {
-			code = repErrPlatform
-		}
-		return nil, c.optReply(opt, code, []byte(err.Error()))
+		code, msg := openRefusal(err)
+		return nil, c.optReply(opt, code, msg)
 	}
 	caps := exp.Device.Caps()
 	var ib []byte
@@ -258,11 +255,8 @@ func (c *conn) optMeta(st *optState, opt uint32, data []byte) error {
 	}
 	exp, release, err := c.srv.exports.OpenExport(c.ctx, req.export)
 	if err != nil {
-		code := repErrUnknown
-		if !errors.Is(err, ErrUnknownExport) {
-			code = repErrPlatform
-		}
-		return c.optReply(opt, code, []byte(err.Error()))
+		code, msg := openRefusal(err)
+		return c.optReply(opt, code, msg)
 	}
 	avail := exp.Device.Caps().MetaContexts
 	release()
@@ -320,6 +314,8 @@ func (c *conn) optStartTLS(st *optState, n uint32) error {
 	c.nc = tc
 	c.br = bufio.NewReaderSize(tc, 64<<10)
 	c.bw = bufio.NewWriterSize(tc, 64<<10)
+	// From now on Exports and the device see who the peer is (PeerTLS).
+	c.ctx = withPeerTLS(c.ctx, tc.ConnectionState())
 	return nil
 }
 
