@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -19,6 +20,7 @@ import (
 	"github.com/extrasphere/extrasphere/internal/engine"
 	"github.com/extrasphere/extrasphere/internal/failpoint"
 	"github.com/extrasphere/extrasphere/internal/nbd"
+	"github.com/extrasphere/extrasphere/internal/node"
 )
 
 // Shutdown budgets: the NBD server drains in-flight requests, the API
@@ -32,6 +34,7 @@ const (
 type serveOptions struct {
 	nbdAddr   string
 	nbdSocket string
+	nodeAddr  string
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -58,6 +61,7 @@ the next daemon.`,
 	f := c.Flags()
 	f.StringVar(&o.nbdAddr, "nbd", "127.0.0.1:10809", `NBD TCP listen address ("" disables TCP)`)
 	f.StringVar(&o.nbdSocket, "nbd-socket", "", "NBD unix socket (default DATA/nbd.sock)")
+	f.StringVar(&o.nodeAddr, "node", "", `node port for paired nodes (mirrors, failover), e.g. 0.0.0.0:10810 ("" disables it)`)
 	return c
 }
 
@@ -86,8 +90,13 @@ func serve(ctx context.Context, g *globals, o serveOptions, apiAddr string) erro
 	// The engine first: its catalog lock keeps a second daemon on the
 	// same data dir from touching our sockets.
 	start := time.Now()
+	fps := failpoint.FromEnv()
+	ns, err := node.Open(filepath.Join(data, "node"), node.Options{AdvertiseAddr: o.nodeAddr, Logger: log, Failpoints: fps})
+	if err != nil {
+		return err
+	}
 	eng, err := engine.Open(ctx, engine.Config{DataDir: data, Logger: log, NBDSocket: sock, NBDAddr: o.nbdAddr,
-		Failpoints: failpoint.FromEnv()})
+		Failpoints: fps, Node: ns})
 	if err != nil {
 		return err
 	}
@@ -130,8 +139,18 @@ func serve(ctx context.Context, g *globals, o serveOptions, apiAddr string) erro
 	}
 	lns = append(lns, apiLn)
 
-	srv := nbd.NewServer(eng, nbd.Options{Logger: log})
-	errc := make(chan error, 3)
+	var nodeLn net.Listener
+	if o.nodeAddr != "" {
+		if nodeLn, err = net.Listen("tcp", o.nodeAddr); err != nil {
+			return fmt.Errorf("node port %s: %w", o.nodeAddr, err)
+		}
+		lns = append(lns, nodeLn)
+	}
+
+	// STARTTLS is offered with this node's certificate: paired nodes
+	// open replica streams over it (the engine checks who they are).
+	srv := nbd.NewServer(eng, nbd.Options{Logger: log, TLS: ns.ServerTLS()})
+	errc := make(chan error, 4)
 	go func() { errc <- srv.Serve(unixLn) }()
 	if tcpLn != nil {
 		go func() { errc <- srv.Serve(tcpLn) }()
@@ -139,8 +158,13 @@ func serve(ctx context.Context, g *globals, o serveOptions, apiAddr string) erro
 	info := api.Info{Version: version, DataDir: data, NBDSocket: sock, NBDTCP: o.nbdAddr}
 	hs := &http.Server{Handler: api.NewHandler(eng, api.Options{Info: info, Logger: log}), ReadHeaderTimeout: 10 * time.Second}
 	go func() { errc <- hs.Serve(apiLn) }()
+	var ps *http.Server
+	if nodeLn != nil {
+		ps = &http.Server{Handler: ns.Handler(api.NewPeerHandler(eng, log)), ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- ps.Serve(tls.NewListener(nodeLn, ns.ServerTLS())) }()
+	}
 	log.Info("extrasphere serving", "version", version, "data", data, "nbd_socket", sock, "nbd_tcp", o.nbdAddr,
-		"api", apiAddr, "volumes", len(eng.ListExports(ctx)), "startup", time.Since(start).Round(time.Millisecond))
+		"api", apiAddr, "node", o.nodeAddr, "volumes", len(eng.ListExports(ctx)), "startup", time.Since(start).Round(time.Millisecond))
 
 	var serveErr error
 	select {
@@ -152,6 +176,9 @@ func serve(ctx context.Context, g *globals, o serveOptions, apiAddr string) erro
 
 	actx, cancel := context.WithTimeout(context.Background(), apiStopTimeout)
 	hs.Shutdown(actx) // stop taking commands first
+	if ps != nil {
+		ps.Shutdown(actx)
+	}
 	cancel()
 	nctx, cancel := context.WithTimeout(context.Background(), nbdDrainTimeout)
 	if err := srv.Shutdown(nctx); err != nil {

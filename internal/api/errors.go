@@ -35,6 +35,11 @@ const (
 	CodeNoSpace           = "no_space"
 	CodeShuttingDown      = "shutting_down"
 	CodeNotFound          = "not_found"
+	CodeMirrorNotFound    = "mirror_not_found"
+	CodeMirrorExists      = "mirror_exists"
+	CodeNotReplica        = "not_replica"
+	CodeSplitBrain        = "split_brain"
+	CodePeerError         = "peer_error"
 	CodeInternal          = "internal"
 )
 
@@ -67,6 +72,11 @@ var errorMap = []struct {
 	{blockdev.ErrNoSpace, http.StatusInsufficientStorage, CodeNoSpace},
 	{engine.ErrClosed, http.StatusServiceUnavailable, CodeShuttingDown},
 	{engine.ErrRepo, http.StatusBadGateway, CodeRepoError},
+	{engine.ErrMirrorNotFound, http.StatusNotFound, CodeMirrorNotFound},
+	{engine.ErrMirrorExists, http.StatusConflict, CodeMirrorExists},
+	{engine.ErrNotReplica, http.StatusConflict, CodeNotReplica},
+	{engine.ErrSplitBrain, http.StatusConflict, CodeSplitBrain},
+	{engine.ErrPeer, http.StatusBadGateway, CodePeerError},
 }
 
 // statusFor returns the HTTP status and code of an engine error.

@@ -165,7 +165,7 @@ func (e *Engine) cbtChange(vol, what string, rebuild bool, change func(v *volume
 		return cbtError(err)
 	}
 	if rebuild {
-		h.Replace(wrapInner(v.cbt, layers))
+		h.Replace(v.wrap(layers))
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
@@ -26,6 +27,7 @@ import (
 	"github.com/extrasphere/extrasphere/internal/cbt"
 	"github.com/extrasphere/extrasphere/internal/datastore"
 	"github.com/extrasphere/extrasphere/internal/job"
+	"github.com/extrasphere/extrasphere/internal/mirror"
 	"github.com/extrasphere/extrasphere/internal/nbd"
 )
 
@@ -88,6 +90,30 @@ type volume struct {
 	// stack a pivot builds. Set before the volume is visible and never
 	// replaced; nil when the volume is not served.
 	cbt *cbt.State
+
+	// mir is the volume's mirror (mirrors.go), nil if none. It is set and
+	// cleared holding snapMu and the gate's I/O, so every pivot (which
+	// holds snapMu) wraps the new layers with the current one.
+	mir atomic.Pointer[mirrorEntry]
+
+	// replica is set when another node mirrors into this volume
+	// (replicas.go); streams counts that node's open NBD connections.
+	// Both guarded by Engine.mu.
+	replica *catalog.Replica
+	streams int
+}
+
+// wrap builds what sits between v's gate and the layers dev.
+func (v *volume) wrap(dev blockdev.Device) blockdev.Device {
+	return wrapInner(v.cbt, v.mirror(), dev)
+}
+
+// mirror is v's running mirror, nil if none.
+func (v *volume) mirror() *mirror.Mirror {
+	if me := v.mir.Load(); me != nil {
+		return me.m
+	}
+	return nil
 }
 
 // Open opens the data dir, the catalog and every datastore and volume.
@@ -155,6 +181,8 @@ func (e *Engine) load(ctx context.Context) error {
 		e.mu.Unlock()
 	}
 	e.resumeMerges(ctx)
+	e.loadReplicas()
+	e.startMirrors()
 	e.log.Info("engine open", "data", e.cfg.DataDir, "datastores", len(e.datastores), "volumes", len(e.volumes))
 	return nil
 }
@@ -284,7 +312,7 @@ func (e *Engine) scanDatastore(ctx context.Context, ent *dsEntry) []*volume {
 			v.files = rf
 			e.removeOrphans(f.Name, rf.Chain.Orphans)
 			if v.cbt, v.err = e.openCBT(f.Name, rf.Size); v.err == nil { // cbt: load the bitmaps
-				v.dev, v.layers, v.err = buildStack(ctx, rf, v.cbt, e.openRestoreSource)
+				v.dev, v.layers, v.err = buildStack(ctx, rf, v.cbt, nil, e.openRestoreSource)
 			}
 		}
 		if v.err != nil {
@@ -349,6 +377,9 @@ func (e *Engine) Close() error {
 		e.mu.Unlock()
 		if dev == nil {
 			continue
+		}
+		if err := closeMirror(v); err != nil { // mirror: an in-sync replica is flushed, its journal reset
+			errs = append(errs, err)
 		}
 		if err := dev.Flush(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("flush volume %s: %w", v.name, err))

@@ -49,6 +49,17 @@ var (
 
 	// ErrClosed: the engine is shut down.
 	ErrClosed = errors.New("engine closed")
+
+	// ErrMirrorNotFound: the volume has no mirror.
+	ErrMirrorNotFound = errors.New("mirror not found")
+	// ErrMirrorExists: the volume already has a mirror.
+	ErrMirrorExists = errors.New("mirror already exists")
+	// ErrNotReplica: failover of a volume that is not a replica here.
+	ErrNotReplica = errors.New("not a replica")
+	// ErrSplitBrain: both sides of a mirror took writes the other lacks.
+	ErrSplitBrain = errors.New("split brain")
+	// ErrPeer: the other node could not be reached or refused.
+	ErrPeer = errors.New("peer node error")
 )
 
 // kindError is an error whose message is complete on its own and that

@@ -15,6 +15,9 @@ import (
 // OpenExport implements nbd.Exports: it hands the volume's stack to one NBD
 // connection and counts it until release is called.
 func (e *Engine) OpenExport(ctx context.Context, name string) (*nbd.Export, func(), error) {
+	if strings.Contains(name, "@") {
+		return e.openReplicaStream(ctx, name)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	v, ok := e.volumes[name]
@@ -45,7 +48,8 @@ func (e *Engine) OpenExport(ctx context.Context, name string) (*nbd.Export, func
 		Name:        name,
 		Description: fmt.Sprintf("extrasphere volume %s on datastore %s", name, v.ds.name),
 		Device:      v.dev,
-		ReadOnly:    v.files.ReadOnly,
+		// A replica takes writes only from its source's stream.
+		ReadOnly: v.files.ReadOnly || (v.replica != nil && v.replica.FailedOver.IsZero()),
 	}
 	return ex, release, nil
 }

@@ -219,7 +219,7 @@ func (e *Engine) promoteRestore(ctx context.Context, v *volume, fd *fill.Device,
 		h.Release()
 		return fmt.Errorf("promote %s: %w", v.name, err)
 	}
-	h.Replace(wrapInner(v.cbt, nc))
+	h.Replace(v.wrap(nc))
 	e.mu.Lock()
 	v.layers = nc
 	e.mu.Unlock()

@@ -127,7 +127,7 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 			return nil, err
 		}
 		moved = c
-		return wrapInner(v.cbt, c), nil
+		return v.wrap(c), nil
 	})
 	if err != nil {
 		copies.close()
@@ -229,7 +229,7 @@ func (e *Engine) pivotMigration(ctx context.Context, v *volume, tgt *dsEntry, st
 	}
 	e.hit("migrate.after-commit")
 	oldDS := v.ds
-	h.Replace(wrapInner(v.cbt, nd))
+	h.Replace(v.wrap(nd))
 	e.mu.Lock()
 	v.ds = tgt
 	v.files = files
@@ -272,7 +272,7 @@ func (e *Engine) restoreSource(v *volume, g *gate.Gate, src, moved *chain.Chain)
 			return nil, err
 		}
 		back = c
-		return wrapInner(v.cbt, c), nil
+		return v.wrap(c), nil
 	})
 	if err != nil { // cannot happen: src and moved have the same shape
 		e.log.Error("migration rollback: put the original layers back", "volume", v.name, "err", err)

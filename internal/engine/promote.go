@@ -119,7 +119,7 @@ func (e *Engine) promote(ctx context.Context, v *volume, j *job.Job) error {
 		h.Release()
 		return fail(err)
 	}
-	h.Replace(wrapInner(v.cbt, nd))
+	h.Replace(v.wrap(nd))
 	e.mu.Lock()
 	v.layers = nd
 	v.files.DescriptorPath = desc

@@ -9,6 +9,7 @@ import (
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/cbt"
 	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/mirror"
 	"github.com/extrasphere/extrasphere/internal/vmdk"
 )
 
@@ -43,7 +44,7 @@ func (e *Engine) SetReadOnly(ctx context.Context, name string, ro bool) (VolumeI
 	files := v.files
 	e.mu.Unlock()
 
-	newFiles, dev, layers, err := e.rewriteReadOnly(ctx, files, old, ro, v.cbt)
+	newFiles, dev, layers, err := e.rewriteReadOnly(ctx, files, old, ro, v.cbt, v.mirror())
 
 	e.mu.Lock()
 	v.op = ""
@@ -64,7 +65,7 @@ func (e *Engine) SetReadOnly(ctx context.Context, name string, ro bool) (VolumeI
 
 // rewriteReadOnly flushes and closes old, rewrites the descriptor and
 // opens a new stack (dev and the layers below its gate).
-func (e *Engine) rewriteReadOnly(ctx context.Context, f datastore.VolumeFiles, old blockdev.Device, ro bool, st *cbt.State) (nf datastore.VolumeFiles, dev, layers blockdev.Device, err error) {
+func (e *Engine) rewriteReadOnly(ctx context.Context, f datastore.VolumeFiles, old blockdev.Device, ro bool, st *cbt.State, mir *mirror.Mirror) (nf datastore.VolumeFiles, dev, layers blockdev.Device, err error) {
 	if err := old.Flush(ctx); err != nil {
 		return f, old, nil, fmt.Errorf("set read-only on volume %s: flush: %w", f.Name, err)
 	}
@@ -77,7 +78,7 @@ func (e *Engine) rewriteReadOnly(ctx context.Context, f datastore.VolumeFiles, o
 		return datastore.VolumeFiles{}, nil, nil, fmt.Errorf("set read-only on volume %s: %w", f.Name, err)
 	}
 	nf.Chain = f.Chain // only the base descriptor changed
-	dev, layers, err = buildStack(ctx, nf, st, e.openRestoreSource)
+	dev, layers, err = buildStack(ctx, nf, st, mir, e.openRestoreSource)
 	if err != nil {
 		return nf, nil, nil, fmt.Errorf("set read-only on volume %s: reopen: %w", f.Name, err)
 	}

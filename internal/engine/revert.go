@@ -61,7 +61,7 @@ func (e *Engine) RevertSnapshot(ctx context.Context, vol, name string) (Snapshot
 	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("revert volume %s: %w", vol, err)
 	}
-	h.Replace(wrapInner(v.cbt, nd))
+	h.Replace(v.wrap(nd))
 	e.mu.Lock()
 	v.layers = nd
 	v.files.Chain.Deltas = append(v.files.Chain.Deltas[:k:k], path)

@@ -141,7 +141,7 @@ func (e *Engine) consolidate(ctx context.Context, v *volume, m *chain.Merger, be
 		m.Abort()
 		return err
 	}
-	h.Replace(wrapInner(v.cbt, next))
+	h.Replace(v.wrap(next))
 	stall := h.Release()
 	progress(m.Copied())
 	if err := top.delta.Close(); err != nil {

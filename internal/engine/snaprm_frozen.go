@@ -114,7 +114,7 @@ func (e *Engine) mergeFrozen(ctx context.Context, v *volume, m *chain.Merger, k 
 		h.Release()
 		return fail("rebuild chain", err)
 	}
-	h.Replace(wrapInner(v.cbt, nd))
+	h.Replace(v.wrap(nd))
 	e.mu.Lock()
 	v.layers = nd
 	v.files.Chain.Deltas = slices.Delete(slices.Clone(v.files.Chain.Deltas), k, k+1)

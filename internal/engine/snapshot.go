@@ -171,7 +171,7 @@ func (e *Engine) snapshotHeld(ctx context.Context, v *volume, h *gate.Held, name
 		top.setSnapshot("", time.Time{})
 		return SnapshotInfo{}, fmt.Errorf("volume %s: %w", v.name, err)
 	}
-	h.Replace(wrapInner(v.cbt, next))
+	h.Replace(v.wrap(next))
 	e.mu.Lock()
 	v.layers = next
 	v.files.Chain.Deltas = append(v.files.Chain.Deltas, path)

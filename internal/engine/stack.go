@@ -11,6 +11,7 @@ import (
 	"github.com/extrasphere/extrasphere/internal/datastore"
 	"github.com/extrasphere/extrasphere/internal/flat"
 	"github.com/extrasphere/extrasphere/internal/gate"
+	"github.com/extrasphere/extrasphere/internal/mirror"
 	"github.com/extrasphere/extrasphere/internal/sparse"
 )
 
@@ -22,25 +23,30 @@ import (
 //	                                    migration swap what is below it under I/O
 //	[checked]                           test builds only: asserts every request
 //	cbt.Tracker                         changed-block tracking (the volume's cbt.State)
-//	[mirror: sync | async + journal]    replication (later issue)
+//	mirror.Filter                       sync replication (the volume's mirror, mirrors.go)
 //	chain (deltas over the base) | flat the volume's layers
 //
 // openLayers builds what is below the gate; a pivot calls it (or
 // chain.Extend) again and wraps the result the same way via wrapInner.
 // st is the volume's tracking state, which outlives every stack.
-func buildStack(ctx context.Context, f datastore.VolumeFiles, st *cbt.State, src restoreSource) (dev, layers blockdev.Device, err error) {
+func buildStack(ctx context.Context, f datastore.VolumeFiles, st *cbt.State, mir *mirror.Mirror, src restoreSource) (dev, layers blockdev.Device, err error) {
 	layers, err = openLayers(ctx, f, src)
 	if err != nil {
 		return nil, nil, err
 	}
-	return gate.New(wrapInner(st, layers)), layers, nil
+	return gate.New(wrapInner(st, mir, layers)), layers, nil
 }
 
 // wrapInner adds the filters that sit between the gate and the layers,
 // each taking dev as its explicit next device. The tracker is rebuilt
 // over the new layers at every pivot with the volume's same state st (nil
-// only for a volume that is not served).
-func wrapInner(st *cbt.State, dev blockdev.Device) blockdev.Device {
+// only for a volume that is not served), and so is the mirror's filter
+// (mir nil when the volume has no mirror). The tracker sits above the
+// mirror: a write is recorded before the replica or the layers see it.
+func wrapInner(st *cbt.State, mir *mirror.Mirror, dev blockdev.Device) blockdev.Device {
+	if mir != nil {
+		dev = mir.Filter(dev)
+	}
 	if st != nil {
 		dev = cbt.New(dev, st)
 	}

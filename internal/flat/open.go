@@ -46,6 +46,17 @@ func Open(descPath string, opts Options) (*Device, error) {
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(filepath.Dir(descPath), path)
 	}
+	return openExtent(path, desc.Size(), readOnly, prealloc)
+}
+
+// OpenRaw opens a raw file of at least size bytes as a device of size
+// bytes, with no descriptor: a mirror's file:// replica.
+func OpenRaw(path string, size int64) (*Device, error) {
+	return openExtent(path, size, false, false)
+}
+
+// openExtent opens the raw extent at path as a device of size bytes.
+func openExtent(path string, size int64, readOnly, prealloc bool) (*Device, error) {
 	flags := unix.O_RDWR
 	if readOnly {
 		flags = unix.O_RDONLY
@@ -62,7 +73,6 @@ func Open(descPath string, opts Options) (*Device, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("stat flat extent %s: %w", path, err)
 	}
-	size := desc.Size()
 	switch {
 	case st.Mode&unix.S_IFMT != unix.S_IFREG:
 		err = ErrNotRegular

@@ -52,7 +52,9 @@ func (m *Mirror) checkpoint() {
 		m.opts.Logger.Warn("mirror checkpoint: reset journal", "volume", m.opts.Volume, "err", err)
 		return // the journal still holds everything
 	}
-	ferr := t.Flush(context.Background())
+	ctx, cancel := m.remoteCtx(context.Background())
+	ferr := t.Flush(ctx)
+	cancel()
 	if ferr == nil {
 		return
 	}

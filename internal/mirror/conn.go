@@ -74,7 +74,7 @@ func (m *Mirror) connectLoop() {
 		}
 		m.mu.Unlock()
 
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*m.opts.Timeout)
 		go func() {
 			select {
 			case <-m.stop:

@@ -128,11 +128,13 @@ func (m *Mirror) copyRun(r run, buf []byte) error {
 	if err := (*local).ReadAt(ctx, p, off); err != nil {
 		return &localError{err}
 	}
+	rctx, cancel := m.remoteCtx(ctx)
+	defer cancel()
 	var err error
 	if isZero(p) && r.t.Caps().Zero {
-		err = r.t.WriteZeroes(ctx, off, n, 0)
+		err = r.t.WriteZeroes(rctx, off, n, 0)
 	} else {
-		err = r.t.WriteAt(ctx, p, off, 0)
+		err = r.t.WriteAt(rctx, p, off, 0)
 	}
 	if err != nil {
 		return fmt.Errorf("copy %d+%d to the replica: %w", off, n, err)
@@ -145,7 +147,9 @@ func (m *Mirror) copyRun(r run, buf []byte) error {
 // finishSync flushes the replica after the last dirty chunk was copied;
 // then the mirror is in sync and the journal is reset.
 func (m *Mirror) finishSync(gen uint64, t blockdev.Device) {
-	err := t.Flush(context.Background())
+	ctx, cancel := m.remoteCtx(context.Background())
+	err := t.Flush(ctx)
+	cancel()
 	m.mu.Lock()
 	m.finishing = false
 	if err != nil {

@@ -73,7 +73,12 @@ func (f *Filter) Flush(ctx context.Context) error {
 	var rerr error
 	if t != nil {
 		wg.Add(1)
-		go func() { defer wg.Done(); rerr = t.Flush(ctx) }()
+		go func() {
+			defer wg.Done()
+			rctx, cancel := m.remoteCtx(ctx)
+			defer cancel()
+			rerr = t.Flush(rctx)
+		}()
 	}
 	lerr := f.next.Flush(ctx)
 	wg.Wait()

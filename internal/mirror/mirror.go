@@ -60,6 +60,10 @@ type Options struct {
 	MinBackoff time.Duration // reconnect backoff, doubling (default 100 ms)
 	MaxBackoff time.Duration // its cap (default 5 s)
 	Checkpoint time.Duration // journal reset period while in sync (default 10 s)
+	// Timeout bounds every request to the replica (default 5 s): a
+	// replica that does not answer in time (a cut link sends no reset) is
+	// dropped like one that failed.
+	Timeout time.Duration
 }
 
 func (o *Options) defaults() {
@@ -78,6 +82,9 @@ func (o *Options) defaults() {
 	}
 	if o.Checkpoint <= 0 {
 		o.Checkpoint = 10 * time.Second
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -227,4 +234,11 @@ func (m *Mirror) changed() {
 	if m.opts.OnChange != nil {
 		m.opts.OnChange(m.Status())
 	}
+}
+
+// remoteCtx is the context of one request to the replica: not cancelled
+// with the client's request (a replica connection cannot cancel a request
+// without being torn down) but bounded by the replica timeout.
+func (m *Mirror) remoteCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), m.opts.Timeout)
 }

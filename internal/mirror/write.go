@@ -36,6 +36,7 @@ func (m *Mirror) write(ctx context.Context, o op) error {
 	through := t != nil && o.remote != nil && !m.anyDirtyLocked(fc, lc)
 	if !through {
 		m.markChunksLocked(fc, lc)
+		m.setStateLocked()
 	}
 	for c := fc; c <= lc; c++ {
 		m.writers[c]++
@@ -48,7 +49,11 @@ func (m *Mirror) write(ctx context.Context, o op) error {
 	var lerr, rerr error
 	if through {
 		done := make(chan error, 1)
-		go func() { done <- o.remote(ctx, t) }()
+		go func() {
+			rctx, cancel := m.remoteCtx(ctx)
+			defer cancel()
+			done <- o.remote(rctx, t)
+		}()
 		lerr = o.local(ctx)
 		rerr = <-done
 		if rerr == nil {

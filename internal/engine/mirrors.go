@@ -1,0 +1,462 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/extrasphere/extrasphere/internal/catalog"
+	"github.com/extrasphere/extrasphere/internal/cbt"
+	"github.com/extrasphere/extrasphere/internal/gate"
+	"github.com/extrasphere/extrasphere/internal/mirror"
+)
+
+// Mirrors. A volume has at most one mirror. Its record (target, policy,
+// generation, whether the replica was ever in sync, whether this side
+// holds acknowledged writes the replica lacks) is in the catalog; what
+// the replica lacks is the volume's CBT bitmap "mirror" (the journal,
+// crash-safe through the activity log). The mirror's filter sits in the
+// stack below the tracker (wrapInner).
+
+// MirrorBitmap is the CBT bitmap that journals what a mirror's replica may
+// lack. A failover enables it too: it then records what the failed-over
+// volume wrote, which failback sends.
+const MirrorBitmap = "mirror"
+
+// Mirror modes and roles.
+const (
+	ModeSync       = "sync"
+	RoleSource     = "source"
+	RoleReplica    = "replica"
+	RoleFailedOver = "failed-over"
+)
+
+// mirrorEntry is a volume's running mirror and its record.
+type mirrorEntry struct {
+	m   *mirror.Mirror
+	mu  sync.Mutex // guards rec and its catalog writes
+	rec catalog.Mirror
+}
+
+// MirrorOptions create a mirror.
+type MirrorOptions struct {
+	Volume   string `json:"volume"`
+	Target   string `json:"target"`
+	Mode     string `json:"mode"`
+	Policy   string `json:"policy"`
+	Insecure bool   `json:"insecure"` // allow plain nbd:// to a host that is not this one
+}
+
+// MirrorInfo describes a mirror (role source) or a replica this node
+// holds for another (role replica or failed-over).
+type MirrorInfo struct {
+	Volume string `json:"volume"`
+	Role   string `json:"role"`
+	Target string `json:"target,omitempty"`
+	Mode   string `json:"mode,omitempty"`
+	mirror.Status
+	LagSeconds float64 `json:"lag_seconds"` // how long the replica has been behind; 0 in sync
+	Gen        string  `json:"gen,omitempty"`
+	Synced     bool    `json:"synced"`
+	Diverged   bool    `json:"diverged"` // this side acknowledged writes the replica lacks
+	// Replica side.
+	Source     string    `json:"source,omitempty"` // NODE/VOLUME that writes here
+	Streams    int       `json:"streams,omitempty"`
+	FailedOver time.Time `json:"failed_over,omitzero"`
+}
+
+// CreateMirror starts mirroring a volume. The first copy runs in the
+// background (state syncing); ListMirrors shows its progress.
+func (e *Engine) CreateMirror(ctx context.Context, o MirrorOptions) (MirrorInfo, error) {
+	if o.Mode == "" {
+		o.Mode = ModeSync
+	}
+	if o.Mode != ModeSync {
+		return MirrorInfo{}, errorf(ErrInvalidArgument, "mirror %s: mode %q: this version mirrors only synchronously (--mode sync)", o.Volume, o.Mode)
+	}
+	if o.Policy == "" {
+		o.Policy = string(mirror.Degrade)
+	}
+	pol, err := mirror.ParsePolicy(o.Policy)
+	if err != nil {
+		return MirrorInfo{}, errorf(ErrInvalidArgument, "mirror %s: %w", o.Volume, err)
+	}
+	spec, err := parseTarget(o.Target, o.Insecure)
+	if err != nil {
+		return MirrorInfo{}, errorf(ErrInvalidArgument, "mirror %s: %w", o.Volume, err)
+	}
+	v, err := e.mirrorableVolume(o.Volume)
+	if err != nil {
+		return MirrorInfo{}, err
+	}
+	if !v.snapMu.TryLock() {
+		return MirrorInfo{}, errorf(ErrVolumeInUse, "cannot mirror volume %s: a snapshot removal, promote or migration is running on it; retry when it is done", o.Volume)
+	}
+	defer v.snapMu.Unlock()
+	if v.mir.Load() != nil {
+		return MirrorInfo{}, errorf(ErrMirrorExists, "volume %s already has a mirror (see `extrasphere mirror status %s`); remove it first with `extrasphere mirror rm %s`",
+			o.Volume, o.Volume, o.Volume)
+	}
+	rec := catalog.Mirror{Volume: o.Volume, Target: o.Target, Mode: o.Mode, Policy: string(pol), Gen: newGen(),
+		Created: now(), Insecure: o.Insecure}
+	if err := e.prepareTarget(ctx, spec, &rec, v.files.Size); err != nil {
+		return MirrorInfo{}, err
+	}
+	// The journal first, all dirty: a crash from here on resumes with a
+	// full copy.
+	if err := ensureJournal(v.cbt, true); err != nil {
+		return MirrorInfo{}, fmt.Errorf("mirror %s: %w", o.Volume, err)
+	}
+	if err := e.cat.PutMirror(rec); err != nil {
+		return MirrorInfo{}, fmt.Errorf("mirror %s: %w", o.Volume, err)
+	}
+	if err := e.attachMirror(v, rec); err != nil {
+		e.cat.DeleteMirror(o.Volume)
+		return MirrorInfo{}, err
+	}
+	e.log.Info("mirror created", "volume", o.Volume, "target", o.Target, "policy", pol, "gen", rec.Gen)
+	return e.mirrorInfo(v), nil
+}
+
+// mirrorableVolume returns a served, writable volume that is not a
+// replica.
+func (e *Engine) mirrorableVolume(name string) (*volume, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	v, err := e.lookupLocked(name)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case v.dev == nil || v.cbt == nil:
+		return nil, errorf(ErrVolumeUnavailable, "volume %s is unavailable (%v)", name, v.err)
+	case v.files.ReadOnly:
+		return nil, errorf(ErrInvalidArgument, "volume %s is read-only: there is nothing to mirror", name)
+	case v.replica != nil && v.replica.FailedOver.IsZero():
+		return nil, errorf(ErrVolumeInUse, "volume %s is a replica of %s/%s: it cannot be mirrored until it is failed over",
+			name, v.replica.SourceName, v.replica.SourceVolume)
+	case v.replica != nil:
+		return nil, errorf(ErrVolumeInUse, "volume %s was failed over from %s/%s: use `extrasphere failback %s` to mirror it back there",
+			name, v.replica.SourceName, v.replica.SourceVolume, name)
+	}
+	return v, nil
+}
+
+// ensureJournal enables the mirror bitmap; all marks every block dirty.
+func ensureJournal(st *cbt.State, all bool) error {
+	if !st.Has(MirrorBitmap) {
+		if _, err := st.Enable(MirrorBitmap, now()); err != nil {
+			return fmt.Errorf("enable the mirror journal: %w", err)
+		}
+	}
+	if all {
+		if err := st.MarkRange(MirrorBitmap, 0, st.Size()); err != nil {
+			return fmt.Errorf("mark the mirror journal: %w", err)
+		}
+	}
+	return nil
+}
+
+// attachMirror starts the mirror of rec on v and inserts its filter. The
+// replica lacks what the journal holds; before the first full copy,
+// everything. The caller holds v.snapMu.
+func (e *Engine) attachMirror(v *volume, rec catalog.Mirror) error {
+	e.mu.Lock()
+	g, ok := v.dev.(*gate.Gate)
+	layers := v.layers
+	e.mu.Unlock()
+	if !ok {
+		return errorf(ErrVolumeUnavailable, "volume %s is unavailable (%v)", v.name, v.err)
+	}
+	dial, err := e.dialer(rec, v.files.Size)
+	if err != nil {
+		return err
+	}
+	j := &journal{st: v.cbt}
+	dirty := j.Ranges()
+	if !rec.Synced {
+		dirty = []mirror.Range{{Off: 0, Len: v.files.Size}}
+	}
+	me := &mirrorEntry{rec: rec}
+	m, err := mirror.New(mirror.Options{Volume: v.name, Size: v.files.Size, Policy: mirror.Policy(rec.Policy),
+		Dial: dial, Journal: j, Dirty: dirty, Synced: rec.Synced, Logger: e.log,
+		OnDegrade: func(cause error) error { return e.recordDiverged(me, cause) },
+		OnChange:  func(s mirror.Status) { e.recordSynced(me, s) }})
+	if err != nil {
+		return fmt.Errorf("mirror %s: %w", v.name, err)
+	}
+	me.m = m
+	if rec.Paused {
+		m.Pause()
+	}
+	h := g.Hold()
+	v.mir.Store(me)
+	h.Replace(v.wrap(layers))
+	h.Release()
+	return nil
+}
+
+// detachMirror removes v's mirror filter and stops the mirror. The caller
+// holds v.snapMu.
+func (e *Engine) detachMirror(ctx context.Context, v *volume) error {
+	me := v.mir.Load()
+	if me == nil {
+		return nil
+	}
+	e.mu.Lock()
+	g, ok := v.dev.(*gate.Gate)
+	layers := v.layers
+	e.mu.Unlock()
+	if ok {
+		h := g.Hold()
+		v.mir.Store(nil)
+		h.Replace(v.wrap(layers))
+		h.Release()
+	} else {
+		v.mir.Store(nil)
+	}
+	return me.m.Close(ctx)
+}
+
+// recordDiverged persists that this side acknowledges writes the replica
+// lacks, before the first such write is acknowledged.
+func (e *Engine) recordDiverged(me *mirrorEntry, cause error) error {
+	me.mu.Lock()
+	defer me.mu.Unlock()
+	if me.rec.Diverged {
+		return nil
+	}
+	r := me.rec
+	r.Diverged = true
+	if err := e.cat.PutMirror(r); err != nil {
+		return err
+	}
+	me.rec = r
+	e.log.Warn("mirror degraded: writes are acknowledged without the replica", "volume", r.Volume, "cause", cause)
+	return nil
+}
+
+// recordSynced persists the first full sync and the end of a divergence.
+func (e *Engine) recordSynced(me *mirrorEntry, s mirror.Status) {
+	if s.State != mirror.StateInSync {
+		return
+	}
+	me.mu.Lock()
+	defer me.mu.Unlock()
+	if me.m != nil && me.m.Status().State != mirror.StateInSync {
+		return // left in-sync meanwhile: keep what the record says
+	}
+	if me.rec.Synced && !me.rec.Diverged {
+		return
+	}
+	r := me.rec
+	r.Synced, r.Diverged = true, false
+	if err := e.cat.PutMirror(r); err != nil {
+		e.log.Error("record mirror in sync", "volume", r.Volume, "err", err)
+		return
+	}
+	me.rec = r
+}
+
+// journal adapts the volume's mirror bitmap to mirror.Journal.
+type journal struct{ st *cbt.State }
+
+func (j *journal) Mark(off, n int64) error { return j.st.MarkRange(MirrorBitmap, off, n) }
+
+func (j *journal) Rotate() ([]mirror.Range, error) {
+	r, err := j.st.Rotate(MirrorBitmap, now())
+	return toRanges(r.Dirty), err
+}
+
+func (j *journal) Ranges() []mirror.Range {
+	r, err := j.st.Ranges(MirrorBitmap)
+	if err != nil {
+		// No journal: nothing says what the replica lacks, so everything.
+		return []mirror.Range{{Off: 0, Len: j.st.Size()}}
+	}
+	return toRanges(r)
+}
+
+func toRanges(in []cbt.Range) []mirror.Range {
+	out := make([]mirror.Range, len(in))
+	for i, r := range in {
+		out[i] = mirror.Range{Off: r.Off, Len: r.Len}
+	}
+	return out
+}
+
+// startMirrors attaches every recorded mirror at start, before the
+// volumes are served.
+func (e *Engine) startMirrors() {
+	recs, err := e.cat.Mirrors()
+	if err != nil {
+		e.log.Error("load mirrors", "err", err)
+		return
+	}
+	for _, rec := range recs {
+		e.mu.Lock()
+		v, ok := e.volumes[rec.Volume]
+		e.mu.Unlock()
+		if !ok || v.dev == nil || v.cbt == nil {
+			e.log.Error("mirror not started: its volume is not served", "volume", rec.Volume)
+			continue
+		}
+		if err := ensureJournal(v.cbt, false); err != nil {
+			e.log.Error("mirror not started", "volume", rec.Volume, "err", err)
+			continue
+		}
+		v.snapMu.Lock()
+		err := e.attachMirror(v, rec)
+		v.snapMu.Unlock()
+		if err != nil {
+			e.log.Error("mirror not started", "volume", rec.Volume, "err", err)
+		}
+	}
+}
+
+// closeMirror stops v's mirror at a clean stop (after the NBD server
+// drained): an in-sync replica is flushed and the journal reset.
+func closeMirror(v *volume) error {
+	me := v.mir.Load()
+	if me == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return me.m.Close(ctx)
+}
+
+// ListMirrors describes the mirrors of this node's volumes and the
+// replicas it holds for others; vol "" means all.
+func (e *Engine) ListMirrors(ctx context.Context, vol string) ([]MirrorInfo, error) {
+	e.mu.Lock()
+	var vols []*volume
+	for _, v := range e.volumes {
+		if vol == "" || v.name == vol {
+			vols = append(vols, v)
+		}
+	}
+	_, found := e.volumes[vol]
+	e.mu.Unlock()
+	if vol != "" && !found {
+		return nil, notFound(vol)
+	}
+	var out []MirrorInfo
+	for _, v := range vols {
+		if v.mir.Load() != nil {
+			out = append(out, e.mirrorInfo(v))
+		}
+		if in, ok := e.replicaInfo(v); ok {
+			out = append(out, in)
+		}
+	}
+	if vol != "" && len(out) == 0 {
+		return nil, errorf(ErrMirrorNotFound, "volume %s has no mirror and is no replica (create one with `extrasphere mirror create %s --to TARGET`)", vol, vol)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Volume < out[j].Volume })
+	return out, nil
+}
+
+func (e *Engine) mirrorInfo(v *volume) MirrorInfo {
+	me := v.mir.Load()
+	if me == nil {
+		return MirrorInfo{Volume: v.name}
+	}
+	st := me.m.Status()
+	me.mu.Lock()
+	rec := me.rec
+	me.mu.Unlock()
+	in := MirrorInfo{Volume: v.name, Role: RoleSource, Target: rec.Target, Mode: rec.Mode, Status: st,
+		Gen: rec.Gen, Synced: rec.Synced, Diverged: rec.Diverged}
+	if st.State != mirror.StateInSync && rec.Synced {
+		in.LagSeconds = time.Since(st.Since).Seconds()
+	}
+	return in
+}
+
+// mirrorOf returns v's mirror or ErrMirrorNotFound.
+func (e *Engine) mirrorOf(name string) (*volume, *mirrorEntry, error) {
+	e.mu.Lock()
+	v, err := e.lookupLocked(name)
+	e.mu.Unlock()
+	if err != nil {
+		return nil, nil, err
+	}
+	me := v.mir.Load()
+	if me == nil {
+		return nil, nil, errorf(ErrMirrorNotFound, "volume %s has no mirror (see `extrasphere mirror status`)", name)
+	}
+	return v, me, nil
+}
+
+// PauseMirror stops sending to the replica; writes are tracked.
+func (e *Engine) PauseMirror(ctx context.Context, name string) (MirrorInfo, error) {
+	return e.setPaused(name, true)
+}
+
+// ResumeMirror reconnects a paused or refused mirror and resyncs.
+func (e *Engine) ResumeMirror(ctx context.Context, name string) (MirrorInfo, error) {
+	return e.setPaused(name, false)
+}
+
+func (e *Engine) setPaused(name string, paused bool) (MirrorInfo, error) {
+	v, me, err := e.mirrorOf(name)
+	if err != nil {
+		return MirrorInfo{}, err
+	}
+	me.mu.Lock()
+	r := me.rec
+	r.Paused = paused
+	err = e.cat.PutMirror(r)
+	if err == nil {
+		me.rec = r
+	}
+	me.mu.Unlock()
+	if err != nil {
+		return MirrorInfo{}, fmt.Errorf("mirror %s: %w", name, err)
+	}
+	if paused {
+		me.m.Pause()
+	} else {
+		me.m.Resume()
+	}
+	return e.mirrorInfo(v), nil
+}
+
+// RemoveMirror stops and forgets a volume's mirror. The replica keeps
+// what it has; on another node it stays a replica volume there (fail it
+// over or remove it on that node).
+func (e *Engine) RemoveMirror(ctx context.Context, name string) error {
+	v, _, err := e.mirrorOf(name)
+	if err != nil {
+		return err
+	}
+	if !v.snapMu.TryLock() {
+		return errorf(ErrVolumeInUse, "cannot remove the mirror of volume %s: a snapshot removal, promote or migration is running on it; retry when it is done", name)
+	}
+	defer v.snapMu.Unlock()
+	cerr := e.detachMirror(ctx, v)
+	if err := e.cat.DeleteMirror(name); err != nil && !errors.Is(err, catalog.ErrNotFound) {
+		return fmt.Errorf("remove mirror of %s: %w", name, err)
+	}
+	if err := v.cbt.Remove(MirrorBitmap); err != nil && !errors.Is(err, cbt.ErrBitmapNotFound) {
+		e.log.Warn("remove mirror journal", "volume", name, "err", err)
+	}
+	if cerr != nil {
+		e.log.Warn("stop mirror", "volume", name, "err", cerr)
+	}
+	e.log.Info("mirror removed", "volume", name)
+	return nil
+}
+
+// newGen is a fresh generation id.
+func newGen() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,428 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/extrasphere/extrasphere/internal/catalog"
+	"github.com/extrasphere/extrasphere/internal/gate"
+	"github.com/extrasphere/extrasphere/internal/mirror"
+	"github.com/extrasphere/extrasphere/internal/nbd"
+	"github.com/extrasphere/extrasphere/internal/node"
+)
+
+// Replicas: the target side of a mirror from another node. A replica is a
+// normal volume with a replica record (catalog): it is exported read-only
+// under its name, and writable only as the stream export VOL@GEN, to the
+// paired node that owns the mirror, over TLS. Failover ends the record's
+// replica role: the volume becomes writable here, and its "mirror" CBT
+// bitmap starts recording what it writes, for failback.
+
+// ReplicaRequest asks a node to hold a replica (peer API).
+type ReplicaRequest struct {
+	Volume       string `json:"volume"`
+	Size         int64  `json:"size"`
+	SourceVolume string `json:"source_volume"`
+	Gen          string `json:"gen"`
+}
+
+// ReplicaResponse tells the source where to send.
+type ReplicaResponse struct {
+	NBDPort string `json:"nbd_port"`
+}
+
+type replicaRequest = ReplicaRequest
+type replicaResponse = ReplicaResponse
+
+// loadReplicas attaches the replica records to their volumes at start.
+func (e *Engine) loadReplicas() {
+	recs, err := e.cat.Replicas()
+	if err != nil {
+		e.log.Error("load replicas", "err", err)
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, r := range recs {
+		if v, ok := e.volumes[r.Volume]; ok {
+			r := r
+			v.replica = &r
+		}
+	}
+}
+
+// nbdPort is the port of our NBD TCP listener, for peers.
+func (e *Engine) nbdPort() (string, error) {
+	if e.cfg.NBDAddr == "" {
+		return "", errorf(ErrNoTCP, "this node serves NBD only on its unix socket: start it with --nbd 0.0.0.0:10809 to hold replicas")
+	}
+	_, port, err := net.SplitHostPort(e.cfg.NBDAddr)
+	if err != nil {
+		return "", errorf(ErrNoTCP, "NBD address %q: %v", e.cfg.NBDAddr, err)
+	}
+	return port, nil
+}
+
+// CreateReplica makes (or re-arms) the replica volume a paired node asks
+// for.
+func (e *Engine) CreateReplica(ctx context.Context, p node.Peer, req ReplicaRequest) (ReplicaResponse, error) {
+	port, err := e.nbdPort()
+	if err != nil {
+		return ReplicaResponse{}, err
+	}
+	if req.Gen == "" || strings.ContainsAny(req.Gen, "@/") {
+		return ReplicaResponse{}, errorf(ErrInvalidArgument, "replica %s: bad generation %q", req.Volume, req.Gen)
+	}
+	e.mu.Lock()
+	v, exists := e.volumes[req.Volume]
+	var old *catalog.Replica
+	if exists {
+		old = v.replica
+	}
+	e.mu.Unlock()
+	rec := catalog.Replica{Volume: req.Volume, SourceNode: p.Fingerprint, SourceName: p.Name, SourceAddr: p.Addr,
+		SourceVolume: req.SourceVolume, Gen: req.Gen, Created: now()}
+	switch {
+	case exists && old == nil:
+		return ReplicaResponse{}, errorf(ErrVolumeExists, "volume %s exists on node %s and is not a replica of %s: choose another target name, or remove it there",
+			req.Volume, e.nodeName(), p.Name)
+	case exists && !old.FailedOver.IsZero():
+		return ReplicaResponse{}, errorf(ErrVolumeInUse, "volume %s on node %s was failed over at %s and takes writes there: it cannot become a replica again (use failback on %s)",
+			req.Volume, e.nodeName(), old.FailedOver.Format(time.RFC3339), e.nodeName())
+	case exists && old.SourceNode != p.Fingerprint:
+		return ReplicaResponse{}, errorf(ErrVolumeInUse, "volume %s on node %s is a replica of node %s, not of %s", req.Volume, e.nodeName(), old.SourceName, p.Name)
+	case exists && v.files.Size < req.Size:
+		return ReplicaResponse{}, errorf(ErrInvalidArgument, "replica %s is %d bytes, the source volume %d", req.Volume, v.files.Size, req.Size)
+	case !exists:
+		if _, err := e.CreateVolume(ctx, CreateOptions{Name: req.Volume, Size: req.Size}); err != nil {
+			return ReplicaResponse{}, err
+		}
+	}
+	if err := e.cat.PutReplica(rec); err != nil {
+		return ReplicaResponse{}, fmt.Errorf("replica %s: %w", req.Volume, err)
+	}
+	e.mu.Lock()
+	if v, ok := e.volumes[req.Volume]; ok {
+		v.replica = &rec
+	}
+	e.mu.Unlock()
+	e.log.Info("replica ready", "volume", req.Volume, "source", p.Name+"/"+req.SourceVolume, "gen", req.Gen)
+	return ReplicaResponse{NBDPort: port}, nil
+}
+
+func (e *Engine) nodeName() string {
+	if ns := e.Node(); ns != nil {
+		if id, err := ns.Identity(); err == nil {
+			return id.Name
+		}
+	}
+	return "(this node)"
+}
+
+// openReplicaStream is OpenExport for VOL@GEN: the mirror of a paired
+// node writing into its replica. Refusals that retrying cannot fix start
+// with refusedMark; the source stops its mirror on them.
+func (e *Engine) openReplicaStream(ctx context.Context, name string) (*nbd.Export, func(), error) {
+	vol, gen, _ := strings.Cut(name, "@")
+	refuse := func(format string, a ...any) (*nbd.Export, func(), error) {
+		return nil, nil, fmt.Errorf("%s %s: %w", refusedMark, fmt.Sprintf(format, a...), nbd.ErrUnknownExport)
+	}
+	cs, ok := nbd.PeerTLS(ctx)
+	ns := e.Node()
+	if !ok || ns == nil {
+		return nil, nil, fmt.Errorf("export %q: replica streams need TLS with a paired node's certificate: %w", name, nbd.ErrUnknownExport)
+	}
+	p, ok := ns.PeerFromTLS(cs)
+	if !ok {
+		return nil, nil, fmt.Errorf("export %q: the client is not a paired node: %w", name, nbd.ErrUnknownExport)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	v, ok := e.volumes[vol]
+	switch {
+	case e.closed:
+		return nil, nil, fmt.Errorf("export %q: %w: %w", name, ErrClosed, nbd.ErrUnknownExport)
+	case !ok:
+		return refuse("volume %s does not exist on node %s (was it removed?)", vol, e.nodeName())
+	case v.replica == nil:
+		return refuse("volume %s on node %s is not a replica", vol, e.nodeName())
+	case v.replica.SourceNode != p.Fingerprint:
+		return refuse("volume %s on node %s is a replica of node %s, not of %s", vol, e.nodeName(), v.replica.SourceName, p.Name)
+	case !v.replica.FailedOver.IsZero():
+		return refuse("volume %s was failed over on node %s at %s; it no longer takes writes from %s. Stop the VM on %s; then run `extrasphere failback %s` on %s",
+			vol, e.nodeName(), v.replica.FailedOver.Format(time.RFC3339), p.Name, p.Name, vol, e.nodeName())
+	case v.replica.Gen != gen:
+		return refuse("volume %s on node %s belongs to mirror generation %s, not %s (the mirror was recreated)", vol, e.nodeName(), v.replica.Gen, gen)
+	case v.err != nil || v.dev == nil:
+		return nil, nil, fmt.Errorf("export %q: volume unavailable (%v): %w", name, v.err, nbd.ErrUnknownExport)
+	case v.op != "":
+		return nil, nil, fmt.Errorf("export %q: volume busy (%s in progress): %w", name, v.op, nbd.ErrUnknownExport)
+	}
+	v.conns++
+	v.streams++
+	var once sync.Once
+	release := func() {
+		once.Do(func() {
+			e.mu.Lock()
+			v.conns--
+			v.streams--
+			e.mu.Unlock()
+		})
+	}
+	if v.gone == nil {
+		v.gone = make(chan struct{})
+	}
+	return &nbd.Export{Gone: v.gone, Name: name, Description: fmt.Sprintf("replica %s of %s/%s", vol, p.Name, v.replica.SourceVolume),
+		Device: v.dev}, release, nil
+}
+
+// replicaInfo describes v's replica role, if any.
+func (e *Engine) replicaInfo(v *volume) (MirrorInfo, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := v.replica
+	if r == nil {
+		return MirrorInfo{}, false
+	}
+	in := MirrorInfo{Volume: v.name, Role: RoleReplica, Mode: ModeSync, Gen: r.Gen,
+		Source: r.SourceName + "/" + r.SourceVolume, Streams: v.streams, FailedOver: r.FailedOver}
+	in.State = "receiving"
+	if v.streams == 0 {
+		in.State = "idle"
+	}
+	if !r.FailedOver.IsZero() {
+		in.Role, in.State = RoleFailedOver, "writable"
+	}
+	return in, true
+}
+
+// Failover makes a replica the writable volume here: the other node's
+// stream is cut and refused from now on, and the volume's mirror bitmap
+// records what it writes, for failback. force is needed while the source
+// is still connected (its VM may still write there: split brain).
+func (e *Engine) Failover(ctx context.Context, name string, force bool) (MirrorInfo, error) {
+	e.mu.Lock()
+	v, err := e.lookupLocked(name)
+	if err == nil {
+		switch {
+		case v.replica == nil:
+			err = errorf(ErrNotReplica, "volume %s is not a replica on this node: failover runs on the node that holds the replica", name)
+		case !v.replica.FailedOver.IsZero():
+			err = errorf(ErrNotReplica, "volume %s was already failed over at %s", name, v.replica.FailedOver.Format(time.RFC3339))
+		case v.streams > 0 && !force:
+			err = errorf(ErrVolumeInUse, "volume %s still receives writes from node %s (%d connection(s)): stop the VM there first (or `extrasphere mirror pause %s` there); pass --force only if that node is gone",
+				name, v.replica.SourceName, v.streams, v.replica.SourceVolume)
+		case v.dev == nil || v.cbt == nil:
+			err = errorf(ErrVolumeUnavailable, "volume %s is unavailable (%v)", name, v.err)
+		}
+	}
+	e.mu.Unlock()
+	if err != nil {
+		return MirrorInfo{}, err
+	}
+	v.snapMu.Lock()
+	defer v.snapMu.Unlock()
+	g, ok := v.dev.(*gate.Gate)
+	if !ok {
+		return MirrorInfo{}, errorf(ErrVolumeUnavailable, "volume %s is unavailable", name)
+	}
+	h := g.Hold()
+	defer h.Release()
+	// From this instant, the bitmap records every write made here.
+	if v.cbt.Has(MirrorBitmap) {
+		_, err = v.cbt.Clear(MirrorBitmap)
+	} else {
+		_, err = v.cbt.Enable(MirrorBitmap, now())
+	}
+	if err != nil {
+		return MirrorInfo{}, fmt.Errorf("failover %s: %w", name, err)
+	}
+	e.mu.Lock()
+	r := *v.replica
+	e.mu.Unlock()
+	r.FailedOver, r.NewGen = now(), newGen()
+	if err := e.cat.PutReplica(r); err != nil {
+		return MirrorInfo{}, fmt.Errorf("failover %s: %w", name, err)
+	}
+	e.mu.Lock()
+	v.replica = &r
+	if v.gone != nil {
+		close(v.gone) // the source's stream and read-only readers are cut
+		v.gone = nil
+	}
+	e.mu.Unlock()
+	h.Replace(v.wrap(v.layers))
+	e.log.Warn("failover: replica is now writable here", "volume", name, "source", r.SourceName+"/"+r.SourceVolume)
+	in, _ := e.replicaInfo(v)
+	return in, nil
+}
+
+// FailbackRequest asks the old source (peer API) to become the replica.
+type FailbackRequest struct {
+	Volume       string `json:"volume"`        // the old source's volume
+	OldGen       string `json:"old_gen"`       // the generation that was failed over
+	NewGen       string `json:"new_gen"`       // the reverse mirror's
+	SourceVolume string `json:"source_volume"` // the failed-over volume (sends from now on)
+	Size         int64  `json:"size"`
+	TargetWrote  bool   `json:"target_wrote"` // the failed-over side wrote since failover
+}
+
+// FailbackResponse is what the old source lacks compared with the
+// failed-over side: everything it wrote that may not have reached it.
+type FailbackResponse struct {
+	Dirty   []mirror.Range `json:"dirty"`
+	NBDPort string         `json:"nbd_port"`
+}
+
+// Failback mirrors a failed-over volume back to the node it came from,
+// sending only what differs: what was written here since failover and
+// what the old source wrote that never reached here. The old source's
+// volume must be idle. If both sides wrote, it refuses (split brain).
+func (e *Engine) Failback(ctx context.Context, name string) (MirrorInfo, error) {
+	e.mu.Lock()
+	v, err := e.lookupLocked(name)
+	var r catalog.Replica
+	if err == nil {
+		switch {
+		case v.replica == nil || v.replica.FailedOver.IsZero():
+			err = errorf(ErrNotReplica, "volume %s was not failed over on this node: failback runs where failover ran", name)
+		case v.cbt == nil || v.dev == nil:
+			err = errorf(ErrVolumeUnavailable, "volume %s is unavailable (%v)", name, v.err)
+		default:
+			r = *v.replica
+		}
+	}
+	e.mu.Unlock()
+	if err != nil {
+		return MirrorInfo{}, err
+	}
+	var p node.Peer
+	if ns := e.Node(); ns != nil {
+		p, _ = ns.Peers().Get(r.SourceNode)
+	}
+	if p.Fingerprint == "" || p.Addr == "" {
+		return MirrorInfo{}, errorf(ErrPeer, "failback %s: node %s (%s) is not paired or its address is unknown: pair again with `extrasphere node pair HOST:PORT --code CODE`", name, r.SourceName, r.SourceNode)
+	}
+	if !v.snapMu.TryLock() {
+		return MirrorInfo{}, errorf(ErrVolumeInUse, "cannot fail back volume %s: a snapshot removal, promote or migration is running on it; retry when it is done", name)
+	}
+	defer v.snapMu.Unlock()
+	if v.mir.Load() != nil {
+		return MirrorInfo{}, errorf(ErrMirrorExists, "volume %s already has a mirror", name)
+	}
+	wrote, err := v.cbt.Ranges(MirrorBitmap)
+	if err != nil {
+		return MirrorInfo{}, fmt.Errorf("failback %s: %w", name, err)
+	}
+	req := FailbackRequest{Volume: r.SourceVolume, OldGen: r.Gen, NewGen: r.NewGen, SourceVolume: name, Size: v.files.Size, TargetWrote: len(wrote) > 0}
+	var resp FailbackResponse
+	if err := e.Node().PeerClient(p.Addr, p.Fingerprint).Do(ctx, "POST", "/peer/v1/failback", req, &resp); err != nil {
+		return MirrorInfo{}, peerError(name, p, err)
+	}
+	// What the old source lacks joins the journal, durably, before the
+	// record says we are the source.
+	for _, d := range resp.Dirty {
+		if err := v.cbt.MarkRange(MirrorBitmap, d.Off, d.Len); err != nil {
+			return MirrorInfo{}, fmt.Errorf("failback %s: %w", name, err)
+		}
+	}
+	host, _, err := net.SplitHostPort(p.Addr)
+	if err != nil {
+		return MirrorInfo{}, errorf(ErrPeer, "failback %s: node %s address %q: %v", name, p.Name, p.Addr, err)
+	}
+	rec := catalog.Mirror{Volume: name, Target: "extrasphere://" + p.Addr + "/" + r.SourceVolume, Mode: ModeSync,
+		Policy: string(mirror.Degrade), Gen: r.NewGen, Created: now(), PeerFingerprint: p.Fingerprint, PeerAddr: p.Addr,
+		PeerVolume: r.SourceVolume, PeerNBDAddr: net.JoinHostPort(host, resp.NBDPort), Synced: true, Diverged: true}
+	if err := e.cat.PutMirror(rec); err != nil {
+		return MirrorInfo{}, fmt.Errorf("failback %s: %w", name, err)
+	}
+	if err := e.cat.DeleteReplica(name); err != nil && !errors.Is(err, catalog.ErrNotFound) {
+		return MirrorInfo{}, fmt.Errorf("failback %s: %w", name, err)
+	}
+	e.mu.Lock()
+	v.replica = nil
+	e.mu.Unlock()
+	if err := e.attachMirror(v, rec); err != nil {
+		return MirrorInfo{}, err
+	}
+	e.log.Info("failback: mirroring back", "volume", name, "to", p.Name+"/"+r.SourceVolume, "dirty_ranges", len(resp.Dirty)+len(wrote))
+	return e.mirrorInfo(v), nil
+}
+
+// AcceptFailback is the old source's side of failback (peer API): its
+// volume becomes the replica of the failed-over one, and it answers what
+// it holds that the other side may lack.
+func (e *Engine) AcceptFailback(ctx context.Context, p node.Peer, req FailbackRequest) (FailbackResponse, error) {
+	port, err := e.nbdPort()
+	if err != nil {
+		return FailbackResponse{}, err
+	}
+	e.mu.Lock()
+	v, err := e.lookupLocked(req.Volume)
+	if err == nil && v.conns > 0 {
+		err = errorf(ErrVolumeInUse, "volume %s on node %s has %d open NBD connection(s): stop the VM there before failback", req.Volume, e.nodeName(), v.conns)
+	}
+	var already bool
+	if err == nil && v.replica != nil {
+		already = v.replica.SourceNode == p.Fingerprint && v.replica.Gen == req.NewGen
+		if !already {
+			err = errorf(ErrVolumeInUse, "volume %s on node %s is a replica of %s, not the old source of this failback", req.Volume, e.nodeName(), v.replica.SourceName)
+		}
+	}
+	e.mu.Unlock()
+	if err != nil {
+		return FailbackResponse{}, err
+	}
+	if already { // a retried failback: resend everything, it is safe
+		return FailbackResponse{Dirty: []mirror.Range{{Off: 0, Len: v.files.Size}}, NBDPort: port}, nil
+	}
+	me := v.mir.Load()
+	if me == nil {
+		return FailbackResponse{}, errorf(ErrMirrorNotFound, "volume %s on node %s has no mirror to %s: nothing to fail back into; remove it there to get a full copy", req.Volume, e.nodeName(), p.Name)
+	}
+	me.mu.Lock()
+	rec := me.rec
+	me.mu.Unlock()
+	switch {
+	case rec.PeerFingerprint != p.Fingerprint || rec.PeerVolume != req.SourceVolume:
+		return FailbackResponse{}, errorf(ErrVolumeInUse, "volume %s on node %s mirrors to %s, not to %s/%s", req.Volume, e.nodeName(), rec.Target, p.Name, req.SourceVolume)
+	case rec.Gen != req.OldGen:
+		return FailbackResponse{}, errorf(ErrVolumeInUse, "volume %s on node %s mirrors in generation %s, the failover was of %s", req.Volume, e.nodeName(), rec.Gen, req.OldGen)
+	case rec.Diverged && req.TargetWrote:
+		return FailbackResponse{}, errorf(ErrSplitBrain,
+			"split brain: volume %s on node %s acknowledged writes that never reached %s, and %s/%s was written after failover. Neither side is overwritten. Keep one: see README, \"Split brain\"",
+			req.Volume, e.nodeName(), p.Name, p.Name, req.SourceVolume)
+	}
+	if !v.snapMu.TryLock() {
+		return FailbackResponse{}, errorf(ErrVolumeInUse, "volume %s on node %s is busy (snapshot removal, promote or migration); retry", req.Volume, e.nodeName())
+	}
+	defer v.snapMu.Unlock()
+	dirty := (&journal{st: v.cbt}).Ranges()
+	if !rec.Synced {
+		dirty = []mirror.Range{{Off: 0, Len: v.files.Size}}
+	}
+	if err := e.detachMirror(ctx, v); err != nil {
+		e.log.Warn("stop mirror for failback", "volume", req.Volume, "err", err)
+	}
+	rr := catalog.Replica{Volume: req.Volume, SourceNode: p.Fingerprint, SourceName: p.Name, SourceAddr: p.Addr,
+		SourceVolume: req.SourceVolume, Gen: req.NewGen, Created: now()}
+	if err := e.cat.PutReplica(rr); err != nil {
+		return FailbackResponse{}, fmt.Errorf("failback into %s: %w", req.Volume, err)
+	}
+	if err := e.cat.DeleteMirror(req.Volume); err != nil && !errors.Is(err, catalog.ErrNotFound) {
+		return FailbackResponse{}, fmt.Errorf("failback into %s: %w", req.Volume, err)
+	}
+	if err := v.cbt.Remove(MirrorBitmap); err != nil {
+		e.log.Warn("remove mirror journal", "volume", req.Volume, "err", err)
+	}
+	e.mu.Lock()
+	v.replica = &rr
+	e.mu.Unlock()
+	e.log.Warn("failback: this volume is now a replica", "volume", req.Volume, "source", p.Name+"/"+req.SourceVolume)
+	return FailbackResponse{Dirty: dirty, NBDPort: port}, nil
+}
