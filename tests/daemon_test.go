@@ -32,11 +32,29 @@ type daemon struct {
 	proc    *exec.Cmd     // the running incarnation, nil when stopped
 	exited  chan struct{} // closed when proc has exited; waitErr is set before
 	waitErr error
+
+	host     string // the address it listens on (default 127.0.0.1)
+	nodePort int    // --node host:nodePort when > 0 (paired nodes, mirrors)
+	netns    string // run inside this network namespace (ip netns exec) when set
+}
+
+// daemonOpts start a daemon on another address, with a node port, or in a network namespace.
+type daemonOpts struct {
+	Node  bool   // listen on a node port (--node) and run `node init`
+	Host  string // listen address (default 127.0.0.1)
+	NetNS string // network namespace to run in
+	Name  string // node name for `node init` (default "node")
 }
 
 // startDaemon starts a daemon on a fresh data dir. It is killed when the test ends, and its log is
 // printed if the test failed.
 func startDaemon(t *testing.T) *daemon {
+	t.Helper()
+	return startDaemonOpts(t, daemonOpts{})
+}
+
+// startDaemonOpts is startDaemon with options; a node daemon has its identity made already.
+func startDaemonOpts(t *testing.T, o daemonOpts) *daemon {
 	t.Helper()
 	base := t.TempDir()
 	d := &daemon{
@@ -44,6 +62,14 @@ func startDaemon(t *testing.T) *daemon {
 		dir:     filepath.Join(base, "data"),
 		port:    freePort(t),
 		logPath: filepath.Join(base, "daemon.log"),
+		host:    o.Host,
+		netns:   o.NetNS,
+	}
+	if d.host == "" {
+		d.host = "127.0.0.1"
+	}
+	if o.Node {
+		d.nodePort = freePort(t)
 	}
 	if err := os.MkdirAll(d.dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -58,6 +84,13 @@ func startDaemon(t *testing.T) *daemon {
 		}
 	})
 	d.start()
+	if o.Node {
+		name := o.Name
+		if name == "" {
+			name = "node"
+		}
+		d.CLI("node", "init", "--name", name)
+	}
 	return d
 }
 
@@ -73,7 +106,10 @@ func freePort(t *testing.T) int {
 
 func (d *daemon) nbdSock() string { return filepath.Join(d.dir, "nbd.sock") }
 func (d *daemon) apiAddr() string { return "unix:" + filepath.Join(d.dir, "api.sock") }
-func (d *daemon) tcpAddr() string { return "127.0.0.1:" + strconv.Itoa(d.port) }
+func (d *daemon) tcpAddr() string { return net.JoinHostPort(d.host, strconv.Itoa(d.port)) }
+
+// nodeAddr is the daemon's node port, HOST:PORT.
+func (d *daemon) nodeAddr() string { return net.JoinHostPort(d.host, strconv.Itoa(d.nodePort)) }
 
 // UnixURI is the export's NBD URI on the unix socket.
 func (d *daemon) UnixURI(vol string) string {
@@ -98,8 +134,14 @@ func (d *daemon) start() {
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "==== test harness: start %s\n", time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(esBin, "serve", "--data", d.dir, "--nbd", d.tcpAddr(),
-		"--nbd-socket", d.nbdSock(), "--api", d.apiAddr())
+	args := []string{esBin, "serve", "--data", d.dir, "--nbd", d.tcpAddr(), "--nbd-socket", d.nbdSock(), "--api", d.apiAddr()}
+	if d.nodePort > 0 {
+		args = append(args, "--node", d.nodeAddr())
+	}
+	if d.netns != "" {
+		args = append([]string{"ip", "netns", "exec", d.netns}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	if err := cmd.Start(); err != nil {
