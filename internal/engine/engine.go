@@ -378,11 +378,11 @@ func (e *Engine) Close() error {
 		if dev == nil {
 			continue
 		}
-		if err := closeMirror(v); err != nil { // mirror: an in-sync replica is flushed, its journal reset
-			errs = append(errs, err)
-		}
 		if err := dev.Flush(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("flush volume %s: %w", v.name, err))
+		}
+		if err := closeMirror(v); err != nil { // mirror: an in-sync replica is flushed, its journal reset
+			errs = append(errs, err)
 		}
 		if err := dev.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close volume %s: %w", v.name, err))

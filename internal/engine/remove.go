@@ -39,6 +39,10 @@ func (e *Engine) removeVolume(ctx context.Context, name string, force, duringClo
 				name, users, filepath.Base(p))
 		}
 	}
+	if v.mir.Load() != nil && !duringClose {
+		e.mu.Unlock()
+		return errorf(ErrVolumeInUse, "cannot remove volume %s: it has a mirror; remove it first with `extrasphere mirror rm %s`", name, name)
+	}
 	if err := inUseLocked(v, "remove"); err != nil && (!force || v.op != "") {
 		e.mu.Unlock()
 		if force {
@@ -82,6 +86,11 @@ func (e *Engine) removeVolume(ctx context.Context, name string, force, duringClo
 		return fmt.Errorf("remove volume %s: %w", name, err)
 	}
 	delete(e.volumes, name)
+	if v.replica != nil {
+		if err := e.cat.DeleteReplica(name); err != nil {
+			e.log.Warn("forget replica record", "volume", name, "err", err)
+		}
+	}
 	e.log.Info("volume removed", "volume", name, "datastore", v.ds.name, "force", force, "connections", conns)
 	return nil
 }

@@ -364,6 +364,13 @@ func (e *Engine) AcceptFailback(ctx context.Context, p node.Peer, req FailbackRe
 	}
 	e.mu.Lock()
 	v, err := e.lookupLocked(req.Volume)
+	e.mu.Unlock()
+	if errors.Is(err, ErrVolumeNotFound) {
+		// The old source's volume was removed (the manual resolution of
+		// a split brain): it comes back as a replica with a full copy.
+		return e.failbackIntoNew(ctx, p, req, port)
+	}
+	e.mu.Lock()
 	if err == nil && v.conns > 0 {
 		err = errorf(ErrVolumeInUse, "volume %s on node %s has %d open NBD connection(s): stop the VM there before failback", req.Volume, e.nodeName(), v.conns)
 	}
@@ -425,4 +432,14 @@ func (e *Engine) AcceptFailback(ctx context.Context, p node.Peer, req FailbackRe
 	e.mu.Unlock()
 	e.log.Warn("failback: this volume is now a replica", "volume", req.Volume, "source", p.Name+"/"+req.SourceVolume)
 	return FailbackResponse{Dirty: dirty, NBDPort: port}, nil
+}
+
+// failbackIntoNew creates the old source's volume afresh as the replica
+// of the failed-over one: everything is sent.
+func (e *Engine) failbackIntoNew(ctx context.Context, p node.Peer, req FailbackRequest, port string) (FailbackResponse, error) {
+	if _, err := e.CreateReplica(ctx, p, ReplicaRequest{Volume: req.Volume, Size: req.Size, SourceVolume: req.SourceVolume, Gen: req.NewGen}); err != nil {
+		return FailbackResponse{}, err
+	}
+	e.log.Warn("failback into a new volume: full copy", "volume", req.Volume, "source", p.Name+"/"+req.SourceVolume)
+	return FailbackResponse{Dirty: []mirror.Range{{Off: 0, Len: req.Size}}, NBDPort: port}, nil
 }

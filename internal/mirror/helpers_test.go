@@ -24,6 +24,7 @@ type replica struct {
 	dev     *memdev.Device
 	down    atomic.Bool
 	refuse  atomic.Bool
+	hang    atomic.Bool // requests wait for their context: a black-holed link
 	dials   atomic.Int64
 	writes  atomic.Int64 // bytes written through any connection
 	fuaSeen atomic.Int64
@@ -36,7 +37,7 @@ func (r *replica) dial(ctx context.Context) (blockdev.Device, error) {
 	if r.refuse.Load() {
 		return nil, fmt.Errorf("export gone: %w", ErrRefused)
 	}
-	if r.down.Load() {
+	if r.down.Load() || r.hang.Load() {
 		return nil, errDown
 	}
 	return &conn{r: r}, nil
@@ -50,6 +51,9 @@ type conn struct {
 }
 
 func (c *conn) check() error {
+	if c.r.hang.Load() {
+		return errDown
+	}
 	if c.r.down.Load() {
 		c.broken.Store(true)
 	}
@@ -68,6 +72,11 @@ func (c *conn) ReadAt(ctx context.Context, p []byte, off int64) error {
 	return c.r.dev.ReadAt(ctx, p, off)
 }
 func (c *conn) WriteAt(ctx context.Context, p []byte, off int64, f blockdev.WriteFlags) error {
+	if c.r.hang.Load() {
+		<-ctx.Done()
+		c.broken.Store(true)
+		return ctx.Err()
+	}
 	if err := c.check(); err != nil {
 		return err
 	}

@@ -242,3 +242,19 @@ func TestSmallReplicaRefused(t *testing.T) {
 	m.Filter(memdev.New(testSize, false))
 	waitState(t, m, StateRefused)
 }
+
+// A replica that stops answering (a cut link sends no reset) is dropped
+// after the request timeout; with policy degrade the write then succeeds.
+func TestUnansweredReplicaTimesOut(t *testing.T) {
+	s := newSetup(t, testSize, Degrade, false)
+	s.m.opts.Timeout = 50 * time.Millisecond
+	waitState(t, s.m, StateInSync)
+	s.rep.hang.Store(true)
+	fill(t, s.dev, 0, 4096, 5) // returns once the timeout dropped the replica
+	if st := s.m.Status(); st.State != StateDegraded || st.Connected {
+		t.Fatalf("after an unanswered write: state %s, connected %v", st.State, st.Connected)
+	}
+	s.rep.hang.Store(false)
+	waitState(t, s.m, StateInSync)
+	sameContent(t, s.local, s.rep.dev)
+}
