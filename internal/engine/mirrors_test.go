@@ -111,13 +111,22 @@ func TestMirrorBadInput(t *testing.T) {
 	}{
 		{"NoVolume", func() error { _, err := e.CreateMirror(ctx, MirrorOptions{Volume: "nope", Target: f}); return err }, ErrVolumeNotFound, "nope"},
 		{"NoTarget", func() error { _, err := e.CreateMirror(ctx, MirrorOptions{Volume: "v"}); return err }, ErrInvalidArgument, "extrasphere://"},
-		{"BadScheme", func() error { _, err := e.CreateMirror(ctx, MirrorOptions{Volume: "v", Target: "ftp://x/y"}); return err }, ErrInvalidArgument, "ftp"},
+		{"BadScheme", func() error {
+			_, err := e.CreateMirror(ctx, MirrorOptions{Volume: "v", Target: "ftp://x/y"})
+			return err
+		}, ErrInvalidArgument, "ftp"},
 		{"PlainRemote", func() error {
 			_, err := e.CreateMirror(ctx, MirrorOptions{Volume: "v", Target: "nbd://10.9.9.9/e"})
 			return err
 		}, ErrInvalidArgument, "--insecure"},
-		{"Async", func() error { _, err := e.CreateMirror(ctx, MirrorOptions{Volume: "v", Target: f, Mode: "async"}); return err }, ErrInvalidArgument, "sync"},
-		{"BadPolicy", func() error { _, err := e.CreateMirror(ctx, MirrorOptions{Volume: "v", Target: f, Policy: "pray"}); return err }, ErrInvalidArgument, "degrade or block"},
+		{"Async", func() error {
+			_, err := e.CreateMirror(ctx, MirrorOptions{Volume: "v", Target: f, Mode: "async"})
+			return err
+		}, ErrInvalidArgument, "sync"},
+		{"BadPolicy", func() error {
+			_, err := e.CreateMirror(ctx, MirrorOptions{Volume: "v", Target: f, Policy: "pray"})
+			return err
+		}, ErrInvalidArgument, "degrade or block"},
 		{"Second", func() error { _, err := e.CreateMirror(ctx, MirrorOptions{Volume: "v", Target: f}); return err }, ErrMirrorExists, "mirror rm v"},
 		{"ReadOnly", func() error { _, err := e.CreateMirror(ctx, MirrorOptions{Volume: "ro", Target: f}); return err }, ErrInvalidArgument, "read-only"},
 		{"SmallFile", func() error {
