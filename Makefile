@@ -6,6 +6,7 @@
 #   make test    Debian deps, gofmt, vet, unit tests (-race), TCG guest, interop tests, fuzz smoke
 #   make bench   bench/nbd.sh: fio against qemu-nbd, nbdkit and Extrasphere (results in bench/out/)
 #   make bench-migrate / bench-backup   bench/migrate.sh (vs cp) / bench/backup.sh (vs restic)
+#   make bench-mirror   bench/mirror.sh: sync mirror vs no mirror vs QEMU's active mirror (local and +5 ms)
 #   make deps | fmt | vet | unit | integration | fuzz | guest | clean
 #
 # `make test` is what .ci/run runs; it must pass on a fresh Debian 12 machine with Go installed.
@@ -25,7 +26,7 @@ NBD      ?= 127.0.0.1:10809
 FUZZTIME ?= 200000x
 export GO FUZZTIME VERSION
 
-.PHONY: build run deps test unit integration fuzz guest bench bench-migrate bench-backup fmt vet clean help
+.PHONY: build run deps test unit integration fuzz guest bench bench-migrate bench-backup bench-mirror fmt vet clean help
 
 build:
 	@mkdir -p bin
@@ -61,6 +62,9 @@ bench-migrate: deps build
 
 bench-backup: deps build
 	bench/backup.sh
+
+bench-mirror: deps build
+	bench/mirror.sh
 
 fmt:
 	find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' -exec gofmt -w {} +

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 )
@@ -32,8 +33,9 @@ type Client struct {
 	caps blockdev.Caps
 	meta map[string]uint32 // context name -> id
 
-	wmu sync.Mutex // guards bw and request writes (one request at a time on the wire)
-	bw  *bufio.Writer
+	wmu    sync.Mutex // guards bw and request writes (one request at a time on the wire)
+	bw     *bufio.Writer
+	queued atomic.Int64 // senders between wanting wmu and having written: the last one flushes
 
 	mu      sync.Mutex // guards pending, nextH, err
 	pending map[uint64]*call

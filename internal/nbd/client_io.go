@@ -81,12 +81,16 @@ func (c *Client) do(ctx context.Context, cl *call, flags uint16, length uint32, 
 
 	var hb [requestSize]byte
 	encodeRequest(hb[:], request{flags: flags, typ: cl.cmd, handle: h, off: cl.off, length: length})
+	// Requests queued behind this one are sent in the same syscall: the
+	// last sender of a burst flushes (pipelined writes cost one write(2)
+	// per burst, not per request).
+	c.queued.Add(1)
 	c.wmu.Lock()
 	_, err := c.bw.Write(hb[:])
 	if err == nil && len(payload) > 0 {
 		_, err = c.bw.Write(payload)
 	}
-	if err == nil {
+	if c.queued.Add(-1) == 0 && err == nil {
 		err = c.bw.Flush()
 	}
 	c.wmu.Unlock()
