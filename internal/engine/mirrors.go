@@ -38,8 +38,8 @@ const (
 
 // mirrorEntry is a volume's running mirror and its record.
 type mirrorEntry struct {
-	m   *mirror.Mirror
-	mu  sync.Mutex // guards rec and its catalog writes
+	m   *mirror.Mirror // set once, under mu, before the entry is published (v.mir)
+	mu  sync.Mutex     // guards rec and its catalog writes, and m until published
 	rec catalog.Mirror
 }
 
@@ -190,7 +190,9 @@ func (e *Engine) attachMirror(v *volume, rec catalog.Mirror) error {
 	if err != nil {
 		return fmt.Errorf("mirror %s: %w", v.name, err)
 	}
+	me.mu.Lock() // the mirror's callbacks may already run
 	me.m = m
+	me.mu.Unlock()
 	if rec.Paused {
 		m.Pause()
 	}
