@@ -336,14 +336,15 @@ func (l *fioLoop) wait() []fioRun {
 // waitConnected polls `volume show --json` until the volume has an open NBD connection.
 func waitConnected(t *testing.T, d *daemon, vol string) {
 	t.Helper()
-	deadline := time.Now().Add(readyTimeout)
+	// A watchdog: a loaded machine can take a while to start the client.
+	deadline := time.Now().Add(3 * readyTimeout)
 	for {
 		v := showVolume(t, d, vol)
 		if v.Connections > 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no NBD connection on volume %s within %v", vol, readyTimeout)
+			t.Fatalf("no NBD connection on volume %s within %v", vol, 3*readyTimeout)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
