@@ -87,6 +87,7 @@ func waitInSync(c *cobra.Command, g *globals, vol string) (engine.MirrorInfo, er
 		bar = progress.New(g.stderr, "sync "+vol)
 	}
 	var total int64
+	var shown string // the last error already printed
 	for {
 		ms, err := cl.Mirrors(c.Context(), vol)
 		if err != nil {
@@ -99,6 +100,10 @@ func waitInSync(c *cobra.Command, g *globals, vol string) (engine.MirrorInfo, er
 		total = max(total, in.BytesToSync)
 		if bar != nil {
 			bar.Update(total-in.BytesToSync, total)
+		}
+		if !in.Connected && in.LastError != "" && in.LastError != shown && !g.json {
+			fmt.Fprintf(g.stderr, "waiting for the replica of %s: %s\n", vol, in.LastError)
+			shown = in.LastError
 		}
 		switch in.State {
 		case mirror.StateInSync:
