@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/catalog"
@@ -116,7 +117,7 @@ func (e *Engine) prepareTarget(ctx context.Context, spec targetSpec, rec *catalo
 		}
 		return nil
 	case "nbd":
-		pctx, cancel := context.WithTimeout(ctx, 10e9)
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		c, err := nbd.Dial(pctx, spec.nbd, nbd.ClientOptions{})
 		if err != nil {
