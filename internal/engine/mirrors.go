@@ -177,7 +177,7 @@ func (e *Engine) attachMirror(v *volume, rec catalog.Mirror) error {
 	if err != nil {
 		return err
 	}
-	j := &journal{st: v.cbt}
+	j := &journal{st: v.cbt, g: g}
 	dirty := j.Ranges()
 	if !rec.Synced {
 		dirty = []mirror.Range{{Off: 0, Len: v.files.Size}}
@@ -266,13 +266,27 @@ func (e *Engine) recordSynced(me *mirrorEntry, s mirror.Status) {
 }
 
 // journal adapts the volume's mirror bitmap to mirror.Journal.
-type journal struct{ st *cbt.State }
+type journal struct {
+	st *cbt.State
+	g  *gate.Gate // the volume's gate, held around a reset; nil only where no I/O can run
+}
 
 func (j *journal) Mark(off, n int64) error { return j.st.MarkRange(MirrorBitmap, off, n) }
 
-func (j *journal) Rotate() ([]mirror.Range, error) {
+// Rotate resets the bitmap while the volume's I/O is held: every write is
+// then either finished (and, if the replica lacks it, dirty in the mirror,
+// which ok checks) or not yet recorded by the tracker. Without the hold, a
+// write between the tracker and the mirror could lose its bit to the reset.
+func (j *journal) Rotate(ok func() bool) ([]mirror.Range, bool, error) {
+	if j.g != nil {
+		h := j.g.Hold()
+		defer h.Release()
+	}
+	if !ok() {
+		return nil, false, nil
+	}
 	r, err := j.st.Rotate(MirrorBitmap, now())
-	return toRanges(r.Dirty), err
+	return toRanges(r.Dirty), err == nil, err
 }
 
 func (j *journal) Ranges() []mirror.Range {

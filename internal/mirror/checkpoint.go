@@ -47,10 +47,17 @@ func (m *Mirror) checkpoint() {
 		m.mu.Unlock()
 	}()
 
-	old, err := j.Rotate()
+	old, done, err := j.Rotate(func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return !m.closed && m.state == StateInSync && m.ndirty == 0 && len(m.copying) == 0 && m.tgen == gen
+	})
 	if err != nil {
 		m.opts.Logger.Warn("mirror checkpoint: reset journal", "volume", m.opts.Volume, "err", err)
 		return // the journal still holds everything
+	}
+	if !done {
+		return // something became dirty meanwhile: the journal must keep it
 	}
 	ctx, cancel := m.remoteCtx(context.Background())
 	ferr := t.Flush(ctx)

@@ -128,7 +128,10 @@ func (j *journal) Mark(off, n int64) error {
 	return nil
 }
 
-func (j *journal) Rotate() ([]Range, error) {
+func (j *journal) Rotate(ok func() bool) ([]Range, bool, error) {
+	if !ok() {
+		return nil, false, nil
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	var out []Range
@@ -137,7 +140,7 @@ func (j *journal) Rotate() ([]Range, error) {
 	}
 	j.set = map[int64]bool{}
 	j.rotates++
-	return out, nil
+	return out, true, nil
 }
 
 func (j *journal) Ranges() []Range {
@@ -182,7 +185,7 @@ type setup struct {
 	dev   blockdev.Device // tracker over filter over local
 }
 
-func newSetup(t *testing.T, size int64, policy Policy, synced bool) *setup {
+func newSetup(t *testing.T, size int64, policy Policy, synced bool, tune ...func(*Options)) *setup {
 	t.Helper()
 	s := &setup{local: memdev.New(size, false), rep: newReplica(size), j: newJournal()}
 	fill(t, s.local, 0, size/2, 1)
@@ -190,9 +193,13 @@ func newSetup(t *testing.T, size int64, policy Policy, synced bool) *setup {
 	if !synced {
 		dirty = []Range{{0, size}}
 	}
-	m, err := New(Options{Volume: "v", Size: size, Policy: policy, Dial: s.rep.dial, Journal: s.j,
+	opts := Options{Volume: "v", Size: size, Policy: policy, Dial: s.rep.dial, Journal: s.j,
 		Dirty: dirty, Synced: synced, Workers: 2, CopyBytes: 256 << 10,
-		MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond, Checkpoint: 50 * time.Millisecond})
+		MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond, Checkpoint: 50 * time.Millisecond}
+	for _, f := range tune {
+		f(&opts)
+	}
+	m, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,8 +27,12 @@ type Dialer func(ctx context.Context) (blockdev.Device, error)
 type Journal interface {
 	// Mark adds [off, off+n) durably.
 	Mark(off, n int64) error
-	// Rotate resets the journal durably and returns what it held.
-	Rotate() ([]Range, error)
+	// Rotate resets the journal durably and returns what it held, if ok
+	// still says so once no write is between the tracker and the mirror
+	// (the engine holds the volume's I/O around ok and the reset: a
+	// local-only write whose bit the reset cleared would otherwise be
+	// missing from the journal after a crash). done is false if ok said no.
+	Rotate(ok func() bool) (old []Range, done bool, err error)
 	// Ranges is what the journal holds now.
 	Ranges() []Range
 }
@@ -218,7 +222,7 @@ func (m *Mirror) Close(ctx context.Context) error {
 	var err error
 	if clean && m.opts.Journal != nil {
 		if err = t.Flush(ctx); err == nil {
-			_, err = m.opts.Journal.Rotate()
+			_, _, err = m.opts.Journal.Rotate(func() bool { return true })
 		}
 	}
 	if cerr := t.Close(); err == nil {

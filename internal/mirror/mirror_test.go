@@ -80,9 +80,10 @@ func TestInSyncWriteThrough(t *testing.T) {
 // Policy degrade: writes go on while the replica is down; when it is back
 // only the dirty chunks are sent and both sides are equal.
 func TestDegradeAndResync(t *testing.T) {
-	s := newSetup(t, testSize, Degrade, false)
 	var degradedCalls atomic.Int64
-	s.m.opts.OnDegrade = func(error) error { degradedCalls.Add(1); return nil }
+	s := newSetup(t, testSize, Degrade, false, func(o *Options) {
+		o.OnDegrade = func(error) error { degradedCalls.Add(1); return nil }
+	})
 	waitState(t, s.m, StateInSync)
 	s.rep.down.Store(true)
 	copiedBefore := s.m.Status().BytesCopied
@@ -246,8 +247,7 @@ func TestSmallReplicaRefused(t *testing.T) {
 // A replica that stops answering (a cut link sends no reset) is dropped
 // after the request timeout; with policy degrade the write then succeeds.
 func TestUnansweredReplicaTimesOut(t *testing.T) {
-	s := newSetup(t, testSize, Degrade, false)
-	s.m.opts.Timeout = 50 * time.Millisecond
+	s := newSetup(t, testSize, Degrade, false, func(o *Options) { o.Timeout = 50 * time.Millisecond })
 	waitState(t, s.m, StateInSync)
 	s.rep.hang.Store(true)
 	fill(t, s.dev, 0, 4096, 5) // returns once the timeout dropped the replica
