@@ -4,12 +4,8 @@ package tests
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -114,20 +110,20 @@ func TestMirrorLinkCut(t *testing.T) {
 	time.Sleep(time.Second) // placement only: fio writes in sync before the cut
 	link.Down()
 	cut = time.Now()
-	w := mfStartQemuIO(t, src.UnixURI("lb"), "write -P 0x5b 3M 192k")
+	w := mtBackground(t, "qemu-io", "-f", "raw", "-c", "write -P 0x5b 3M 192k", src.UnixURI("lb"))
 	mirrorWait(t, src, "lb", "degraded")
 	time.Sleep(2 * time.Second)
 	select {
 	case r := <-w:
-		t.Fatalf("block: a write made with the link down returned %v after the cut (exit %d), before the replica had it:\n%s",
-			time.Since(cut).Round(time.Millisecond), r.code, r.out)
+		t.Fatalf("block: a write made with the link down returned %v after the cut (%v), before the replica had it:\n%s",
+			time.Since(cut).Round(time.Millisecond), r.err, r.out)
 	default:
 	}
 	t.Logf("block: the write has not returned %v after the cut (replica timeout %v)", time.Since(cut).Round(time.Millisecond), mfReplicaTimeout)
 	link.Up()
 	r := <-w
-	if r.code != 0 || strings.Contains(r.out, "failed") {
-		t.Fatalf("block: the write after the link came back: exit %d:\n%s", r.code, r.out)
+	if r.err != nil || strings.Contains(r.out, "failed") {
+		t.Fatalf("block: the write after the link came back: %v:\n%s", r.err, r.out)
 	}
 	t.Logf("block: the write returned %v after the cut, after the link came back", time.Since(cut).Round(time.Millisecond))
 	seen, _ = mfWaitStates(t, src, "lb", "in-sync")
@@ -139,7 +135,7 @@ func TestMirrorLinkCut(t *testing.T) {
 	dst.Stop()
 	sameImages(t, flatOf(src, "lc"), flatOf(dst, "lc"))
 	sameImages(t, flatOf(src, "lb"), flatOf(dst, "lb"))
-	if got := mfFileRange(t, flatOf(dst, "lb"), 3<<20, 192<<10); !bytes.Equal(got, bytes.Repeat([]byte{0x5b}, 192<<10)) {
+	if got := mtReadAt(t, flatOf(dst, "lb"), 3<<20, 192<<10); !bytes.Equal(got, bytes.Repeat([]byte{0x5b}, 192<<10)) {
 		t.Errorf("block: the replica does not hold the write made while the link was down")
 	}
 }
@@ -209,42 +205,6 @@ func mfWaitStates(t *testing.T, d *daemon, vol, want string) ([]string, mirrorSt
 	}
 }
 
-// mfResult is how a background command ended.
-type mfResult struct {
-	code int
-	out  string
-}
-
-// mfStartQemuIO runs qemu-io with one command in the background; the channel gets its result.
-// It is killed when the test ends (cmdTimeout is its watchdog).
-func mfStartQemuIO(t *testing.T, uri, cmd string) <-chan mfResult {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), cmdTimeout)
-	c := exec.CommandContext(ctx, "qemu-io", "-f", "raw", "-c", cmd, uri)
-	c.WaitDelay = 5 * time.Second
-	var out bytes.Buffer
-	c.Stdout, c.Stderr = &out, &out
-	if err := c.Start(); err != nil {
-		cancel()
-		t.Fatalf("qemu-io -c %q %s: %v", cmd, uri, err)
-	}
-	res := make(chan mfResult, 1)
-	go func() {
-		defer cancel()
-		err := c.Wait()
-		code := 0
-		if err != nil {
-			code = -1
-			if c.ProcessState != nil {
-				code = c.ProcessState.ExitCode()
-			}
-			fmt.Fprintf(&out, "\n(%v)", err)
-		}
-		res <- mfResult{code: code, out: out.String()}
-	}()
-	return res
-}
-
 // mfProxy starts a delaying proxy on listen (HOST:PORT) to target; it is closed when the test
 // ends.
 func mfProxy(t *testing.T, listen, target string, delay time.Duration) *netproxy.Proxy {
@@ -280,19 +240,4 @@ func mfFioWriteBW(out string) string {
 		}
 	}
 	return "(no WRITE summary)"
-}
-
-// mfFileRange reads n bytes at off of a file.
-func mfFileRange(t *testing.T, path string, off, n int64) []byte {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	b := make([]byte, n)
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatalf("read %d bytes at %d of %s: %v", n, off, path, err)
-	}
-	return b
 }

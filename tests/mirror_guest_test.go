@@ -51,7 +51,7 @@ func TestMirrorGuestFailover(t *testing.T) {
 	dst.Stop()
 	sameImages(t, flatOf(src, "gv"), flatOf(dst, "gv"))
 	want := guestPattern(t)
-	got := mfFileRange(t, flatOf(dst, "gv"), guestPatternOff, guestPatternLen)
+	got := mtReadAt(t, flatOf(dst, "gv"), guestPatternOff, guestPatternLen)
 	if i := firstDiff(got, want); i >= 0 {
 		t.Errorf("the replica's flat differs from the guest's pattern at disk offset %d", guestPatternOff+i)
 	}
