@@ -23,7 +23,8 @@ func pairNodes(t *testing.T, a, b *daemon) {
 	a.CLI("node", "pair", b.nodeAddr(), "--code", show.Code)
 }
 
-// netnsSeq keeps namespace and link names unique across tests of one run.
+// netnsSeq keeps namespace and link names unique across tests of one run; newNetLink also skips
+// numbers whose namespace exists already (another test run on the same machine holds it).
 var netnsSeq atomic.Int64
 
 // netLink is a network namespace joined to the root namespace by a veth pair: the root side has
@@ -40,7 +41,18 @@ type netLink struct {
 // newNetLink makes a namespace and its link; both are removed when the test ends.
 func newNetLink(t *testing.T) *netLink {
 	t.Helper()
-	n := netnsSeq.Add(1)
+	var n int64
+	for {
+		// The numbers name a /24 in 10.213/16, so they stay in 1..250. `ip netns add` fails on a
+		// name that exists: that claims the number atomically across processes.
+		n = netnsSeq.Add(1)
+		if n > 250 {
+			t.Fatalf("no free network namespace number in xsp1..xsp250 (stale ones? ip netns list)")
+		}
+		if exec.Command("ip", "netns", "add", fmt.Sprintf("xsp%d", n)).Run() == nil {
+			break
+		}
+	}
 	l := &netLink{t: t, NS: fmt.Sprintf("xsp%d", n), dev: fmt.Sprintf("xsv%da", n),
 		HostIP: fmt.Sprintf("10.213.%d.1", n), NSIP: fmt.Sprintf("10.213.%d.2", n)}
 	peer := fmt.Sprintf("xsv%db", n)
@@ -49,7 +61,6 @@ func newNetLink(t *testing.T) *netLink {
 		exec.Command("ip", "link", "del", l.dev).Run()
 	})
 	for _, args := range [][]string{
-		{"netns", "add", l.NS},
 		{"link", "add", l.dev, "type", "veth", "peer", "name", peer},
 		{"link", "set", peer, "netns", l.NS},
 		{"addr", "add", l.HostIP + "/24", "dev", l.dev},
