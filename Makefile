@@ -7,6 +7,8 @@
 #   make bench   bench/nbd.sh: fio against qemu-nbd, nbdkit and Extrasphere (results in bench/out/)
 #   make bench-migrate / bench-backup   bench/migrate.sh (vs cp) / bench/backup.sh (vs restic)
 #   make bench-mirror   bench/mirror.sh: sync mirror vs no mirror vs QEMU's active mirror (local and +5 ms)
+#   make soak    bench/soak.sh (root, not in CI): TRIALS=1000 SIGKILL trials and CUTS=200 link cuts under a
+#                verifying write load with CBT, a snapshot and a sync mirror; SOAK_FUZZTIME=10m per NBD fuzz target
 #   make deps | fmt | vet | unit | integration | fuzz | guest | clean
 #
 # `make test` is what .ci/run runs; it must pass on a fresh Debian 12 machine with Go installed.
@@ -24,9 +26,11 @@ NBD      ?= 127.0.0.1:10809
 # A count, not a duration: with go1.26 a time-based -fuzztime can stall after
 # the baseline (seen: 10 execs in 10 s on internal/cbt), a count always runs.
 FUZZTIME ?= 200000x
+# The soak's fuzz time per target (bench/soak.sh); FUZZTIME above is the CI smoke's.
+SOAK_FUZZTIME ?= 10m
 export GO FUZZTIME VERSION
 
-.PHONY: build run deps test unit integration fuzz guest bench bench-migrate bench-backup bench-mirror fmt vet clean help
+.PHONY: build run deps test unit integration fuzz guest bench bench-migrate bench-backup bench-mirror soak fmt vet clean help
 
 build:
 	@mkdir -p bin
@@ -65,6 +69,9 @@ bench-backup: deps build
 
 bench-mirror: deps build
 	bench/mirror.sh
+
+soak: deps build
+	FUZZTIME=$(SOAK_FUZZTIME) bench/soak.sh
 
 fmt:
 	find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' -exec gofmt -w {} +
