@@ -199,10 +199,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 SRC="$WORK/src" DST="$WORK/dst"
 mkdir -p "$SRC" "$DST"
 SRC_NODE="$HOST_IP:$(free_port)" DST_NODE="$NS_IP:$(free_port)" DST_NBD="$NS_IP:$(free_port)"
-# A replica's daemon must serve NBD on TCP; once `serve --nbd-insecure` exists (issue 9 B) plain
-# TCP needs it.
-INSECURE=()
-if "$BIN" serve --help 2>&1 | grep -q -- '--nbd-insecure'; then INSECURE=(--nbd-insecure); fi
+# A replica's daemon must serve NBD on TCP. No --nbd-insecure (issue 9 B): it is refused off
+# loopback, and the replica stream uses TLS with the node certificates whether or not it is given.
 SRC_PID="" DST_PID=""
 start_src() {
   echo "==== soak.sh: start $(date +%T.%N)" >>"$OUT/src.log"
@@ -216,7 +214,7 @@ start_dst() {
   local pre=()
   [[ -n "$NS" ]] && pre=(ip netns exec "$NS")
   echo "==== soak.sh: start $(date +%T.%N)" >>"$OUT/dst.log"
-  "${pre[@]}" "$BIN" serve --data "$DST" --nbd "$DST_NBD" "${INSECURE[@]}" --nbd-socket "$DST/nbd.sock" \
+  "${pre[@]}" "$BIN" serve --data "$DST" --nbd "$DST_NBD" --nbd-socket "$DST/nbd.sock" \
     --api "unix:$DST/api.sock" --node "$DST_NODE" >>"$OUT/dst.log" 2>&1 &
   DST_PID=$!
   PIDS+=("$DST_PID")
