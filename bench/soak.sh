@@ -28,6 +28,7 @@
 # Environment:
 #   TRIALS=1000 CUTS=200 SEED=1 SIZE=64M  FUZZTIME=10m  FUZZ_TARGETS=auto (internal/nbd targets named
 #   for the option and the transmission phase, else FuzzSession and FuzzRequest; or a list of names)
+#   FUZZ_PARALLEL=N (fuzz workers; default one per CPU)
 #   KILL_REPLICA_PCT=20  RUN_MIN_MS=200 RUN_MAX_MS=2000 (load before a kill or cut)
 #   CUT_MAX_MS=8000  SYNC_TIMEOUT=120 (s, a watchdog)  DEPTH=4 (requests in flight)
 #   NET=netns|loopback  EXTRASPHERE_BIN=bin/extrasphere  KEEP=1 (keep the work dir)
@@ -44,6 +45,7 @@ CUTS=${CUTS:-200}
 SEED=${SEED:-1}
 SIZE=${SIZE:-64M}
 FUZZTIME=${FUZZTIME:-10m}
+FUZZ_PARALLEL=${FUZZ_PARALLEL:-} # go test -parallel for the fuzz workers (default: GOMAXPROCS)
 FUZZ_TARGETS=${FUZZ_TARGETS:-auto}
 KILL_REPLICA_PCT=${KILL_REPLICA_PCT:-20}
 RUN_MIN_MS=${RUN_MIN_MS:-200}
@@ -101,7 +103,8 @@ run_fuzz() {
   for t in $FUZZ_TARGETS; do
     grep -qx "$t" <<<"$avail" || die "fuzz target $t is not in internal/nbd (have: $(echo $avail)); set FUZZ_TARGETS"
     log "fuzz $t for $FUZZTIME"
-    if (cd "$ROOT" && go test -run '^$' -fuzz "^$t\$" -fuzztime "$FUZZTIME" ./internal/nbd/) >"$OUT/fuzz-$t.log" 2>&1; then
+    if (cd "$ROOT" && go test -run '^$' -fuzz "^$t\$" -fuzztime "$FUZZTIME" ${FUZZ_PARALLEL:+-parallel "$FUZZ_PARALLEL"} \
+      ./internal/nbd/) >"$OUT/fuzz-$t.log" 2>&1; then
       FUZZ_RESULTS+=("| $t | $FUZZTIME | $(grep -o 'execs: [0-9]*' "$OUT/fuzz-$t.log" | tail -1 | cut -d' ' -f2) | pass |")
     else
       FUZZ_RESULTS+=("| $t | $FUZZTIME | $(grep -o 'execs: [0-9]*' "$OUT/fuzz-$t.log" | tail -1 | cut -d' ' -f2) | FAIL: see $OUT/fuzz-$t.log and internal/nbd/testdata/fuzz/$t |")
