@@ -40,9 +40,10 @@ type Server struct {
 	perExport map[string]int
 	closing   bool
 
-	wg      sync.WaitGroup // one per live connection goroutine
-	bufs    *bufPool       // payload buffers shared by all connections
-	refused *refusalLog    // rate limit of refusal logs (door.go)
+	wg   sync.WaitGroup // one per live connection goroutine
+	bufs *bufPool       // payload buffers shared by all connections
+
+	refused *refusalLog // rate limit of refusal logs (door.go)
 }
 
 // NewServer returns a server for exports; call Serve for each listener.
