@@ -2,6 +2,11 @@ package main
 
 import (
 	"errors"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"syscall"
 	"testing"
 )
 
@@ -34,5 +39,32 @@ func TestCheckNBDInsecure(t *testing.T) {
 				t.Errorf("checkNBDInsecure(%q): %v is neither errInsecureNotLoopback nor a usage error", tc.addr, err)
 			}
 		}
+	}
+}
+
+func TestChownGroup(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "sock")
+	if err := os.WriteFile(p, nil, 0o660); err != nil {
+		t.Fatal(err)
+	}
+	gid := os.Getgid() // a group this process may always give its files to
+	g, err := user.LookupGroupId(strconv.Itoa(gid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, group := range []string{strconv.Itoa(gid), g.Name, ""} {
+		if err := chownGroup(p, group); err != nil {
+			t.Fatalf("chownGroup(%q): %v", group, err)
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := int(fi.Sys().(*syscall.Stat_t).Gid); got != gid {
+			t.Errorf("chownGroup(%q): gid %d, want %d", group, got, gid)
+		}
+	}
+	if err := chownGroup(p, "no-such-group-extrasphere"); err == nil {
+		t.Error("chownGroup to an unknown group succeeded")
 	}
 }
