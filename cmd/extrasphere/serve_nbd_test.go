@@ -26,7 +26,7 @@ func TestCheckNBDInsecure(t *testing.T) {
 		{"192.0.2.5:10809", true, true},
 		{"host1:10809", true, true},
 		{"0.0.0.0:10809", false, false}, // TLS: any address
-		{"", true, false},                // no TCP listener
+		{"", true, false},               // no TCP listener
 	}
 	for _, tc := range tests {
 		err := checkNBDInsecure(tc.addr, tc.insecure)
