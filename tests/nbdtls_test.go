@@ -165,7 +165,7 @@ func TestNBDTLS(t *testing.T) {
 		{"NoCertificate", nbdinfo(d.TLSURI("a", caOnly)), "no client certificate"},
 		{"NoCertificateList", nbdinfo("--list", d.TLSURI("", caOnly)), "no client certificate"},
 		{"NoCertificateQemu", []string{"qemu-io", "--object", "tls-creds-x509,id=tls0,dir=" + caOnly + ",endpoint=client,verify-peer=on",
-			"--image-opts", "-c", "read 0 4k", d.qemuTLSOpts("a")}, ""},
+			"--image-opts", "-c", "read 0 4k", d.qemuTLSOpts("a")}, "no client certificate"},
 		{"OtherCA", nbdinfo(d.TLSURI("a", foreign)), ""},
 		{"OtherCAQemu", []string{"qemu-io", "--object", qemuTLSObject(foreign), "--image-opts", "-c", "read 0 4k", d.qemuTLSOpts("a")}, ""},
 		{"Revoked", nbdinfo(d.TLSURI("a", gone)), "revoked"},
