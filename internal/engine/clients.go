@@ -151,11 +151,22 @@ func (e *Engine) AuthorizeNBD(ctx context.Context) error {
 	return err
 }
 
-// nbdClient returns the catalog record of the TLS client cs.
+// nbdClient returns the catalog record of the TLS client cs: its
+// certificate must be one this node's client CA issued and still in the
+// catalog.
 func (e *Engine) nbdClient(cs *tls.ConnectionState) (catalog.Client, error) {
-	fp, cn, ok := pki.VerifiedClient(cs)
-	if !ok {
+	ca := e.cfg.ClientCA
+	if ca == nil {
+		return catalog.Client{}, errors.New("this node has no NBD client CA: it serves no TLS clients")
+	}
+	fp, cn, err := ca.VerifyClient(cs, time.Now())
+	switch {
+	case errors.Is(err, pki.ErrNoClientCertificate):
 		return catalog.Client{}, errors.New("no client certificate: " + noCertHint)
+	case err != nil:
+		return catalog.Client{}, fmt.Errorf("%v: this node accepts only the certificates it issued: "+
+			"ask the node's admin for one (`extrasphere client add NAME --volumes VOLUME --out DIR` on the node), "+
+			"and give the client that DIR's ca-cert.pem, client-cert.pem and client-key.pem together", err)
 	}
 	c, err := e.cat.ClientByFingerprint(fp)
 	if errors.Is(err, catalog.ErrNotFound) {

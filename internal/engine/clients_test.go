@@ -80,6 +80,26 @@ func TestNBDClientAuthorization(t *testing.T) {
 	ro := f.client(t, "ro", true, "a", "b")
 	anon := rw.Clone()
 	anon.Certificates = nil
+	// A certificate of another CA, sent although the server's request
+	// names ours (GnuTLS clients do send it).
+	other, err := pki.Open(filepath.Join(t.TempDir(), "other"), "other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, pubPEM, err := pki.NewClientKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, err := other.IssueClient("rw", pubPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc, err := tls.X509KeyPair(is.CertPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := anon.Clone()
+	foreign.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &fc, nil }
 
 	tests := []struct {
 		name     string
@@ -93,6 +113,7 @@ func TestNBDClientAuthorization(t *testing.T) {
 		{"UnknownVolume", "nope", rw, "may not open volume \"nope\"", false},
 		{"ReadOnlyClient", "b", ro, "", true},
 		{"NoCertificate", "a", anon, "extrasphere client add", false},
+		{"OtherCA", "a", foreign, "not issued by this node", false},
 		{"ReplicaName", "a@gen", rw, "paired node", false},
 	}
 	for _, tc := range tests {

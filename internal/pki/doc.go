@@ -7,6 +7,10 @@
 // (a QEMU host, a backup tool), so a client verifies the server with just
 // the CA certificate and the server verifies the client the same way.
 //
+// The TLS handshake asks for a client certificate without checking it; the
+// daemon checks it (VerifyClient) before a client lists or opens anything,
+// so a client that lacks one gets an NBD error message saying so.
+//
 // The CA only says "this node issued this certificate". Who may do what is
 // not in the certificate: the catalog keeps one record per client (its
 // volumes, read-only or not, and the SHA-256 fingerprint of its

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestOpenCreatesOnceAndReloads(t *testing.T) {
@@ -173,16 +174,17 @@ func TestTLSClientAuth(t *testing.T) {
 		certs      []tls.Certificate
 		serverName string
 		roots      *x509.CertPool
-		wantOK     bool // both sides complete the handshake
-		wantVerify bool // the server has a verified client certificate
+		wantOK     bool  // both sides complete the handshake
+		wantVerify bool  // VerifyClient accepts the client
+		wantErr    error // else VerifyClient's error
 	}{
-		{"OurClient", []tls.Certificate{good}, "127.0.0.1", pool, true, true},
-		{"ByName", []tls.Certificate{good}, "localhost", pool, true, true},
-		{"NoCertificate", nil, "127.0.0.1", pool, true, false},
+		{"OurClient", []tls.Certificate{good}, "127.0.0.1", pool, true, true, nil},
+		{"ByName", []tls.Certificate{good}, "localhost", pool, true, true, nil},
+		{"NoCertificate", nil, "127.0.0.1", pool, true, false, ErrNoClientCertificate},
 		// Go's client does not even send a certificate the server's CA
 		// list does not name: the connection is one without a certificate.
-		{"OtherCA", []tls.Certificate{foreign}, "127.0.0.1", pool, true, false},
-		{"WrongServerName", []tls.Certificate{good}, "192.0.2.1", pool, false, false},
+		{"OtherCA", []tls.Certificate{foreign}, "127.0.0.1", pool, true, false, ErrNoClientCertificate},
+		{"WrongServerName", []tls.Certificate{good}, "192.0.2.1", pool, false, false, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -190,19 +192,25 @@ func TestTLSClientAuth(t *testing.T) {
 			if ok := serr == nil && cerr == nil; ok != tc.wantOK {
 				t.Fatalf("handshake ok=%v (server %v, client %v), want %v", ok, serr, cerr, tc.wantOK)
 			}
-			fp, name, ok := VerifiedClient(&cs)
-			if ok != tc.wantVerify {
-				t.Fatalf("VerifiedClient ok=%v, want %v", ok, tc.wantVerify)
+			if !tc.wantOK {
+				return
 			}
-			if ok && (fp != is.Fingerprint || name != "qemu1") {
-				t.Errorf("VerifiedClient = %s %s, want %s qemu1", fp, name, is.Fingerprint)
+			fp, name, err := ca.VerifyClient(&cs, time.Now())
+			if ok := err == nil; ok != tc.wantVerify {
+				t.Fatalf("VerifyClient: %v, want ok=%v", err, tc.wantVerify)
+			}
+			if err == nil && (fp != is.Fingerprint || name != "qemu1") {
+				t.Errorf("VerifyClient = %s %s, want %s qemu1", fp, name, is.Fingerprint)
+			}
+			if !tc.wantVerify && !errors.Is(err, tc.wantErr) {
+				t.Errorf("VerifyClient: %v, want %v", err, tc.wantErr)
 			}
 		})
 	}
 }
 
-// A client that sends a certificate of another CA anyway (GnuTLS may) fails
-// the handshake.
+// A client that sends a certificate of another CA anyway (GnuTLS does)
+// completes the handshake, and VerifyClient refuses it.
 func TestTLSForeignCertificateSent(t *testing.T) {
 	ca, err := Open(t.TempDir(), "n1")
 	if err != nil {
@@ -221,11 +229,21 @@ func TestTLSForeignCertificateSent(t *testing.T) {
 	pool.AppendCertsFromPEM(ca.CertPEM())
 	cli := &tls.Config{ServerName: "127.0.0.1", RootCAs: pool,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &foreign, nil }}
-	cs, serr, _ := handshake(t, ca.ServerConfig(scert), cli)
-	if serr == nil {
-		t.Fatal("server accepted a certificate of another CA")
+	cs, serr, cerr := handshake(t, ca.ServerConfig(scert), cli)
+	if serr != nil || cerr != nil {
+		t.Fatalf("handshake: server %v, client %v", serr, cerr)
 	}
-	if _, _, ok := VerifiedClient(&cs); ok {
-		t.Fatal("VerifiedClient ok for a certificate of another CA")
+	if _, _, err := ca.VerifyClient(&cs, time.Now()); !errors.Is(err, ErrNotOurCertificate) {
+		t.Fatalf("VerifyClient of another CA's certificate: %v, want ErrNotOurCertificate", err)
+	}
+	// Ours, but expired: refused the same way.
+	good, _ := client(t, ca, "qemu1")
+	cli.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &good, nil }
+	cs, _, _ = handshake(t, ca.ServerConfig(scert), cli)
+	if _, _, err := ca.VerifyClient(&cs, time.Now()); err != nil {
+		t.Fatalf("VerifyClient of our certificate: %v", err)
+	}
+	if _, _, err := ca.VerifyClient(&cs, time.Now().Add(leafValidity+time.Hour)); !errors.Is(err, ErrNotOurCertificate) {
+		t.Fatalf("VerifyClient of an expired certificate: %v, want ErrNotOurCertificate", err)
 	}
 }
