@@ -3,7 +3,9 @@
 package tests
 
 import (
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -127,30 +129,43 @@ func TestNBDTLS(t *testing.T) {
 		d.qemuIOTLS(t, rw, "a", "-c", "read -P 0xab 0 1M")
 	})
 
-	// A certificate of another CA, with this node's CA certificate to trust the server.
-	foreign := filepath.Join(t.TempDir(), "foreign")
-	otherCA, err := pki.Open(filepath.Join(t.TempDir(), "otherpki"), "intruder")
+	// Certificates of another CA, with this node's CA certificate to trust the server: one whose CA
+	// has another name (a client sends no certificate the server's request does not name), and one
+	// whose CA has the same name as ours (so GnuTLS sends it, and the daemon refuses it).
+	caPEM := readFile(t, filepath.Join(rw, "ca-cert.pem"))
+	block, _ := pem.Decode(caPEM)
+	ourCA, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyPEM, pubPEM, err := pki.NewClientKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	is, err := otherCA.IssueClient("host2", pubPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.MkdirAll(foreign, 0o700)
-	for name, data := range map[string][]byte{"ca-cert.pem": readFile(t, filepath.Join(rw, "ca-cert.pem")), "client-cert.pem": is.CertPEM, "client-key.pem": keyPEM} {
-		if err := os.WriteFile(filepath.Join(foreign, name), data, 0o600); err != nil {
+	foreignDir := func(label string) string {
+		dir := filepath.Join(t.TempDir(), "foreign")
+		otherCA, err := pki.Open(filepath.Join(t.TempDir(), "otherpki"), label)
+		if err != nil {
 			t.Fatal(err)
 		}
+		keyPEM, pubPEM, err := pki.NewClientKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		is, err := otherCA.IssueClient("host2", pubPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.MkdirAll(dir, 0o700)
+		for name, data := range map[string][]byte{"ca-cert.pem": caPEM, "client-cert.pem": is.CertPEM, "client-key.pem": keyPEM} {
+			if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
 	}
+	foreign := foreignDir("intruder")
+	twin := foreignDir(strings.TrimPrefix(ourCA.Subject.CommonName, "extrasphere NBD client CA of "))
 	// Only the CA: TLS without a client certificate.
 	caOnly := filepath.Join(t.TempDir(), "caonly")
 	os.MkdirAll(caOnly, 0o700)
-	os.WriteFile(filepath.Join(caOnly, "ca-cert.pem"), readFile(t, filepath.Join(rw, "ca-cert.pem")), 0o644)
+	os.WriteFile(filepath.Join(caOnly, "ca-cert.pem"), caPEM, 0o644)
 
 	// libnbd tools print the server's message only in debug output: LIBNBD_DEBUG=1.
 	nbdinfo := func(a ...string) []string { return append([]string{"env", "LIBNBD_DEBUG=1", "nbdinfo"}, a...) }
@@ -166,7 +181,8 @@ func TestNBDTLS(t *testing.T) {
 		{"NoCertificateList", nbdinfo("--list", d.TLSURI("", caOnly)), "no client certificate"},
 		{"NoCertificateQemu", []string{"qemu-io", "--object", "tls-creds-x509,id=tls0,dir=" + caOnly + ",endpoint=client,verify-peer=on",
 			"--image-opts", "-c", "read 0 4k", d.qemuTLSOpts("a")}, "no client certificate"},
-		{"OtherCA", nbdinfo(d.TLSURI("a", foreign)), "not issued by this node"},
+		{"OtherCA", nbdinfo(d.TLSURI("a", foreign)), "no client certificate issued by this node"},
+		{"OtherCASameName", nbdinfo(d.TLSURI("a", twin)), "not issued by this node's NBD client CA"},
 		// QEMU checks its own certificate against the CA file first and refuses to connect.
 		{"OtherCAQemu", []string{"qemu-io", "--object", qemuTLSObject(foreign), "--image-opts", "-c", "read 0 4k", d.qemuTLSOpts("a")}, "failed validation"},
 		{"Revoked", nbdinfo(d.TLSURI("a", gone)), "revoked"},

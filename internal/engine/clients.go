@@ -162,7 +162,9 @@ func (e *Engine) nbdClient(cs *tls.ConnectionState) (catalog.Client, error) {
 	fp, cn, err := ca.VerifyClient(cs, time.Now())
 	switch {
 	case errors.Is(err, pki.ErrNoClientCertificate):
-		return catalog.Client{}, errors.New("no client certificate: " + noCertHint)
+		// A client holding only another CA's certificate sends none: the
+		// certificate request names this node's CA.
+		return catalog.Client{}, errors.New("no client certificate issued by this node: " + noCertHint)
 	case err != nil:
 		return catalog.Client{}, fmt.Errorf("%v: this node accepts only the certificates it issued: "+
 			"ask the node's admin for one (`extrasphere client add NAME --volumes VOLUME --out DIR` on the node), "+
