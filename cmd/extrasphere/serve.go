@@ -32,9 +32,11 @@ const (
 )
 
 type serveOptions struct {
-	nbdAddr     string
-	nbdSocket   string
-	nodeAddr    string
+	nbdAddr   string
+	nbdSocket string
+	nodeAddr  string
+
+	// The NBD door (serve_nbd.go).
 	nbdInsecure bool   // plain NBD on the (loopback) TCP address too
 	socketGroup string // group of the unix sockets
 }
@@ -46,12 +48,14 @@ func newServeCmd(g *globals) *cobra.Command {
 		Short: "Run the daemon: serve every volume over NBD and the API",
 		Long: `Run the daemon. It opens every datastore and volume of the data directory,
 serves each volume as an NBD export on the unix socket (and on TCP unless
---nbd ""), and serves the API. NBD over TCP requires TLS with a client
-certificate this node issued (extrasphere client add); plain TCP only with
---nbd-insecure on a loopback address. The unix socket is mode 0660: its
-owner and --socket-group may use every volume. SIGTERM or SIGINT drains the NBD connections,
+--nbd ""), and serves the API. SIGTERM or SIGINT drains the NBD connections,
 flushes every volume and exits 0; clients with a reconnect delay resume on
-the next daemon.`,
+the next daemon.
+
+NBD over TCP requires TLS with a client certificate this node issued
+(extrasphere client add); plain TCP only with --nbd-insecure, on a loopback
+address. The unix sockets are mode 0660: their owner and the --socket-group
+may use every volume.`,
 		Example: `  extrasphere serve --data /var/lib/extrasphere
   extrasphere serve --data ./extrasphere-data --nbd "" --api tcp:127.0.0.1:8080`,
 		Args: noArgs,
