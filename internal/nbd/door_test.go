@@ -1,8 +1,10 @@
 package nbd
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -140,5 +142,52 @@ func TestRefusalLogBounded(t *testing.T) {
 	// Once the entries expire, new addresses are logged again.
 	if !r.allow("late", now.Add(refusalLogInterval)) {
 		t.Fatal("a new address after expiry was not logged")
+	}
+}
+
+// dialRawTCP is dialRaw on the door server's TCP listener.
+func dialRawTCP(t *testing.T, addr string) *rawConn {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.SetDeadline(time.Now().Add(20 * time.Second))
+	t.Cleanup(func() { nc.Close() })
+	r := &rawConn{t: t, nc: nc, br: bufio.NewReader(nc)}
+	var hello [18]byte
+	r.read(hello[:])
+	r.clientFlags(cflagFixedNew | cflagNoZeroes)
+	return r
+}
+
+// Before STARTTLS on a port that requires it, every option but STARTTLS and
+// ABORT gets NBD_REP_ERR_TLS_REQD with the hint, and the connection stays
+// in step; NBD_OPT_EXPORT_NAME, which has no error reply, closes it.
+func TestDoorRawBeforeTLS(t *testing.T) {
+	f := startDoorServer(t)
+	r := dialRawTCP(t, f.tcp)
+	metaReq := append(binary.BigEndian.AppendUint32(nil, 1), 'd') // export "d"
+	metaReq = binary.BigEndian.AppendUint32(metaReq, 0)           // no queries
+	for _, o := range []struct {
+		opt  uint32
+		data []byte
+	}{
+		{optList, nil},
+		{optInfo, goPayload("d")},
+		{optGo, goPayload("d")},
+		{optStructuredReply, nil},
+		{optListMetaContext, metaReq},
+		{99, nil}, // unknown: still TLS first
+	} {
+		r.option(o.opt, o.data)
+		typ, msg := r.optReply(o.opt)
+		if typ != repErrTLSReqd || !strings.Contains(string(msg), doorHint) {
+			t.Fatalf("option %d before TLS: reply %#x %q, want NBD_REP_ERR_TLS_REQD with the hint", o.opt, typ, msg)
+		}
+	}
+	r.option(optExportName, []byte("d"))
+	if !r.closed() {
+		t.Fatal("NBD_OPT_EXPORT_NAME before TLS did not close the connection")
 	}
 }
