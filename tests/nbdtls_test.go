@@ -126,6 +126,13 @@ func TestNBDTLS(t *testing.T) {
 		if !strings.Contains(strings.ToLower(out), "read-only") && !strings.Contains(out, "Permission denied") {
 			t.Errorf("qemu-io write as a read-only client: want a read-only or permission error:\n%s", out)
 		}
+		// With strict mode off libnbd sends the write anyway: the server answers EPERM.
+		code, out = runStatus(t, "nbdsh", "-c", "h.set_uri_allow_local_file(True)",
+			"-c", fmt.Sprintf("h.connect_uri(%q)", d.TLSURI("a", ro)), "-c", "h.set_strict_mode(0)",
+			"-c", `h.pwrite(b"\xcd" * 4096, 0)`)
+		if code == 0 || !strings.Contains(out, "Operation not permitted") {
+			t.Errorf("a write sent by a read-only client: exit %d, want EPERM (Operation not permitted):\n%s", code, out)
+		}
 		d.qemuIOTLS(t, rw, "a", "-c", "read -P 0xab 0 1M")
 	})
 
