@@ -10,6 +10,11 @@
 #   write-1m-qd8        1 MiB sequential writes, iodepth 8
 #   randwrite-4k-qd1-fsync  4 KiB random writes, iodepth 1, NBD FLUSH after every write (--fsync=1)
 #
+# Then the TLS rows: the same fio jobs over TCP on 127.0.0.1, Extrasphere with TLS (its client CA, a
+# certificate from `extrasphere client add`) against qemu-nbd serving the same file with the same
+# certificates (--object tls-creds-x509,dir=<the daemon's pki dir>,endpoint=server --tls-creds), and
+# both again over plain TCP (the daemon with --nbd-insecure), to show what TLS costs.
+#
 # Then the Extrasphere daemon's RSS (VmRSS/VmHWM) is measured on a fresh daemon: right after start,
 # with 10 volumes each holding one idle NBD connection, and with fio writing to all 10 at once.
 #
@@ -25,6 +30,7 @@
 #   EXTRASPHERE_BIN=bin/extrasphere
 #   EXTRASPHERE_SKIP=1  run the peers only (no Extrasphere columns, no RSS section)
 #   KEEP=1            keep bench/out/work (the data files) afterwards
+#   TLS_SKIP=1        no TLS rows
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -36,12 +42,13 @@ RAMP=${RAMP:-2}
 CACHE=${CACHE:-writeback}
 BIN=${EXTRASPHERE_BIN:-$ROOT/bin/extrasphere}
 SKIP_ES=${EXTRASPHERE_SKIP:-0}
+TLS_SKIP=${TLS_SKIP:-0}
 PY=/usr/bin/python3 # python3-libnbd lives there; another python3 may come first on PATH
 
 die() { echo "bench/nbd.sh: $*" >&2; exit 1; }
 log() { echo "bench/nbd.sh: $*" >&2; }
 
-for tool in fio qemu-nbd nbdkit nbdcopy nbdinfo "$PY"; do
+for tool in fio qemu-nbd nbdkit nbdcopy nbdinfo setpriv "$PY"; do
   command -v "$tool" >/dev/null || die "$tool is missing: run make deps"
 done
 if [[ "$SKIP_ES" != 1 ]]; then
@@ -82,10 +89,16 @@ wait_for_socket() { # PATH [PID]
 # es CMD...: the Extrasphere CLI against the daemon whose data dir is $ES_DATA.
 es() { EXTRASPHERE_DATA="$ES_DATA" EXTRASPHERE_API="unix:$ES_DATA/api.sock" "$BIN" "$@"; }
 
-start_extrasphere() { # DATA LOGFILE -> sets ES_PID
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+start_extrasphere() { # DATA LOGFILE [NBD_TCP_ADDR] -> sets ES_PID
   ES_DATA=$1
   mkdir -p "$ES_DATA"
-  "$BIN" serve --data "$ES_DATA" --nbd "" --nbd-socket "$ES_DATA/nbd.sock" --api "unix:$ES_DATA/api.sock" \
+  # With an address, NBD over TCP on it with TLS, and plain too (--nbd-insecure, loopback only), so
+  # the TLS rows can show what TLS costs on one listener.
+  local tcp=(--nbd "")
+  [[ -n "${3-}" ]] && tcp=(--nbd "$3" --nbd-insecure)
+  "$BIN" serve --data "$ES_DATA" "${tcp[@]}" --nbd-socket "$ES_DATA/nbd.sock" --api "unix:$ES_DATA/api.sock" \
     >"$2" 2>&1 &
   ES_PID=$!
   PIDS+=("$ES_PID")
@@ -123,7 +136,8 @@ PIDS+=("$(cat "$WORK/nbdkit.pid")")
 URI[nbdkit]="nbd+unix:///?socket=$WORK/nbdkit.sock"
 
 if [[ "$SKIP_ES" != 1 ]]; then
-  start_extrasphere "$WORK/es-data" "$OUT/extrasphere.log"
+  ES_PORT=$(free_port)
+  start_extrasphere "$WORK/es-data" "$OUT/extrasphere.log" "127.0.0.1:$ES_PORT"
   es volume create bench --size "$SIZE" >/dev/null || die "extrasphere volume create bench failed"
   SERVERS+=(extrasphere)
   URI[extrasphere]="nbd+unix:///bench?socket=$ES_DATA/nbd.sock"
@@ -157,6 +171,55 @@ for w in "${WORKLOADS[@]}"; do
       die "fio $w on $s failed (see $OUT/fio/$w.$s.json)"
   done
 done
+
+# --- TLS over TCP: the same fio jobs, Extrasphere vs qemu-nbd with the same certificates ------------
+TLS_SERVERS=()
+if [[ "$SKIP_ES" != 1 && "$TLS_SKIP" != 1 ]]; then
+  CERTS="$WORK/certs"
+  es client add bench --volumes bench --out "$CERTS" >/dev/null || die "extrasphere client add failed"
+  # fio's libnbd refuses tls-certificates= in a URI ("local file access is not allowed"), so it
+  # reads the certificates from its default directory, $HOME/.pki/libnbd; as root libnbd ignores
+  # $HOME (it uses /etc/pki/libnbd), so fio then runs as nobody.
+  TLS_HOME="$WORK/tls-home"
+  mkdir -p "$TLS_HOME/.pki"
+  cp -r "$CERTS" "$TLS_HOME/.pki/libnbd"
+  FIO_TLS=(env HOME="$TLS_HOME" fio)
+  if [[ $(id -u) == 0 ]]; then
+    chown -R nobody:nogroup "$TLS_HOME"
+    FIO_TLS=(env HOME="$TLS_HOME" setpriv --reuid=nobody --regid=nogroup --clear-groups fio)
+  fi
+  # qemu-nbd serves the file it served on the unix socket, twice (TLS and plain TCP, one port each),
+  # with the daemon's CA and server certificate (its pki directory is QEMU's endpoint=server layout);
+  # image locking is off so two processes may open the file; they are never used at once.
+  QT_PORT=$(free_port)
+  QP_PORT=$(free_port)
+  qemu_img_opts="driver=raw,file.driver=file,file.filename=$WORK/qemu-nbd.raw,file.locking=off"
+  qemu-nbd --image-opts --persistent --fork --pid-file="$WORK/qemu-nbd-tls.pid" -b 127.0.0.1 -p "$QT_PORT" \
+    --object "tls-creds-x509,id=tls0,dir=$ES_DATA/pki,endpoint=server" --tls-creds tls0 \
+    "${QEMU_CACHE[@]}" -e 8 --discard=unmap "$qemu_img_opts" 2>"$OUT/qemu-nbd-tls.log" ||
+    die "qemu-nbd with TLS failed: see $OUT/qemu-nbd-tls.log"
+  PIDS+=("$(cat "$WORK/qemu-nbd-tls.pid")")
+  qemu-nbd --image-opts --persistent --fork --pid-file="$WORK/qemu-nbd-tcp.pid" -b 127.0.0.1 -p "$QP_PORT" \
+    "${QEMU_CACHE[@]}" -e 8 --discard=unmap "$qemu_img_opts" 2>"$OUT/qemu-nbd-tcp.log" ||
+    die "qemu-nbd on TCP failed: see $OUT/qemu-nbd-tcp.log"
+  PIDS+=("$(cat "$WORK/qemu-nbd-tcp.pid")")
+  TLS_SERVERS=(extrasphere-tls qemu-nbd-tls extrasphere-tcp qemu-nbd-tcp)
+  URI[extrasphere-tls]="nbds://127.0.0.1:$ES_PORT/bench"
+  URI[qemu-nbd-tls]="nbds://127.0.0.1:$QT_PORT/"
+  URI[extrasphere-tcp]="nbd://127.0.0.1:$ES_PORT/bench"
+  URI[qemu-nbd-tcp]="nbd://127.0.0.1:$QP_PORT/"
+  for w in "${WORKLOADS[@]}"; do
+    for s in "${TLS_SERVERS[@]}"; do
+      log "$w on $s"
+      # shellcheck disable=SC2046
+      "${FIO_TLS[@]}" --name="$w" --ioengine=nbd --uri="${URI[$s]}" $(fio_args "$w") \
+        --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" --randrepeat=1 \
+        --output-format=json >"$OUT/fio/$w.$s.json" ||
+        die "fio $w on $s failed (see $OUT/fio/$w.$s.json)"
+    done
+  done
+  stop_pids "$(cat "$WORK/qemu-nbd-tls.pid")" "$(cat "$WORK/qemu-nbd-tcp.pid")"
+fi
 
 # --- Extrasphere RSS ----------------------------------------------------------------------------------
 rss_json="$OUT/rss.json"
@@ -213,4 +276,5 @@ fi
   echo "host: $(nproc) CPUs, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/env.txt"
 "$PY" "$ROOT/bench/report.py" --out "$OUT" --size "$SIZE" --cache "$CACHE" --runtime "$RUNTIME" \
-  --ramp "$RAMP" --servers "${SERVERS[*]}" --workloads "${WORKLOADS[*]}" | tee "$OUT/results.md"
+  --ramp "$RAMP" --servers "${SERVERS[*]}" --workloads "${WORKLOADS[*]}" --tls-servers "${TLS_SERVERS[*]}" |
+  tee "$OUT/results.md"

@@ -52,6 +52,37 @@ def ratio(a, b):
     return f"{a['iops'] / b['iops']:.2f}x"
 
 
+def tls_section(out_dir, servers, workloads):
+    """The TLS rows: fio over TCP on 127.0.0.1 per server, with the ratio Extrasphere-TLS/qemu-nbd-TLS
+    and, for the cost of TLS, TLS/plain TCP of each server."""
+    if not servers:
+        return []
+    res = {}
+    for w in workloads:
+        for s in servers:
+            res[(w, s)] = summarize(load(os.path.join(out_dir, "fio", f"{w}.{s}.json")))
+    out = ["", "### NBD over TCP (127.0.0.1): TLS and plain, same fio jobs", "",
+           "- the same certificates for both servers: the daemon's CA and server certificate, a client "
+           "certificate from `extrasphere client add`; the daemon runs with --nbd-insecure so one "
+           "listener serves both the TLS and the plain rows", ""]
+    head = ["workload"]
+    for s in servers:
+        head += [f"{s} IOPS", f"{s} p99 µs"]
+    head += ["ES-TLS/qemu-nbd-TLS", "ES TLS/plain", "qemu-nbd TLS/plain"]
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|" + "|".join(["---"] + ["--:"] * (len(head) - 1)) + "|")
+    for w in workloads:
+        row = [w]
+        for s in servers:
+            r = res[(w, s)]
+            row += [fmt_iops(r["iops"]), f"{r['p99_us']:.0f}"]
+        g = lambda s: res.get((w, s))
+        row += [ratio(g("extrasphere-tls"), g("qemu-nbd-tls")), ratio(g("extrasphere-tls"), g("extrasphere-tcp")),
+                ratio(g("qemu-nbd-tls"), g("qemu-nbd-tcp"))]
+        out.append("| " + " | ".join(row) + " |")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True)
@@ -61,6 +92,7 @@ def main():
     ap.add_argument("--ramp", required=True)
     ap.add_argument("--servers", required=True)
     ap.add_argument("--workloads", required=True)
+    ap.add_argument("--tls-servers", default="")
     a = ap.parse_args()
     servers = a.servers.split()
     workloads = a.workloads.split()
@@ -97,6 +129,8 @@ def main():
             es = res[(w, "extrasphere")]
             row += [ratio(es, res.get((w, "qemu-nbd"))), ratio(es, res.get((w, "nbdkit")))]
         out.append("| " + " | ".join(row) + " |")
+
+    out.extend(tls_section(a.out, a.tls_servers.split(), workloads))
 
     rss = os.path.join(a.out, "rss.json")
     if os.path.exists(rss):

@@ -5,7 +5,9 @@
 # Ctrl-C stops it cleanly and its exit status is the script's. A detached helper waits for the API,
 # creates the volume "demo" (1G, sparse) if it does not exist, and prints its nbdinfo and how to attach
 # it. The NBD TCP address is EXTRASPHERE_NBD (default 127.0.0.1:10809; "" serves the unix socket only);
-# further `serve` flags can be given in EXTRASPHERE_SERVE_FLAGS.
+# NBD over TCP requires TLS and a client certificate, so the helper also makes one for the demo volume
+# (client "demo", in DATA_DIR/demo-certs) and prints the nbds:// URI that uses it. Further `serve` flags
+# can be given in EXTRASPHERE_SERVE_FLAGS.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,12 +32,23 @@ announce() {
   if ! "$BIN" volume show demo >/dev/null 2>&1; then
     "$BIN" volume create demo --size 1G >/dev/null || { echo "run.sh: could not create volume demo" >&2; return 0; }
   fi
-  local uri="nbd+unix:///demo?socket=$SOCK"
+  local uri="nbd+unix:///demo?socket=$SOCK" tcp=""
+  if [[ -n "$NBD_TCP" ]]; then
+    local certs="$DATA/demo-certs"
+    if [[ ! -e "$certs/client-cert.pem" ]]; then
+      "$BIN" client add demo --volumes demo --out "$certs" >/dev/null ||
+        echo "run.sh: could not make the demo client certificate" >&2
+    fi
+    tcp="
+==> Over TCP (TLS, client certificate in $certs):
+    nbdinfo 'nbds://$NBD_TCP/demo?tls-certificates=$certs'
+    $BIN attach demo --tcp --qemu --tls-dir $certs"
+  fi
   cat <<EOF
 
 ==> Extrasphere is serving $DATA  (Ctrl-C stops it)
-==> Volume demo: $uri${NBD_TCP:+   (TCP: nbd://$NBD_TCP/demo)}
-$(nbdinfo "$uri" 2>&1 | sed 's/^/    /')
+==> Volume demo: $uri
+$(nbdinfo "$uri" 2>&1 | sed 's/^/    /')$tcp
 ==> Attach it to QEMU (add these arguments; --libvirt prints the <disk> XML):
 $("$BIN" attach demo --qemu 2>&1 | sed 's/^/    /')
 ==> Use the CLI from another shell:

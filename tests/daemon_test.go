@@ -36,6 +36,7 @@ type daemon struct {
 	host     string // the address it listens on (default 127.0.0.1)
 	nodePort int    // --node host:nodePort when > 0 (paired nodes, mirrors)
 	netns    string // run inside this network namespace (ip netns exec) when set
+	insecure bool   // --nbd-insecure: plain NBD on TCP too (loopback hosts without daemonOpts.TLS)
 }
 
 // daemonOpts start a daemon on another address, with a node port, or in a network namespace.
@@ -44,6 +45,11 @@ type daemonOpts struct {
 	Host  string // listen address (default 127.0.0.1)
 	NetNS string // network namespace to run in
 	Name  string // node name for `node init` (default "node")
+	// TLS keeps the default door: NBD over TCP requires TLS and a client certificate. Without
+	// it a daemon on a loopback host runs with --nbd-insecure, so plain nbd:// clients
+	// (TCPURI) work; one on another address always requires TLS (the daemon refuses plain
+	// TCP there).
+	TLS bool
 }
 
 // startDaemon starts a daemon on a fresh data dir. It is killed when the test ends, and its log is
@@ -67,6 +73,9 @@ func startDaemonOpts(t *testing.T, o daemonOpts) *daemon {
 	}
 	if d.host == "" {
 		d.host = "127.0.0.1"
+	}
+	if ip := net.ParseIP(d.host); !o.TLS && ip != nil && ip.IsLoopback() {
+		d.insecure = true
 	}
 	if o.Node {
 		d.nodePort = freePort(t)
@@ -116,8 +125,14 @@ func (d *daemon) UnixURI(vol string) string {
 	return "nbd+unix:///" + vol + "?socket=" + d.nbdSock()
 }
 
-// TCPURI is the export's NBD URI on TCP.
+// TCPURI is the export's plain NBD URI on TCP (daemons with --nbd-insecure).
 func (d *daemon) TCPURI(vol string) string { return "nbd://" + d.tcpAddr() + "/" + vol }
+
+// TLSURI is the export's nbds:// URI with libnbd's tls-certificates= naming certDir (the
+// directory `client add --out` wrote).
+func (d *daemon) TLSURI(vol, certDir string) string {
+	return "nbds://" + d.tcpAddr() + "/" + vol + "?tls-certificates=" + certDir
+}
 
 // URIs are both of the export's URIs, unix first.
 func (d *daemon) URIs(vol string) []string { return []string{d.UnixURI(vol), d.TCPURI(vol)} }
@@ -137,6 +152,9 @@ func (d *daemon) start() {
 	args := []string{esBin, "serve", "--data", d.dir, "--nbd", d.tcpAddr(), "--nbd-socket", d.nbdSock(), "--api", d.apiAddr()}
 	if d.nodePort > 0 {
 		args = append(args, "--node", d.nodeAddr())
+	}
+	if d.insecure {
+		args = append(args, "--nbd-insecure")
 	}
 	if d.netns != "" {
 		args = append([]string{"ip", "netns", "exec", d.netns}, args...)

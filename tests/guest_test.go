@@ -108,8 +108,8 @@ func guestPattern(t *testing.T) []byte {
 
 // bootGuest boots the TCG guest with es.test=test and the given -blockdev as its virtio disk, and
 // returns its serial console. QEMU must exit 0 (the guest powered off) and the guest must not report
-// an error.
-func bootGuest(t *testing.T, kernel, initrd, test, blockdev string) string {
+// an error. extra are more QEMU arguments (a TLS -object).
+func bootGuest(t *testing.T, kernel, initrd, test, blockdev string, extra ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), guestTimeout)
 	defer cancel()
@@ -118,6 +118,7 @@ func bootGuest(t *testing.T, kernel, initrd, test, blockdev string) string {
 		"-kernel", kernel, "-initrd", initrd,
 		"-append", "console=ttyS0 quiet panic=-1 es.test=" + test,
 		"-blockdev", blockdev, "-device", "virtio-blk-pci,drive=disk0"}
+	args = append(args, extra...)
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
 	cmd.WaitDelay = 5 * time.Second
 	var out bytes.Buffer

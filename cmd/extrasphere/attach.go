@@ -2,12 +2,16 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
+
+	"github.com/extrasphere/extrasphere/internal/engine"
 )
 
 func newAttachCmd(g *globals) *cobra.Command {
 	var qemu, libvirt, tcp bool
+	var tlsDir string
 	c := &cobra.Command{
 		Use:   "attach NAME --qemu|--libvirt [--tcp]",
 		Short: "Print what attaches a volume to a VM",
@@ -18,9 +22,16 @@ daemon restart pauses guest I/O instead of failing it.
 
 --qemu prints the -blockdev/-device arguments on the first line and a -drive
 alternative, commented out, on the second. --libvirt uses target dev 'vda':
-change it if the domain already has a disk there.`,
+change it if the domain already has a disk there.
+
+Over TCP the daemon requires TLS with a client certificate (unless it runs
+with --nbd-insecure): make one with "extrasphere client add NAME --volumes
+VOLUME --out DIR" and pass --tls-dir DIR (default /etc/pki/qemu, where
+libvirt reads them). --qemu then starts with a tls-creds-x509 object the
+disk names with tls-creds; --libvirt sets tls='yes'.`,
 		Example: `  extrasphere attach vm1-disk0 --qemu
-  virsh attach-device vm1 <(extrasphere attach vm1-disk0 --libvirt) --persistent`,
+  virsh attach-device vm1 <(extrasphere attach vm1-disk0 --libvirt) --persistent
+  extrasphere attach vm1-disk0 --tcp --qemu --tls-dir /etc/extrasphere/host2-certs`,
 		Args: exactArgs("NAME"),
 		RunE: func(c *cobra.Command, args []string) error {
 			if qemu == libvirt {
@@ -34,7 +45,15 @@ change it if the domain already has a disk there.`,
 			if err != nil {
 				return err
 			}
-			text, err := cl.Attach(c.Context(), args[0], kind, tcp)
+			if tlsDir != "" {
+				if !tcp {
+					return usagef(c.CommandPath(), "--tls-dir goes with --tcp (the unix socket needs no certificates)")
+				}
+				if tlsDir, err = filepath.Abs(tlsDir); err != nil {
+					return err
+				}
+			}
+			text, err := cl.AttachTLS(c.Context(), args[0], kind, tcp, tlsDir)
 			if err != nil {
 				return err
 			}
@@ -48,6 +67,7 @@ change it if the domain already has a disk there.`,
 	f := c.Flags()
 	f.BoolVar(&qemu, "qemu", false, "print QEMU -blockdev arguments")
 	f.BoolVar(&libvirt, "libvirt", false, "print a libvirt <disk> element")
-	f.BoolVar(&tcp, "tcp", false, "attach over TCP instead of the unix socket")
+	f.BoolVar(&tcp, "tcp", false, "attach over TCP (TLS) instead of the unix socket")
+	f.StringVar(&tlsDir, "tls-dir", "", "with --tcp: the client's certificate directory (default "+engine.DefaultTLSDir+")")
 	return c
 }

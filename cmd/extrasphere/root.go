@@ -61,7 +61,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newCloneCmd(g), newPromoteCmd(g), newMigrateCmd(g), newCBTCmd(g),
 		newRepoCmd(g), newBackupCmd(g), newRestoreCmd(g),
 		newAttachCmd(g), newVersionCmd(g),
-		newNodeCmd(g), newMirrorCmd(g), newFailoverCmd(g), newFailbackCmd(g))
+		newNodeCmd(g), newMirrorCmd(g), newFailoverCmd(g), newFailbackCmd(g), newClientCmd(g))
 	return root
 }
 

@@ -35,6 +35,10 @@ type serveOptions struct {
 	nbdAddr   string
 	nbdSocket string
 	nodeAddr  string
+
+	// The NBD door (serve_nbd.go).
+	nbdInsecure bool   // plain NBD on the (loopback) TCP address too
+	socketGroup string // group of the unix sockets
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -46,7 +50,12 @@ func newServeCmd(g *globals) *cobra.Command {
 serves each volume as an NBD export on the unix socket (and on TCP unless
 --nbd ""), and serves the API. SIGTERM or SIGINT drains the NBD connections,
 flushes every volume and exits 0; clients with a reconnect delay resume on
-the next daemon.`,
+the next daemon.
+
+NBD over TCP requires TLS with a client certificate this node issued
+(extrasphere client add); plain TCP only with --nbd-insecure, on a loopback
+address. The unix sockets are mode 0660: their owner and the --socket-group
+may use every volume.`,
 		Example: `  extrasphere serve --data /var/lib/extrasphere
   extrasphere serve --data ./extrasphere-data --nbd "" --api tcp:127.0.0.1:8080`,
 		Args: noArgs,
@@ -59,7 +68,9 @@ the next daemon.`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&o.nbdAddr, "nbd", "127.0.0.1:10809", `NBD TCP listen address ("" disables TCP)`)
+	f.StringVar(&o.nbdAddr, "nbd", "127.0.0.1:10809", `NBD TCP listen address, TLS with client certificates ("" disables TCP)`)
+	f.BoolVar(&o.nbdInsecure, "nbd-insecure", false, "also accept plain NBD (no TLS, every volume) on --nbd; loopback addresses only")
+	f.StringVar(&o.socketGroup, "socket-group", "", "group (name or id) of the unix sockets, whose members may use them")
 	f.StringVar(&o.nbdSocket, "nbd-socket", "", "NBD unix socket (default DATA/nbd.sock)")
 	f.StringVar(&o.nodeAddr, "node", "", `node port for paired nodes (mirrors, failover), e.g. 0.0.0.0:10810 ("" disables it)`)
 	return c
@@ -86,6 +97,9 @@ func serve(ctx context.Context, g *globals, o serveOptions, apiAddr string) erro
 	if err != nil {
 		return err
 	}
+	if err := checkNBDInsecure(o.nbdAddr, o.nbdInsecure); err != nil {
+		return err
+	}
 
 	// The engine first: its catalog lock keeps a second daemon on the
 	// same data dir from touching our sockets.
@@ -95,8 +109,12 @@ func serve(ctx context.Context, g *globals, o serveOptions, apiAddr string) erro
 	if err != nil {
 		return err
 	}
+	ca, nbdCert, err := openClientCA(data, o.nbdAddr, ns)
+	if err != nil {
+		return err
+	}
 	eng, err := engine.Open(ctx, engine.Config{DataDir: data, Logger: log, NBDSocket: sock, NBDAddr: o.nbdAddr,
-		Failpoints: fps, Node: ns})
+		NBDInsecure: o.nbdInsecure, ClientCA: ca, Failpoints: fps, Node: ns})
 	if err != nil {
 		return err
 	}
@@ -118,6 +136,9 @@ func serve(ctx context.Context, g *globals, o serveOptions, apiAddr string) erro
 		return fmt.Errorf("nbd socket: %w", err)
 	}
 	lns = append(lns, unixLn)
+	if err := chownGroup(sock, o.socketGroup); err != nil {
+		return err
+	}
 	var tcpLn net.Listener
 	if o.nbdAddr != "" {
 		if tcpLn, err = net.Listen("tcp", o.nbdAddr); err != nil {
@@ -138,6 +159,11 @@ func serve(ctx context.Context, g *globals, o serveOptions, apiAddr string) erro
 		return fmt.Errorf("api %s: %w", apiAddr, err)
 	}
 	lns = append(lns, apiLn)
+	if apiNet == "unix" {
+		if err := chownGroup(apiPath, o.socketGroup); err != nil {
+			return err
+		}
+	}
 
 	var nodeLn net.Listener
 	if o.nodeAddr != "" {
@@ -147,9 +173,10 @@ func serve(ctx context.Context, g *globals, o serveOptions, apiAddr string) erro
 		lns = append(lns, nodeLn)
 	}
 
-	// STARTTLS is offered with this node's certificate: paired nodes
-	// open replica streams over it (the engine checks who they are).
-	srv := nbd.NewServer(eng, nbd.Options{Logger: log, TLS: ns.ServerTLS()})
+	// STARTTLS is offered with the client CA's server certificate (and
+	// the node's to paired nodes' replica streams, serve_nbd.go); TCP
+	// requires it unless --nbd-insecure.
+	srv := nbd.NewServer(eng, nbd.Options{Logger: log, TLS: nbdServerTLS(ca, nbdCert, ns), Door: nbdDoor(eng, o.nbdInsecure)})
 	errc := make(chan error, 4)
 	go func() { errc <- srv.Serve(unixLn) }()
 	if tcpLn != nil {
@@ -163,7 +190,7 @@ func serve(ctx context.Context, g *globals, o serveOptions, apiAddr string) erro
 		ps = &http.Server{Handler: ns.Handler(api.NewPeerHandler(eng, log)), ReadHeaderTimeout: 10 * time.Second}
 		go func() { errc <- ps.Serve(tls.NewListener(nodeLn, ns.ServerTLS())) }()
 	}
-	log.Info("extrasphere serving", "version", version, "data", data, "nbd_socket", sock, "nbd_tcp", o.nbdAddr,
+	log.Info("extrasphere serving", "version", version, "data", data, "nbd_socket", sock, "nbd_tcp", o.nbdAddr, "nbd_insecure", o.nbdInsecure,
 		"api", apiAddr, "node", o.nodeAddr, "volumes", len(eng.ListExports(ctx)), "startup", time.Since(start).Round(time.Millisecond))
 
 	var serveErr error

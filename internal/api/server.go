@@ -86,6 +86,7 @@ func NewHandler(eng *engine.Engine, opts Options) http.Handler {
 	mux.HandleFunc("POST /v1/node/pair", s.pairNode)
 	mux.HandleFunc("GET /v1/node/peers", s.listNodePeers)
 	mux.HandleFunc("DELETE /v1/node/peers/{name}", s.unpairNode)
+	s.registerClientRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, ErrorBody{Error: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), Code: CodeNotFound})
 	})

@@ -108,7 +108,7 @@ func (s *server) attach(w http.ResponseWriter, r *http.Request) {
 	if kind == "" {
 		kind = engine.AttachQEMU
 	}
-	text, err := s.eng.Attach(r.Context(), r.PathValue("name"), kind, tcp)
+	text, err := s.eng.AttachTLS(r.Context(), r.PathValue("name"), kind, tcp, r.URL.Query().Get("tls_dir"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return

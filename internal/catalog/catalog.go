@@ -16,11 +16,17 @@
 //	datastores  <name>   -> JSON {"path","uuid","added"}
 //	jobs        <id as 8 bytes big-endian> -> JSON Job (see jobs.go);
 //	            the bucket's sequence is the last job ID issued
+//	nbd_clients <name> -> JSON Client (see clients.go)
 //
 // Job records are history, not state: losing them loses only the job
 // list (the engine recovers interrupted operations from the datastores).
 // An older build that knows no "jobs" bucket ignores it, so adding it did
 // not change Format.
+//
+// NBD client records are the one thing here that no datastore can give
+// back: they are who may open which volume over TCP. Losing them locks
+// every TCP client out (it fails closed); add the clients again with
+// `extrasphere client add`.
 package catalog
 
 import (
@@ -54,6 +60,9 @@ var (
 	ErrFormat = errors.New("unknown catalog format")
 	// ErrNotFound: no datastore of that name in the catalog.
 	ErrNotFound = errors.New("not in the catalog")
+	// ErrExists: a record of that name is already in the catalog
+	// (AddClient).
+	ErrExists = errors.New("already in the catalog")
 )
 
 // Datastore is one datastore record.

@@ -20,11 +20,32 @@ const (
 	AttachLibvirt = "libvirt"
 )
 
+// DefaultTLSDir is where the TLS attach snippets look for a client's
+// certificates when no directory is given: libvirt's default
+// nbd_tls_x509_cert_dir (qemu.conf), which holds ca-cert.pem,
+// client-cert.pem and client-key.pem.
+const DefaultTLSDir = "/etc/pki/qemu"
+
+// tlsCredsID is the QEMU object id of the TLS credentials in the QEMU
+// snippet; one object serves every disk of a VM.
+const tlsCredsID = "es-tls"
+
 // Attach returns the text that attaches a volume's export to a VM: QEMU
 // command-line arguments (first line -blockdev + -device, second line a
 // commented -drive alternative) or a libvirt <disk> element. With tcp the
-// export is reached over TCP instead of the unix socket.
+// export is reached over TCP instead of the unix socket, with TLS and the
+// client certificates in DefaultTLSDir (see AttachTLS).
 func (e *Engine) Attach(ctx context.Context, name, kind string, tcp bool) (string, error) {
+	return e.AttachTLS(ctx, name, kind, tcp, "")
+}
+
+// AttachTLS is Attach with the directory of the client's certificates for
+// TCP (`extrasphere client add --out DIR`; "" is DefaultTLSDir). Unless
+// the daemon takes plain TCP (serve --nbd-insecure), the QEMU snippet
+// starts with a tls-creds-x509 object (-object, given once per QEMU) that
+// the disk names with tls-creds, and the libvirt one has tls='yes' and a
+// comment saying where libvirt reads the certificates.
+func (e *Engine) AttachTLS(ctx context.Context, name, kind string, tcp bool, tlsDir string) (string, error) {
 	if _, err := e.GetVolume(ctx, name); err != nil {
 		return "", err
 	}
@@ -33,16 +54,27 @@ func (e *Engine) Attach(ctx context.Context, name, kind string, tcp bool) (strin
 		return "", errorf(ErrNoTCP, "attach %s over TCP: the daemon was started without an NBD TCP listener (serve --nbd HOST:PORT)", name)
 	}
 	sock := e.cfg.NBDSocket
+	useTLS := tcp && !e.cfg.NBDInsecure
+	if tlsDir == "" {
+		tlsDir = DefaultTLSDir
+	}
 	switch kind {
 	case AttachQEMU:
-		return qemuArgs(name, sock, host, port, tcp), nil
+		if !useTLS {
+			return qemuArgs(name, sock, host, port, tcp, ""), nil
+		}
+		obj := "tls-creds-x509,id=" + tlsCredsID + ",dir=" + driveEscape(tlsDir) + ",endpoint=client"
+		return fmt.Sprintf("-object %s %s# the -object once per QEMU; %s holds %s, %s, %s (extrasphere client add --out)\n",
+			shellQuote(obj), qemuArgs(name, sock, host, port, tcp, tlsCredsID), tlsDir, "ca-cert.pem", "client-cert.pem", "client-key.pem"), nil
 	case AttachLibvirt:
-		return libvirtXML(name, sock, host, port, tcp), nil
+		return libvirtXML(name, sock, host, port, tcp, useTLS, tlsDir), nil
 	}
 	return "", errorf(ErrInvalidArgument, "attach kind %q: use %q or %q", kind, AttachQEMU, AttachLibvirt)
 }
 
-func qemuArgs(name, sock, host, port string, tcp bool) string {
+// qemuArgs is the -blockdev/-device line and the -drive alternative; a
+// non-empty tlsCreds names the tls-creds-x509 object the disk uses.
+func qemuArgs(name, sock, host, port string, tcp bool, tlsCreds string) string {
 	node := nodeName(name)
 	// Structs keep the key order stable and readable.
 	type address struct {
@@ -62,31 +94,48 @@ func qemuArgs(name, sock, host, port string, tcp bool) string {
 		NodeName       string  `json:"node-name"`
 		Server         address `json:"server"`
 		Export         string  `json:"export"`
+		TLSCreds       string  `json:"tls-creds,omitempty"`
 		ReconnectDelay int     `json:"reconnect-delay"`
-	}{"nbd", node, server, name, ReconnectDelay}
+	}{"nbd", node, server, name, tlsCreds, ReconnectDelay}
 	js, _ := json.Marshal(bd) // cannot fail: strings and an int
 	var b strings.Builder
 	fmt.Fprintf(&b, "-blockdev %s -device virtio-blk-pci,drive=%s\n", shellQuote(string(js)), node)
+	if tlsCreds != "" {
+		driveServer += ",tls-creds=" + tlsCreds
+	}
 	drive := fmt.Sprintf("driver=nbd,%s,export=%s,reconnect-delay=%d,if=virtio", driveServer, driveEscape(name), ReconnectDelay)
 	fmt.Fprintf(&b, "# or: -drive %s\n", shellQuote(drive))
 	return b.String()
 }
 
-func libvirtXML(name, sock, host, port string, tcp bool) string {
+// libvirtXML is the <disk> element. With useTLS the source has
+// tls='yes': libvirt then gives QEMU the certificates of qemu.conf's
+// nbd_tls_x509_cert_dir (default /etc/pki/qemu), which a comment names.
+func libvirtXML(name, sock, host, port string, tcp, useTLS bool, tlsDir string) string {
 	hostEl := fmt.Sprintf("<host transport='unix' socket='%s'/>", xmlAttr(sock))
 	if tcp {
 		hostEl = fmt.Sprintf("<host name='%s' port='%s'/>", xmlAttr(host), xmlAttr(port))
 	}
-	return fmt.Sprintf(`<disk type='network' device='disk'>
+	tlsAttr, comment := "", ""
+	if useTLS {
+		tlsAttr = " tls='yes'"
+		comment = fmt.Sprintf("<!-- TLS: libvirt reads ca-cert.pem, client-cert.pem and client-key.pem (extrasphere client add --out) from "+
+			"qemu.conf's nbd_tls_x509_cert_dir, default %s; put them in %s (readable by the qemu user) -->\n",
+			DefaultTLSDir, xmlComment(tlsDir))
+	}
+	return fmt.Sprintf(`%s<disk type='network' device='disk'>
   <driver name='qemu' type='raw' cache='none' io='native' discard='unmap'/>
-  <source protocol='nbd' name='%s'>
+  <source protocol='nbd' name='%s'%s>
     %s
     <reconnect delay='%d'/>
   </source>
   <target dev='vda' bus='virtio'/>
 </disk>
-`, xmlAttr(name), hostEl, ReconnectDelay)
+`, comment, xmlAttr(name), tlsAttr, hostEl, ReconnectDelay)
 }
+
+// xmlComment keeps s from ending an XML comment.
+func xmlComment(s string) string { return strings.ReplaceAll(s, "--", "- -") }
 
 // qemuIDRE is QEMU's rule for node names (id_wellformed, < 32 bytes).
 var qemuIDRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9._-]{0,30}$`)

@@ -3,6 +3,7 @@ package engine
 import (
 	"github.com/extrasphere/extrasphere/internal/failpoint"
 	"github.com/extrasphere/extrasphere/internal/node"
+	"github.com/extrasphere/extrasphere/internal/pki"
 
 	"log/slog"
 	"path/filepath"
@@ -24,6 +25,14 @@ type Config struct {
 	// NBDAddr is the TCP host:port the NBD server listens on, "" when TCP
 	// is disabled.
 	NBDAddr string
+
+	// NBDInsecure: the NBD TCP listener also takes plain connections
+	// (serve --nbd-insecure, loopback only); otherwise it requires TLS.
+	NBDInsecure bool
+
+	// ClientCA issues NBD client certificates (clients.go); nil: `client
+	// add` fails with ErrNoClientCA.
+	ClientCA *pki.CA
 
 	// QemuImg is the qemu-img program; default "qemu-img" from PATH.
 	QemuImg string

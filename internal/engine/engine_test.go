@@ -76,7 +76,7 @@ func TestCreateListShowRemove(t *testing.T) {
 	if got, want := in.Path, filepath.Join(dir, "datastores", "default", "vm1-disk0", "vm1-disk0.vmdk"); got != want {
 		t.Errorf("path %s, want %s", got, want)
 	}
-	if got, want := in.Exports, []string{"nbd+unix:///vm1-disk0?socket=" + dir + "/nbd.sock", "nbd://127.0.0.1:10809/vm1-disk0"}; strings.Join(got, " ") != strings.Join(want, " ") {
+	if got, want := in.Exports, []string{"nbd+unix:///vm1-disk0?socket=" + dir + "/nbd.sock", "nbds://127.0.0.1:10809/vm1-disk0"}; strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("exports %v, want %v", got, want)
 	}
 	if in.Allocated != 0 {

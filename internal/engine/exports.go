@@ -18,6 +18,12 @@ func (e *Engine) OpenExport(ctx context.Context, name string) (*nbd.Export, func
 	if strings.Contains(name, "@") {
 		return e.openReplicaStream(ctx, name)
 	}
+	// Who the client is (clients.go) is asked before the engine lock: it
+	// reads the catalog.
+	clientRO, err := e.grant(ctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	v, ok := e.volumes[name]
@@ -49,24 +55,25 @@ func (e *Engine) OpenExport(ctx context.Context, name string) (*nbd.Export, func
 		Description: fmt.Sprintf("extrasphere volume %s on datastore %s", name, v.ds.name),
 		Device:      v.dev,
 		// A replica takes writes only from its source's stream.
-		ReadOnly: v.files.ReadOnly || (v.replica != nil && v.replica.FailedOver.IsZero()),
+		// A read-only NBD client gets it read-only (writes fail EPERM).
+		ReadOnly: v.files.ReadOnly || (v.replica != nil && v.replica.FailedOver.IsZero()) || clientRO,
 	}
 	return ex, release, nil
 }
 
 // ListExports implements nbd.Exports: the names of the volumes that can be
-// served, sorted.
+// served and that the client of ctx may open, sorted.
 func (e *Engine) ListExports(ctx context.Context) []string {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	out := make([]string, 0, len(e.volumes))
 	for n, v := range e.volumes {
 		if v.err == nil && v.dev != nil {
 			out = append(out, n)
 		}
 	}
+	e.mu.Unlock()
 	sort.Strings(out)
-	return out
+	return e.listable(ctx, out)
 }
 
 // UnixURI is the nbd+unix URI of an export.
@@ -74,14 +81,20 @@ func (e *Engine) UnixURI(name string) string {
 	return "nbd+unix:///" + url.PathEscape(name) + "?socket=" + escapeSocket(e.cfg.NBDSocket)
 }
 
-// TCPURI is the nbd:// URI of an export, "" when TCP is disabled. An
-// unspecified listen address (0.0.0.0, ::) is shown as 127.0.0.1.
+// TCPURI is the URI of an export over TCP, "" when TCP is disabled:
+// nbds:// (TLS, the default) or, with serve --nbd-insecure, nbd://. An
+// unspecified listen address (0.0.0.0, ::) is shown as 127.0.0.1. A TLS
+// client adds its certificates (libnbd: ?tls-certificates=DIR).
 func (e *Engine) TCPURI(name string) string {
 	host, port, ok := e.tcpHostPort()
 	if !ok {
 		return ""
 	}
-	return "nbd://" + net.JoinHostPort(host, port) + "/" + url.PathEscape(name)
+	scheme := "nbds://"
+	if e.cfg.NBDInsecure {
+		scheme = "nbd://"
+	}
+	return scheme + net.JoinHostPort(host, port) + "/" + url.PathEscape(name)
 }
 
 // tcpHostPort is the address a local client connects to.

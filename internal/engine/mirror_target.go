@@ -202,6 +202,7 @@ func (e *Engine) dialer(rec catalog.Mirror, size int64) (mirror.Dialer, error) {
 		if err != nil {
 			return nil, err
 		}
+		cfg.NextProtos = []string{ReplicaALPN} // the node certificate, not the client CA's (clients.go)
 		p, err := nbd.DialPool(ctx, t, nbd.ClientOptions{TLS: cfg}, poolConns)
 		var re *nbd.ReplyError
 		if errors.As(err, &re) && strings.Contains(re.Msg, refusedMark) {

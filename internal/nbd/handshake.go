@@ -98,11 +98,12 @@ func (c *conn) option(st *optState) (*negotiated, error) {
 		// Old newstyle clients cannot parse an error reply.
 		return nil, fmt.Errorf("option %d from a non-fixed-newstyle client: %w", opt, errEndSession)
 	}
-	if c.srv.opts.RequireTLS && !st.tls && opt != optStartTLS && opt != optAbort {
-		if opt == optExportName {
-			return nil, fmt.Errorf("export name before TLS: %w", errEndSession)
-		}
-		return nil, c.optReply(opt, repErrTLSReqd, []byte("TLS is required: use NBD_OPT_STARTTLS"))
+	// Admission (door.go): TLS first where required, then who the client is.
+	if refused, err := c.refuseWithoutTLS(st, opt); refused {
+		return nil, err
+	}
+	if refused, err := c.refuseUnauthorized(opt); refused {
+		return nil, err
 	}
 
 	switch opt {
@@ -306,7 +307,7 @@ func (c *conn) optStartTLS(st *optState, n uint32) error {
 	ctx, cancel := context.WithTimeout(c.ctx, c.srv.opts.HandshakeTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
-		return fmt.Errorf("tls handshake: %w", err)
+		return c.tlsHandshakeFailed(err)
 	}
 	st.tls = true
 	// Everything negotiated in clear text is forgotten (spec: STARTTLS).

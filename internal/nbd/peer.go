@@ -31,16 +31,24 @@ func PeerTLS(ctx context.Context) (*tls.ConnectionState, bool) {
 }
 
 // openRefusal is the option error reply for an OpenExport failure: an
-// unknown name is NBD_REP_ERR_UNKNOWN, anything else NBD_REP_ERR_PLATFORM.
-// Either way the message is the error's text (the engine's reason, such as
-// a failed-over volume), cut to the protocol's 4096-byte string limit on a
-// UTF-8 boundary.
+// unknown name is NBD_REP_ERR_UNKNOWN, a client not allowed to open it
+// NBD_REP_ERR_POLICY, anything else NBD_REP_ERR_PLATFORM. Either way the
+// message is the error's text (the engine's reason, such as a failed-over
+// volume), cut to the protocol's 4096-byte string limit.
 func openRefusal(err error) (uint32, []byte) {
-	code := repErrUnknown
-	if !errors.Is(err, ErrUnknownExport) {
-		code = repErrPlatform
+	code := repErrPlatform
+	switch {
+	case errors.Is(err, ErrNotPermitted):
+		code = repErrPolicy
+	case errors.Is(err, ErrUnknownExport):
+		code = repErrUnknown
 	}
-	msg := err.Error()
+	return code, clipMessage(err.Error())
+}
+
+// clipMessage cuts msg to the protocol's 4096-byte string limit on a UTF-8
+// boundary.
+func clipMessage(msg string) []byte {
 	if len(msg) > maxStringLen {
 		cut := maxStringLen
 		for cut > 0 && !utf8.RuneStart(msg[cut]) {
@@ -48,5 +56,5 @@ func openRefusal(err error) (uint32, []byte) {
 		}
 		msg = msg[:cut]
 	}
-	return code, []byte(msg)
+	return []byte(msg)
 }

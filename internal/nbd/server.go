@@ -19,6 +19,9 @@ type Options struct {
 	// other option until TLS is up (NBD_REP_ERR_TLS_REQD).
 	TLS        *tls.Config
 	RequireTLS bool
+	// Door is the admission policy (door.go): TLS per connection and
+	// who may list and open exports.
+	Door Door
 	// InflightBytes bounds the payload bytes one connection may hold in
 	// flight; the reader stops reading (back-pressure) when it is spent.
 	// 0 means 64 MiB. It is at least MaxPayload.
@@ -39,6 +42,8 @@ type Server struct {
 
 	wg   sync.WaitGroup // one per live connection goroutine
 	bufs *bufPool       // payload buffers shared by all connections
+
+	refused *refusalLog // rate limit of refusal logs (door.go)
 }
 
 // NewServer returns a server for exports; call Serve for each listener.
@@ -60,6 +65,7 @@ func NewServer(exports Exports, opts Options) *Server {
 		conns:     map[*conn]struct{}{},
 		perExport: map[string]int{},
 		bufs:      newBufPool(),
+		refused:   newRefusalLog(),
 	}
 }
 
