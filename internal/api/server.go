@@ -83,6 +83,7 @@ func NewHandler(eng *engine.Engine, opts Options) http.Handler {
 	mux.HandleFunc("POST /v1/volumes/{name}/failback", s.failback)
 	mux.HandleFunc("GET /v1/node", s.getNode)
 	mux.HandleFunc("POST /v1/node/init", s.initNode)
+	mux.HandleFunc("POST /v1/node/code", s.newPairingCode)
 	mux.HandleFunc("POST /v1/node/pair", s.pairNode)
 	mux.HandleFunc("GET /v1/node/peers", s.listNodePeers)
 	mux.HandleFunc("DELETE /v1/node/peers/{name}", s.unpairNode)
