@@ -36,7 +36,7 @@ func startNodeDaemon(t *testing.T) (apiURL, nodeAddr string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { eng.Close() })
-	srv := httptest.NewServer(api.NewHandler(eng, api.Options{}))
+	srv := httptest.NewServer(api.NewHandler(eng, api.Options{Access: api.Access{Local: true}}))
 	t.Cleanup(srv.Close)
 	peer := &http.Server{Handler: ns.Handler(nil), ReadHeaderTimeout: 10 * time.Second}
 	go peer.Serve(tls.NewListener(ln, ns.ServerTLS()))

@@ -32,9 +32,11 @@ const (
 )
 
 type serveOptions struct {
-	nbdAddr   string
-	nbdSocket string
-	nodeAddr  string
+	nbdAddr    string
+	nbdSocket  string
+	nodeAddr   string
+	allowPaths []string // host directories API requests over TCP may name
+	apiSANs    []string // extra names of the API's HTTPS certificate
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -48,7 +50,8 @@ serves each volume as an NBD export on the unix socket (and on TCP unless
 flushes every volume and exits 0; clients with a reconnect delay resume on
 the next daemon.`,
 		Example: `  extrasphere serve --data /var/lib/extrasphere
-  extrasphere serve --data ./extrasphere-data --nbd "" --api tcp:127.0.0.1:8080`,
+  extrasphere serve --data ./extrasphere-data --nbd "" --api tcp:127.0.0.1:8080
+  extrasphere serve --api tcp:0.0.0.0:8443 --allow-path /srv/images`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			addr, err := g.apiAddr(c)
@@ -62,6 +65,8 @@ the next daemon.`,
 	f.StringVar(&o.nbdAddr, "nbd", "127.0.0.1:10809", `NBD TCP listen address ("" disables TCP)`)
 	f.StringVar(&o.nbdSocket, "nbd-socket", "", "NBD unix socket (default DATA/nbd.sock)")
 	f.StringVar(&o.nodeAddr, "node", "", `node port for paired nodes (mirrors, failover), e.g. 0.0.0.0:10810 ("" disables it)`)
+	f.StringArrayVar(&o.allowPaths, "allow-path", nil, "a host directory API requests over TCP may name (import, export, restore, datastores, repositories, file:// mirrors); repeatable; none by default")
+	f.StringArrayVar(&o.apiSANs, "api-san", nil, "an extra DNS name or IP address for the API's HTTPS certificate (with --api tcp:); repeatable")
 	return c
 }
 
@@ -125,19 +130,11 @@ func serve(ctx context.Context, g *globals, o serveOptions, apiAddr string) erro
 		}
 		lns = append(lns, tcpLn)
 	}
-	var apiLn net.Listener
-	if apiNet == "unix" {
-		apiLn, err = listenUnix(apiPath)
-	} else {
-		apiLn, err = net.Listen("tcp", apiPath)
-		if err == nil && !isLoopback(apiPath) {
-			log.Warn("the API listens on a non-loopback address without authentication", "addr", apiPath)
-		}
-	}
+	doors, err := listenAPI(data, apiNet, apiPath, o, log)
 	if err != nil {
-		return fmt.Errorf("api %s: %w", apiAddr, err)
+		return err
 	}
-	lns = append(lns, apiLn)
+	lns = append(lns, doors.listeners()...)
 
 	var nodeLn net.Listener
 	if o.nodeAddr != "" {
@@ -150,14 +147,13 @@ func serve(ctx context.Context, g *globals, o serveOptions, apiAddr string) erro
 	// STARTTLS is offered with this node's certificate: paired nodes
 	// open replica streams over it (the engine checks who they are).
 	srv := nbd.NewServer(eng, nbd.Options{Logger: log, TLS: ns.ServerTLS()})
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
 	go func() { errc <- srv.Serve(unixLn) }()
 	if tcpLn != nil {
 		go func() { errc <- srv.Serve(tcpLn) }()
 	}
 	info := api.Info{Version: version, DataDir: data, NBDSocket: sock, NBDTCP: o.nbdAddr}
-	hs := &http.Server{Handler: api.NewHandler(eng, api.Options{Info: info, Logger: log}), ReadHeaderTimeout: 10 * time.Second}
-	go func() { errc <- hs.Serve(apiLn) }()
+	apiServers := doors.serve(eng, info, log, errc)
 	var ps *http.Server
 	if nodeLn != nil {
 		ps = &http.Server{Handler: ns.Handler(api.NewPeerHandler(eng, log)), ReadHeaderTimeout: 10 * time.Second}
@@ -175,7 +171,9 @@ func serve(ctx context.Context, g *globals, o serveOptions, apiAddr string) erro
 	}
 
 	actx, cancel := context.WithTimeout(context.Background(), apiStopTimeout)
-	hs.Shutdown(actx) // stop taking commands first
+	for _, hs := range apiServers {
+		hs.Shutdown(actx) // stop taking commands first
+	}
 	if ps != nil {
 		ps.Shutdown(actx)
 	}

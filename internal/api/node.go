@@ -96,12 +96,12 @@ func (s *server) writeNodeError(w http.ResponseWriter, r *http.Request, err erro
 	var re *node.RemoteError
 	for _, m := range nodeErrorMap {
 		if errors.Is(err, m.err) {
-			writeJSON(w, m.status, ErrorBody{Error: err.Error(), Code: m.code})
+			writeJSON(w, m.status, ErrorBody{Error: errorMessage(r, m.status, err), Code: m.code})
 			return
 		}
 	}
 	if errors.As(err, &re) {
-		writeJSON(w, http.StatusBadGateway, ErrorBody{Error: err.Error(), Code: CodeNodeRemoteError})
+		writeJSON(w, http.StatusBadGateway, ErrorBody{Error: errorMessage(r, http.StatusBadGateway, err), Code: CodeNodeRemoteError})
 		return
 	}
 	s.writeError(w, r, err)

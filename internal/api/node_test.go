@@ -29,7 +29,7 @@ func newNodeAPI(t *testing.T) (*Client, *node.Service, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { eng.Close() })
-	srv := httptest.NewServer(NewHandler(eng, Options{}))
+	srv := httptest.NewServer(NewHandler(eng, Options{Access: Access{Local: true}}))
 	t.Cleanup(srv.Close)
 	c, err := NewClient(srv.URL)
 	if err != nil {
