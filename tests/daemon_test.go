@@ -36,6 +36,8 @@ type daemon struct {
 	host     string // the address it listens on (default 127.0.0.1)
 	nodePort int    // --node host:nodePort when > 0 (paired nodes, mirrors)
 	netns    string // run inside this network namespace (ip netns exec) when set
+
+	extra []string // more `serve` flags (daemonOpts.ServeArgs)
 }
 
 // daemonOpts start a daemon on another address, with a node port, or in a network namespace.
@@ -44,6 +46,8 @@ type daemonOpts struct {
 	Host  string // listen address (default 127.0.0.1)
 	NetNS string // network namespace to run in
 	Name  string // node name for `node init` (default "node")
+
+	ServeArgs []string // more `serve` flags, after the harness's own (a later flag wins)
 }
 
 // startDaemon starts a daemon on a fresh data dir. It is killed when the test ends, and its log is
@@ -64,6 +68,7 @@ func startDaemonOpts(t *testing.T, o daemonOpts) *daemon {
 		logPath: filepath.Join(base, "daemon.log"),
 		host:    o.Host,
 		netns:   o.NetNS,
+		extra:   o.ServeArgs,
 	}
 	if d.host == "" {
 		d.host = "127.0.0.1"
@@ -138,6 +143,7 @@ func (d *daemon) start() {
 	if d.nodePort > 0 {
 		args = append(args, "--node", d.nodeAddr())
 	}
+	args = append(args, d.extra...)
 	if d.netns != "" {
 		args = append([]string{"ip", "netns", "exec", d.netns}, args...)
 	}
