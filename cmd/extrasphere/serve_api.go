@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/extrasphere/extrasphere/internal/api"
@@ -21,6 +22,11 @@ const (
 	apiIdleTimeout       = 2 * time.Minute
 	apiMaxHeaderBytes    = 64 << 10 // a bearer token and a few headers; net/http's 1 MiB default is for browsers
 )
+
+// maxAPIConns bounds the TCP door's open connections (each costs a
+// goroutine and buffers before any token is checked). The CLI uses one at
+// a time and a UI a handful; further clients wait in the listen backlog.
+const maxAPIConns = 64
 
 // apiDoors are the API's listeners: the unix socket always (the local
 // door, where the first token is made), and HTTPS on TCP with --api tcp:.
@@ -66,7 +72,7 @@ func listenAPI(data, apiNet, apiPath string, o serveOptions, log *slog.Logger) (
 		d.unix.Close()
 		return nil, fmt.Errorf("api tcp %s: %w", apiPath, err)
 	}
-	d.tcp = tls.NewListener(ln, cfg)
+	d.tcp = tls.NewListener(newLimitListener(ln, maxAPIConns), cfg)
 	if len(tokens.List()) == 0 {
 		log.Warn("the API over TCP has no token yet: make one on this host with `extrasphere token create NAME --role admin`",
 			"addr", apiPath)
@@ -147,4 +153,50 @@ func apiCertNames(host string, extra []string) []string {
 		add(n)
 	}
 	return names
+}
+
+// limitListener accepts at most cap(sem) connections at a time: Accept
+// waits for one to close, or for the listener to close.
+type limitListener struct {
+	net.Listener
+	sem       chan struct{} // one token per open connection
+	done      chan struct{} // closed by Close
+	closeOnce func()
+}
+
+func newLimitListener(ln net.Listener, n int) *limitListener {
+	l := &limitListener{Listener: ln, sem: make(chan struct{}, n), done: make(chan struct{})}
+	l.closeOnce = sync.OnceFunc(func() { close(l.done) })
+	return l
+}
+
+func (l *limitListener) Close() error {
+	l.closeOnce()
+	return l.Listener.Close()
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.sem <- struct{}{}:
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: sync.OnceFunc(func() { <-l.sem })}, nil
+}
+
+// limitConn gives its listener's token back when closed (once).
+type limitConn struct {
+	net.Conn
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.release()
+	return err
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"net"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -86,5 +88,59 @@ func TestAPICertNames(t *testing.T) {
 	got := apiCertNames("0.0.0.0", nil)
 	if !strings.Contains(strings.Join(got, " "), "127.0.0.1") || !strings.Contains(strings.Join(got, " "), "localhost") {
 		t.Errorf("apiCertNames(0.0.0.0) = %v, want every local address and localhost", got)
+	}
+}
+
+func TestLimitListener(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := newLimitListener(inner, 1)
+	dial := func() net.Conn {
+		c, err := net.Dial("tcp", inner.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	dial()
+	dial()
+	first, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(ln.sem), 1; got != want {
+		t.Fatalf("%d slots taken, want %d", got, want)
+	}
+	// The second waits for the first to close, however often Close runs.
+	got := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			c.Close()
+		}
+		got <- err
+	}()
+	first.Close()
+	first.Close()
+	if err := <-got; err != nil {
+		t.Fatalf("second accept: %v", err)
+	}
+	// A closed listener ends a waiting Accept.
+	dial()
+	third, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	go func() {
+		_, err := ln.Accept()
+		got <- err
+	}()
+	ln.Close()
+	if err := <-got; !errors.Is(err, net.ErrClosed) {
+		t.Errorf("accept after close: %v, want net.ErrClosed", err)
 	}
 }
