@@ -32,9 +32,11 @@ const (
 )
 
 type serveOptions struct {
-	nbdAddr    string
-	nbdSocket  string
-	nodeAddr   string
+	nbdAddr   string
+	nbdSocket string
+	nodeAddr  string
+
+	// The API's TCP door (serve_api.go).
 	allowPaths []string // host directories API requests over TCP may name
 	apiSANs    []string // extra names of the API's HTTPS certificate
 }
