@@ -116,3 +116,30 @@ func TestObsoleteSecretFileIgnored(t *testing.T) {
 		t.Errorf("old long-lived secret: got %v, want ErrBadCode", err)
 	}
 }
+
+func TestPairCodeRace(t *testing.T) {
+	// Many pairings racing with one code: exactly one gets through.
+	b := newNode(t, "node-b")
+	_, secret, _ := strings.Cut(mustCode(t, b), "-")
+	const n = 16
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := b.verifyPairSecret(secret)
+			errs <- err
+		}()
+	}
+	ok := 0
+	for range n {
+		err := <-errs
+		switch {
+		case err == nil:
+			ok++
+		case !errors.Is(err, ErrBadCode) && !errors.Is(err, ErrRateLimited):
+			t.Errorf("unexpected error %v", err)
+		}
+	}
+	if ok != 1 {
+		t.Errorf("%d of %d racing uses of one code succeeded, want 1", ok, n)
+	}
+}
