@@ -25,6 +25,7 @@ PKGS=(
   busybox-static cpio xz-utils                 # tests/guest initramfs (.ko.xz modules)
   iproute2 procps                              # ip netns; ps/pgrep
   gcc libc6-dev                                # cgo, which `go test -race` needs
+  curl                                         # raw HTTP checks of the API (tests/api_auth_test.go)
 )
 
 # Prints the packages of PKGS that are not fully installed.

@@ -37,6 +37,8 @@ type daemon struct {
 	nodePort int    // --node host:nodePort when > 0 (paired nodes, mirrors)
 	netns    string // run inside this network namespace (ip netns exec) when set
 	insecure bool   // --nbd-insecure: plain NBD on TCP too (loopback hosts without daemonOpts.TLS)
+
+	extra []string // more `serve` flags (daemonOpts.ServeArgs)
 }
 
 // daemonOpts start a daemon on another address, with a node port, or in a network namespace.
@@ -50,6 +52,8 @@ type daemonOpts struct {
 	// (TCPURI) work; one on another address always requires TLS (the daemon refuses plain
 	// TCP there).
 	TLS bool
+
+	ServeArgs []string // more `serve` flags, after the harness's own (a later flag wins)
 }
 
 // startDaemon starts a daemon on a fresh data dir. It is killed when the test ends, and its log is
@@ -70,6 +74,7 @@ func startDaemonOpts(t *testing.T, o daemonOpts) *daemon {
 		logPath: filepath.Join(base, "daemon.log"),
 		host:    o.Host,
 		netns:   o.NetNS,
+		extra:   o.ServeArgs,
 	}
 	if d.host == "" {
 		d.host = "127.0.0.1"
@@ -156,6 +161,7 @@ func (d *daemon) start() {
 	if d.insecure {
 		args = append(args, "--nbd-insecure")
 	}
+	args = append(args, d.extra...)
 	if d.netns != "" {
 		args = append([]string{"ip", "netns", "exec", d.netns}, args...)
 	}

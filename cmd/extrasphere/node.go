@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -75,8 +76,10 @@ func newNodeInitCmd(g *globals) *cobra.Command {
 func newNodeShowCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "show",
-		Short: "Show this node's name, fingerprint and pairing code",
-		Args:  noArgs,
+		Short: "Show this node's name, fingerprint and a fresh pairing code",
+		Long: `Show this node's name, fingerprint and peers, and make a fresh pairing code.
+A code pairs one node, once, within 15 minutes; run 'node show' again for another.`,
+		Args: noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			cl, err := g.client(c)
 			if err != nil {
@@ -86,6 +89,11 @@ func newNodeShowCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			pc, err := cl.NewPairingCode(c.Context())
+			if err != nil {
+				return fmt.Errorf("make a pairing code: %w", err)
+			}
+			in.PairingCode, in.CodeExpires = pc.Code, &pc.Expires
 			if g.json {
 				return g.printJSON(in)
 			}
@@ -101,6 +109,9 @@ func printNode(w io.Writer, in api.NodeInfo) {
 	fmt.Fprintf(tw, "name\t%s\n", in.Name)
 	fmt.Fprintf(tw, "fingerprint\t%s\n", in.Fingerprint)
 	fmt.Fprintf(tw, "pairing code\t%s\n", in.PairingCode)
+	if in.CodeExpires != nil {
+		fmt.Fprintf(tw, "code expires\t%s (single use)\n", in.CodeExpires.Local().Format(time.DateTime))
+	}
 	fmt.Fprintf(tw, "peers\t%d\n", len(in.Peers))
 	tw.Flush()
 	fmt.Fprintf(w, "\nTo pair another node with this one, run on it:\n  extrasphere node pair %s --code %s\n",

@@ -36,7 +36,7 @@ func startNodeDaemon(t *testing.T) (apiURL, nodeAddr string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { eng.Close() })
-	srv := httptest.NewServer(api.NewHandler(eng, api.Options{}))
+	srv := httptest.NewServer(api.NewHandler(eng, api.Options{Access: api.Access{Local: true}}))
 	t.Cleanup(srv.Close)
 	peer := &http.Server{Handler: ns.Handler(nil), ReadHeaderTimeout: 10 * time.Second}
 	go peer.Serve(tls.NewListener(ln, ns.ServerTLS()))
@@ -75,13 +75,18 @@ func TestNodeCommands(t *testing.T) {
 	}
 	var infoB api.NodeInfo
 	code, out, _ = runCLI(t, ctx, "node", "show", "--json", "--api", apiB)
-	if code != 0 || json.Unmarshal([]byte(out), &infoB) != nil || infoB.PairingCode != m[2] {
-		t.Fatalf("show --json: %d %q", code, out)
+	if code != 0 || json.Unmarshal([]byte(out), &infoB) != nil || infoB.PairingCode == "" || infoB.PairingCode == m[2] ||
+		infoB.CodeExpires == nil {
+		t.Fatalf("show --json: %d %q, want a fresh code with its expiry", code, out)
 	}
 
 	code, out, stderr = runCLI(t, ctx, "node", "pair", addrB, "--code", m[2], "--api", apiA)
 	if code != 0 || !strings.Contains(out, "paired with node node-b at "+addrB) || !strings.Contains(out, "verified fingerprint "+infoB.Fingerprint) {
 		t.Fatalf("pair: %d %q %q", code, out, stderr)
+	}
+	code, _, stderr = runCLI(t, ctx, "node", "pair", addrB, "--code", m[2], "--api", apiA)
+	if code != exitError || !strings.Contains(stderr, "wrong, used or expired code") {
+		t.Fatalf("pair again with the used code: %d %q", code, stderr)
 	}
 	code, out, _ = runCLI(t, ctx, "node", "list", "--api", apiB)
 	if code != 0 || !strings.Contains(out, "node-a") {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -14,8 +15,12 @@ import (
 
 // Environment variables that set the global flags' defaults.
 const (
-	envData = "EXTRASPHERE_DATA"
-	envAPI  = "EXTRASPHERE_API"
+	envData  = "EXTRASPHERE_DATA"
+	envAPI   = "EXTRASPHERE_API"
+	envAPICA = "EXTRASPHERE_API_CA"
+	// envToken holds the bearer token of the API over TCP. There is no
+	// flag for it: a command line is visible to every local user (ps).
+	envToken = "EXTRASPHERE_TOKEN"
 )
 
 const defaultDataDir = "/var/lib/extrasphere"
@@ -24,6 +29,7 @@ const defaultDataDir = "/var/lib/extrasphere"
 type globals struct {
 	data   string
 	api    string
+	apiCA  string
 	json   bool
 	stdout io.Writer
 	stderr io.Writer
@@ -55,9 +61,10 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.data, "data", dataDefault, "data directory (env "+envData+")")
 	pf.StringVar(&g.api, "api", "", "API address, unix:PATH or tcp:HOST:PORT (env "+envAPI+"; default unix:DATA/api.sock)")
+	pf.StringVar(&g.apiCA, "api-ca", os.Getenv(envAPICA), "CA certificate the API's HTTPS certificate must chain to, for --api tcp: (env "+envAPICA+"; default DATA/api/"+api.CACertFile+")")
 	pf.BoolVar(&g.json, "json", false, "print machine-readable JSON")
 
-	root.AddCommand(newServeCmd(g), newVolumeCmd(g), newDatastoreCmd(g), newSnapshotCmd(g), newJobCmd(g),
+	root.AddCommand(newTokenCmd(g), newServeCmd(g), newVolumeCmd(g), newDatastoreCmd(g), newSnapshotCmd(g), newJobCmd(g),
 		newCloneCmd(g), newPromoteCmd(g), newMigrateCmd(g), newCBTCmd(g),
 		newRepoCmd(g), newBackupCmd(g), newRestoreCmd(g),
 		newAttachCmd(g), newVersionCmd(g),
@@ -87,11 +94,39 @@ func (g *globals) client(c *cobra.Command) (*api.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl, err := api.NewClient(addr)
+	o := api.ClientOptions{Token: strings.TrimSpace(os.Getenv(envToken))}
+	if !strings.HasPrefix(addr, "unix:") {
+		if o.CAPEM, err = g.readAPICA(); err != nil {
+			return nil, err
+		}
+	}
+	cl, err := api.NewClientWith(addr, o)
 	if err != nil {
 		return nil, &usageError{cmd: c.CommandPath(), err: err}
 	}
 	return cl, nil
+}
+
+// readAPICA reads the API's CA certificate: --api-ca (or its env), else
+// DATA/api/ca-cert.pem when that exists (the daemon's own host). nil if
+// neither: NewClientWith then says what to do.
+func (g *globals) readAPICA() ([]byte, error) {
+	path := g.apiCA
+	if path == "" {
+		data, err := filepath.Abs(g.data)
+		if err != nil {
+			return nil, fmt.Errorf("data dir %s: %w", g.data, err)
+		}
+		path = filepath.Join(data, "api", api.CACertFile)
+		if _, err := os.Stat(path); err != nil {
+			return nil, nil
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("api CA certificate: %w (give the daemon's DATA/api/%s with --api-ca)", err, api.CACertFile)
+	}
+	return b, nil
 }
 
 // printJSON writes v as indented JSON on stdout.

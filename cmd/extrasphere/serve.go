@@ -39,6 +39,10 @@ type serveOptions struct {
 	// The NBD door (serve_nbd.go).
 	nbdInsecure bool   // plain NBD on the (loopback) TCP address too
 	socketGroup string // group of the unix sockets
+
+	// The API's TCP door (serve_api.go).
+	allowPaths []string // host directories API requests over TCP may name
+	apiSANs    []string // extra names of the API's HTTPS certificate
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -57,7 +61,8 @@ NBD over TCP requires TLS with a client certificate this node issued
 address. The unix sockets are mode 0660: their owner and the --socket-group
 may use every volume.`,
 		Example: `  extrasphere serve --data /var/lib/extrasphere
-  extrasphere serve --data ./extrasphere-data --nbd "" --api tcp:127.0.0.1:8080`,
+  extrasphere serve --data ./extrasphere-data --nbd "" --api tcp:127.0.0.1:8080
+  extrasphere serve --api tcp:0.0.0.0:8443 --allow-path /srv/images`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			addr, err := g.apiAddr(c)
@@ -73,6 +78,8 @@ may use every volume.`,
 	f.StringVar(&o.socketGroup, "socket-group", "", "group (name or id) of the unix sockets, whose members may use them")
 	f.StringVar(&o.nbdSocket, "nbd-socket", "", "NBD unix socket (default DATA/nbd.sock)")
 	f.StringVar(&o.nodeAddr, "node", "", `node port for paired nodes (mirrors, failover), e.g. 0.0.0.0:10810 ("" disables it)`)
+	f.StringArrayVar(&o.allowPaths, "allow-path", nil, "a host directory API requests over TCP may name (import, export, restore, datastores, repositories, file:// mirrors); repeatable; none by default")
+	f.StringArrayVar(&o.apiSANs, "api-san", nil, "an extra DNS name or IP address for the API's HTTPS certificate (with --api tcp:); repeatable")
 	return c
 }
 
@@ -146,23 +153,13 @@ func serve(ctx context.Context, g *globals, o serveOptions, apiAddr string) erro
 		}
 		lns = append(lns, tcpLn)
 	}
-	var apiLn net.Listener
-	if apiNet == "unix" {
-		apiLn, err = listenUnix(apiPath)
-	} else {
-		apiLn, err = net.Listen("tcp", apiPath)
-		if err == nil && !isLoopback(apiPath) {
-			log.Warn("the API listens on a non-loopback address without authentication", "addr", apiPath)
-		}
-	}
+	doors, err := listenAPI(data, apiNet, apiPath, o, log)
 	if err != nil {
-		return fmt.Errorf("api %s: %w", apiAddr, err)
+		return err
 	}
-	lns = append(lns, apiLn)
-	if apiNet == "unix" {
-		if err := chownGroup(apiPath, o.socketGroup); err != nil {
-			return err
-		}
+	lns = append(lns, doors.listeners()...)
+	if err := chownGroup(doors.socketPath(), o.socketGroup); err != nil {
+		return err
 	}
 
 	var nodeLn net.Listener
@@ -177,14 +174,13 @@ func serve(ctx context.Context, g *globals, o serveOptions, apiAddr string) erro
 	// the node's to paired nodes' replica streams, serve_nbd.go); TCP
 	// requires it unless --nbd-insecure.
 	srv := nbd.NewServer(eng, nbd.Options{Logger: log, TLS: nbdServerTLS(ca, nbdCert, ns), Door: nbdDoor(eng, o.nbdInsecure)})
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
 	go func() { errc <- srv.Serve(unixLn) }()
 	if tcpLn != nil {
 		go func() { errc <- srv.Serve(tcpLn) }()
 	}
 	info := api.Info{Version: version, DataDir: data, NBDSocket: sock, NBDTCP: o.nbdAddr}
-	hs := &http.Server{Handler: api.NewHandler(eng, api.Options{Info: info, Logger: log}), ReadHeaderTimeout: 10 * time.Second}
-	go func() { errc <- hs.Serve(apiLn) }()
+	apiServers := doors.serve(eng, info, log, errc)
 	var ps *http.Server
 	if nodeLn != nil {
 		ps = &http.Server{Handler: ns.Handler(api.NewPeerHandler(eng, log)), ReadHeaderTimeout: 10 * time.Second}
@@ -202,7 +198,9 @@ func serve(ctx context.Context, g *globals, o serveOptions, apiAddr string) erro
 	}
 
 	actx, cancel := context.WithTimeout(context.Background(), apiStopTimeout)
-	hs.Shutdown(actx) // stop taking commands first
+	for _, hs := range apiServers {
+		hs.Shutdown(actx) // stop taking commands first
+	}
 	if ps != nil {
 		ps.Shutdown(actx)
 	}
@@ -272,17 +270,4 @@ func listenUnix(path string) (net.Listener, error) {
 		return nil, fmt.Errorf("chmod %s: %w", path, err)
 	}
 	return ln, nil
-}
-
-// isLoopback reports whether host:port is on a loopback address.
-func isLoopback(hp string) bool {
-	host, _, err := net.SplitHostPort(hp)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

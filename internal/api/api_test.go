@@ -24,7 +24,7 @@ func newTestAPI(t *testing.T) (*engine.Engine, *Client, string) {
 	}
 	t.Cleanup(func() { eng.Close() })
 	info := Info{Version: "test", DataDir: dir, NBDSocket: filepath.Join(dir, "nbd.sock"), NBDTCP: "127.0.0.1:10809"}
-	srv := httptest.NewServer(NewHandler(eng, Options{Info: info}))
+	srv := httptest.NewServer(NewHandler(eng, Options{Info: info, Access: Access{Local: true}}))
 	t.Cleanup(srv.Close)
 	c, err := NewClient(srv.URL)
 	if err != nil {
@@ -136,6 +136,7 @@ func TestErrors(t *testing.T) {
 	for _, tc := range raw {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequestWithContext(ctx, tc.method, base+tc.path, strings.NewReader(tc.body))
+			req.Header.Set("Content-Type", "application/json")
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/extrasphere/extrasphere/internal/engine"
 	"github.com/extrasphere/extrasphere/internal/job"
+	"github.com/extrasphere/extrasphere/internal/repo/backend/s3"
 )
 
 // VerifyRequest is the body of POST /v1/backups/verify.
@@ -21,7 +22,14 @@ func (s *server) listRepos(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) addRepo(w http.ResponseWriter, r *http.Request) {
 	var req engine.RepoRequest
-	if err := decode(r, w, &req); err != nil {
+	err := decode(r, w, &req)
+	if err == nil && !s3.IsURL(req.Location) {
+		err = hostPath(r, &req.Location)
+	}
+	if err == nil {
+		err = hostPath(r, &req.PasswordFile)
+	}
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -95,7 +103,11 @@ func (s *server) pruneBackups(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) startRestore(w http.ResponseWriter, r *http.Request) {
 	var req engine.RestoreRequest
-	if err := decode(r, w, &req); err != nil {
+	err := decode(r, w, &req)
+	if err == nil {
+		err = hostPath(r, &req.ToFile)
+	}
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}

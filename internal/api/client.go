@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,15 +32,46 @@ func (e *Error) Error() string { return e.Message }
 
 // Client talks to a daemon's API.
 type Client struct {
-	addr string // as given, for messages
-	base string // URL prefix, "http://extrasphere" for unix sockets
-	hc   *http.Client
+	addr  string // as given, for messages
+	base  string // URL prefix, "http://extrasphere" for unix sockets
+	hc    *http.Client
+	token string // sent as a bearer token; "" sends none
 }
 
-// NewClient returns a client for addr: "unix:/path/api.sock",
-// "tcp:host:port", or an http:// URL.
-func NewClient(addr string) (*Client, error) {
-	c := &Client{addr: addr}
+// ClientOptions configure a client of the TCP door.
+type ClientOptions struct {
+	// Token is the bearer token (EXTRASPHERE_TOKEN); "" sends none, which
+	// the TCP door refuses (401). Never sent over plain http:// to another
+	// host.
+	Token string
+
+	// CAPEM is the daemon's API CA certificate ($DATA/api/ca-cert.pem on
+	// its host), which the server certificate must chain to. Required for
+	// tcp: and https:// addresses: the client never skips the check.
+	CAPEM []byte
+}
+
+// NewClient returns a client for addr without a token: "unix:/path/api.sock"
+// or an http:// URL (tests).
+func NewClient(addr string) (*Client, error) { return NewClientWith(addr, ClientOptions{}) }
+
+// NewClientWith returns a client for addr: "unix:/path/api.sock",
+// "tcp:host:port" or an https:// URL (HTTPS, checked against o.CAPEM), or
+// an http:// URL (tests and loopback proxies).
+func NewClientWith(addr string, o ClientOptions) (*Client, error) {
+	c := &Client{addr: addr, token: o.Token}
+	tlsClient := func() (*http.Client, error) {
+		if len(o.CAPEM) == 0 {
+			return nil, fmt.Errorf("api address %q: %w: the API over TCP is HTTPS with the daemon's own CA; "+
+				"copy DATA/api/%s from the daemon's host and pass --api-ca FILE (or EXTRASPHERE_API_CA)", addr, ErrNoAPICA, CACertFile)
+		}
+		cfg, err := ClientTLS(o.CAPEM)
+		if err != nil {
+			return nil, fmt.Errorf("api address %q: %w", addr, err)
+		}
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}, nil
+	}
+	var err error
 	switch {
 	case strings.HasPrefix(addr, "unix:"):
 		path := strings.TrimPrefix(addr, "unix:")
@@ -58,9 +90,23 @@ func NewClient(addr string) (*Client, error) {
 		if _, _, err := net.SplitHostPort(hp); err != nil {
 			return nil, fmt.Errorf("api address %q: %w", addr, err)
 		}
-		c.base = "http://" + hp
-		c.hc = &http.Client{}
-	case strings.HasPrefix(addr, "http://") || strings.HasPrefix(addr, "https://"):
+		c.base = "https://" + hp
+		if c.hc, err = tlsClient(); err != nil {
+			return nil, err
+		}
+	case strings.HasPrefix(addr, "https://"):
+		c.base = strings.TrimSuffix(addr, "/")
+		if c.hc, err = tlsClient(); err != nil {
+			return nil, err
+		}
+	case strings.HasPrefix(addr, "http://"):
+		u, err := url.Parse(addr)
+		if err != nil {
+			return nil, fmt.Errorf("api address %q: %w", addr, err)
+		}
+		if o.Token != "" && !isLoopbackHost(u.Hostname()) {
+			return nil, fmt.Errorf("api address %q: a token is never sent over plain http to another host; use tcp:HOST:PORT (HTTPS)", addr)
+		}
 		c.base = strings.TrimSuffix(addr, "/")
 		c.hc = &http.Client{}
 	default:
@@ -253,10 +299,18 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		var cv *tls.CertificateVerificationError
+		if errors.As(err, &cv) {
+			return fmt.Errorf("%w at %s: its certificate is not the one the CA certificate given trusts (%v): "+
+				"use DATA/api/%s of that daemon's host as --api-ca", ErrUnreachable, c.addr, cv.Err, CACertFile)
 		}
 		return fmt.Errorf("%w at %s: %v (is `extrasphere serve` running? check --api or EXTRASPHERE_API)",
 			ErrUnreachable, c.addr, unwrapURL(err))
@@ -285,6 +339,15 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		return nil
 	}
+}
+
+// isLoopbackHost reports whether host is localhost or a loopback IP.
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // unwrapURL drops net/http's "Get \"http://extrasphere/v1/...\":" prefix,

@@ -21,7 +21,7 @@ func TestClientRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { eng.Close() })
-	srv := httptest.NewServer(NewHandler(eng, Options{}))
+	srv := httptest.NewServer(NewHandler(eng, Options{Access: Access{Local: true}}))
 	t.Cleanup(srv.Close)
 	c, err := NewClient(srv.URL)
 	if err != nil {

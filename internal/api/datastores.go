@@ -8,7 +8,11 @@ func (s *server) listDatastores(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) addDatastore(w http.ResponseWriter, r *http.Request) {
 	var req AddDatastoreRequest
-	if err := decode(r, w, &req); err != nil {
+	err := decode(r, w, &req)
+	if err == nil {
+		err = hostPath(r, &req.Path)
+	}
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}

@@ -9,6 +9,33 @@ import (
 	"github.com/extrasphere/extrasphere/internal/engine"
 )
 
+// Sentinels of access control (auth*.go).
+var (
+	// ErrPathNotAllowed: a host path in a request over TCP is outside
+	// every directory of `serve --allow-path` (symlinks and ".." resolved).
+	ErrPathNotAllowed = errors.New("host path not allowed")
+
+	// ErrInvalidRole: a role name other than admin, operator, read, metrics.
+	ErrInvalidRole = errors.New("invalid role")
+
+	// ErrInvalidToken: a token name that is not a valid name, or one token
+	// too many.
+	ErrInvalidToken = errors.New("invalid token request")
+
+	// ErrTokenExists: a token of that name exists; remove it first.
+	ErrTokenExists = errors.New("token exists")
+
+	// ErrTokenNotFound: no token of that name.
+	ErrTokenNotFound = errors.New("no such token")
+
+	// ErrNoTokens: the daemon was started without a token store.
+	ErrNoTokens = errors.New("this daemon has no token store")
+
+	// ErrNoAPICA: a client of the TCP door has no CA certificate to check
+	// the daemon's certificate with.
+	ErrNoAPICA = errors.New("no CA certificate for the API")
+)
+
 // Error codes of the API (the "code" field). They are API values: must
 // not change.
 const (
@@ -77,6 +104,12 @@ var errorMap = []struct {
 	{engine.ErrNotReplica, http.StatusConflict, CodeNotReplica},
 	{engine.ErrSplitBrain, http.StatusConflict, CodeSplitBrain},
 	{engine.ErrPeer, http.StatusBadGateway, CodePeerError},
+	{ErrPathNotAllowed, http.StatusForbidden, CodePathNotAllowed},
+	{ErrInvalidRole, http.StatusBadRequest, CodeInvalidArgument},
+	{ErrInvalidToken, http.StatusBadRequest, CodeInvalidArgument},
+	{ErrTokenExists, http.StatusConflict, CodeTokenExists},
+	{ErrTokenNotFound, http.StatusNotFound, CodeTokenNotFound},
+	{ErrNoTokens, http.StatusNotImplemented, CodeTokensDisabled},
 }
 
 // statusFor returns the HTTP status and code of an engine error.

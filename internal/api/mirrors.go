@@ -17,7 +17,11 @@ type FailoverRequest struct {
 
 func (s *server) createMirror(w http.ResponseWriter, r *http.Request) {
 	var req engine.MirrorOptions
-	if err := decode(r, w, &req); err != nil {
+	err := decode(r, w, &req)
+	if err == nil {
+		err = mirrorTargetPath(r, &req.Target)
+	}
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}

@@ -5,13 +5,15 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/extrasphere/extrasphere/internal/node"
 )
 
 // Node identity and pairing routes:
 //
-//	GET    /v1/node                 -> 200 NodeInfo
+//	GET    /v1/node                 -> 200 NodeInfo (no pairing code)
+//	POST   /v1/node/code            -> 201 PairingCodeInfo (a fresh single-use code)
 //	POST   /v1/node/init            {"name": N} -> 201 NodeInfo
 //	POST   /v1/node/pair            {"addr": "HOST:PORT", "code": CODE} -> 200 node.Peer
 //	GET    /v1/node/peers           -> 200 []node.Peer
@@ -57,9 +59,17 @@ var nodeErrorMap = []struct {
 type NodeInfo struct {
 	Name        string      `json:"name"`
 	Fingerprint string      `json:"fingerprint"`
-	PairingCode string      `json:"pairing_code"`
-	Addr        string      `json:"addr,omitempty"` // the node port other nodes reach, "" if not known
+	PairingCode string      `json:"pairing_code,omitempty"`         // set by POST /v1/node/init and by `node show`
+	CodeExpires *time.Time  `json:"pairing_code_expires,omitempty"` // when PairingCode stops working
+	Addr        string      `json:"addr,omitempty"`                 // the node port other nodes reach, "" if not known
 	Peers       []node.Peer `json:"peers"`
+}
+
+// PairingCodeInfo is the body of POST /v1/node/code: a code that pairs
+// one node, until Expires.
+type PairingCodeInfo struct {
+	Code    string    `json:"code"`
+	Expires time.Time `json:"expires"`
 }
 
 // NodeInitRequest is the body of POST /v1/node/init.
@@ -86,12 +96,12 @@ func (s *server) writeNodeError(w http.ResponseWriter, r *http.Request, err erro
 	var re *node.RemoteError
 	for _, m := range nodeErrorMap {
 		if errors.Is(err, m.err) {
-			writeJSON(w, m.status, ErrorBody{Error: err.Error(), Code: m.code})
+			writeJSON(w, m.status, ErrorBody{Error: errorMessage(r, m.status, err), Code: m.code})
 			return
 		}
 	}
 	if errors.As(err, &re) {
-		writeJSON(w, http.StatusBadGateway, ErrorBody{Error: err.Error(), Code: CodeNodeRemoteError})
+		writeJSON(w, http.StatusBadGateway, ErrorBody{Error: errorMessage(r, http.StatusBadGateway, err), Code: CodeNodeRemoteError})
 		return
 	}
 	s.writeError(w, r, err)
@@ -102,8 +112,7 @@ func nodeInfo(n *node.Service) (NodeInfo, error) {
 	if err != nil {
 		return NodeInfo{}, err
 	}
-	return NodeInfo{Name: id.Name, Fingerprint: id.Fingerprint, PairingCode: id.PairingCode(),
-		Addr: n.AdvertiseAddr(), Peers: peersOrEmpty(n)}, nil
+	return NodeInfo{Name: id.Name, Fingerprint: id.Fingerprint, Addr: n.AdvertiseAddr(), Peers: peersOrEmpty(n)}, nil
 }
 
 func peersOrEmpty(n *node.Service) []node.Peer {
@@ -139,11 +148,29 @@ func (s *server) initNode(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		in, err = nodeInfo(n)
 	}
+	var pc node.PairingCode
+	if err == nil {
+		pc, err = n.NewPairingCode()
+	}
 	if err != nil {
 		s.writeNodeError(w, r, err)
 		return
 	}
+	in.PairingCode, in.CodeExpires = pc.Code, &pc.Expires
 	writeJSON(w, http.StatusCreated, in)
+}
+
+func (s *server) newPairingCode(w http.ResponseWriter, r *http.Request) {
+	n, err := s.nodeService()
+	var pc node.PairingCode
+	if err == nil {
+		pc, err = n.NewPairingCode()
+	}
+	if err != nil {
+		s.writeNodeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, PairingCodeInfo{Code: pc.Code, Expires: pc.Expires})
 }
 
 func (s *server) pairNode(w http.ResponseWriter, r *http.Request) {
@@ -189,6 +216,14 @@ func (s *server) unpairNode(w http.ResponseWriter, r *http.Request) {
 func (c *Client) Node(ctx context.Context) (NodeInfo, error) {
 	var out NodeInfo
 	err := c.do(ctx, http.MethodGet, "/v1/node", nil, &out)
+	return out, err
+}
+
+// NewPairingCode calls POST /v1/node/code: a fresh code that pairs one
+// node within node.CodeTTL.
+func (c *Client) NewPairingCode(ctx context.Context) (PairingCodeInfo, error) {
+	var out PairingCodeInfo
+	err := c.do(ctx, http.MethodPost, "/v1/node/code", nil, &out)
 	return out, err
 }
 

@@ -29,7 +29,7 @@ func newNodeAPI(t *testing.T) (*Client, *node.Service, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { eng.Close() })
-	srv := httptest.NewServer(NewHandler(eng, Options{}))
+	srv := httptest.NewServer(NewHandler(eng, Options{Access: Access{Local: true}}))
 	t.Cleanup(srv.Close)
 	c, err := NewClient(srv.URL)
 	if err != nil {
@@ -63,7 +63,8 @@ func TestNodeAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ai.Name != "node-a" || !strings.HasPrefix(ai.Fingerprint, "SHA256:") || !strings.HasPrefix(ai.PairingCode, strings.TrimPrefix(ai.Fingerprint, "SHA256:")+"-") || len(ai.Peers) != 0 {
+	if ai.Name != "node-a" || !strings.HasPrefix(ai.Fingerprint, "SHA256:") || !strings.HasPrefix(ai.PairingCode, strings.TrimPrefix(ai.Fingerprint, "SHA256:")+"-") ||
+		ai.CodeExpires == nil || len(ai.Peers) != 0 {
 		t.Errorf("init: %+v", ai)
 	}
 	_, err = a.InitNode(ctx, "again")
@@ -85,6 +86,18 @@ func TestNodeAPI(t *testing.T) {
 	}
 	if p.Name != "node-b" || p.Fingerprint != bi.Fingerprint || p.Addr != baddr {
 		t.Errorf("paired %+v, want node-b %s at %s", p, bi.Fingerprint, baddr)
+	}
+	// The code is used up; GET /v1/node shows none, POST makes a fresh one.
+	_, err = a.PairNode(ctx, baddr, bi.PairingCode)
+	if st, code := apiCode(t, err); st != http.StatusBadRequest || code != CodeNodeBadCode {
+		t.Errorf("pair again with a used code: %d %s %v", st, code, err)
+	}
+	if bn, err := b.Node(ctx); err != nil || bn.PairingCode != "" {
+		t.Errorf("GET /v1/node: %+v %v, want no pairing code", bn, err)
+	}
+	fresh, err := b.NewPairingCode(ctx)
+	if err != nil || fresh.Code == bi.PairingCode || fresh.Expires.IsZero() {
+		t.Errorf("fresh code %+v %v", fresh, err)
 	}
 	peers, err := b.NodePeers(ctx)
 	if err != nil || len(peers) != 1 || peers[0].Name != "node-a" || peers[0].Fingerprint != ai.Fingerprint {
@@ -119,19 +132,27 @@ func TestNodeAPIPairErrors(t *testing.T) {
 	}
 	bi, _ := b.Node(ctx)
 	ci, _ := c.Node(ctx)
-	bhex, bsecret, _ := strings.Cut(bi.PairingCode, "-")
-	chex, _, _ := strings.Cut(ci.PairingCode, "-")
+	bcode, err := b.NewPairingCode(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ccode, err := c.NewPairingCode(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bhex, bsecret, _ := strings.Cut(bcode.Code, "-")
+	chex, _, _ := strings.Cut(ccode.Code, "-")
 
-	_, err := a.PairNode(ctx, baddr, chex+"-"+bsecret)
+	_, err = a.PairNode(ctx, baddr, chex+"-"+bsecret)
 	if st, code := apiCode(t, err); st != http.StatusBadGateway || code != CodeNodeFingerprintMismatch ||
 		!strings.Contains(err.Error(), bi.Fingerprint) || !strings.Contains(err.Error(), ci.Fingerprint) {
 		t.Errorf("man in the middle: %d %s %v", st, code, err)
 	}
 	_, err = a.PairNode(ctx, baddr, bhex+"-"+strings.Repeat("A", 26))
-	if st, code := apiCode(t, err); st != http.StatusBadRequest || code != CodeNodeBadCode || !strings.Contains(err.Error(), "wrong secret") {
+	if st, code := apiCode(t, err); st != http.StatusBadRequest || code != CodeNodeBadCode || !strings.Contains(err.Error(), "wrong, used or expired code") {
 		t.Errorf("wrong secret: %d %s %v", st, code, err)
 	}
-	_, err = a.PairNode(ctx, "127.0.0.1:1", bi.PairingCode)
+	_, err = a.PairNode(ctx, "127.0.0.1:1", bcode.Code)
 	if st, code := apiCode(t, err); st != http.StatusBadGateway || code != CodeNodeUnreachable {
 		t.Errorf("nobody there: %d %s %v", st, code, err)
 	}

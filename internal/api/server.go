@@ -3,7 +3,7 @@
 //
 // Every route is under /v1. Successful responses are JSON (the attach
 // route returns text/plain); errors are {"error": "...", "code": "..."}
-// with a matching HTTP status.
+// with a matching HTTP status. Who may call what is in auth.go.
 package api
 
 import (
@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/extrasphere/extrasphere/internal/engine"
 )
@@ -24,13 +25,27 @@ const maxBody = 1 << 20
 type Options struct {
 	Info   Info // returned by GET /v1/info
 	Logger *slog.Logger
+
+	// Access is the door the handler serves: the zero value is the TCP
+	// door with no allowed host path, Access{Local: true} the unix socket.
+	Access Access
+
+	// Tokens authenticate the TCP door and are managed by the token
+	// routes; nil: every TCP request is refused and the token routes
+	// answer 501.
+	Tokens *TokenStore
 }
 
-// server holds the handler's dependencies; it has no mutable state.
+// server holds the handler's dependencies; its only mutable state is the
+// refusal log's limiter.
 type server struct {
-	eng  *engine.Engine
-	info Info
-	log  *slog.Logger
+	eng      *engine.Engine
+	info     Info
+	log      *slog.Logger
+	access   Access
+	tokens   *TokenStore
+	refusals *logLimiter
+	now      func() time.Time
 }
 
 // NewHandler returns the API handler over eng.
@@ -38,7 +53,14 @@ func NewHandler(eng *engine.Engine, opts Options) http.Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &server{eng: eng, info: opts.Info, log: opts.Logger}
+	s := &server{eng: eng, info: opts.Info, log: opts.Logger, access: opts.Access, tokens: opts.Tokens,
+		refusals: &logLimiter{}, now: time.Now}
+	return s.guard(s.routes())
+}
+
+// routes returns the routes, unguarded. Each needs the role routeRoles
+// gives it (admin if none).
+func (s *server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/info", s.getInfo)
 	mux.HandleFunc("GET /v1/volumes", s.listVolumes)
@@ -83,10 +105,14 @@ func NewHandler(eng *engine.Engine, opts Options) http.Handler {
 	mux.HandleFunc("POST /v1/volumes/{name}/failback", s.failback)
 	mux.HandleFunc("GET /v1/node", s.getNode)
 	mux.HandleFunc("POST /v1/node/init", s.initNode)
+	mux.HandleFunc("POST /v1/node/code", s.newPairingCode)
 	mux.HandleFunc("POST /v1/node/pair", s.pairNode)
 	mux.HandleFunc("GET /v1/node/peers", s.listNodePeers)
 	mux.HandleFunc("DELETE /v1/node/peers/{name}", s.unpairNode)
 	s.registerClientRoutes(mux)
+	mux.HandleFunc("GET /v1/tokens", s.listTokens)
+	mux.HandleFunc("POST /v1/tokens", s.createToken)
+	mux.HandleFunc("DELETE /v1/tokens/{name}", s.deleteToken)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, ErrorBody{Error: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), Code: CodeNotFound})
 	})
@@ -112,7 +138,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status >= 500 {
 		s.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	writeJSON(w, status, ErrorBody{Error: err.Error(), Code: code})
+	writeJSON(w, status, ErrorBody{Error: errorMessage(r, status, err), Code: code})
 }
 
 // decode reads a JSON body into v, refusing unknown fields.

@@ -148,6 +148,7 @@ func TestSnapshotErrors(t *testing.T) {
 	}
 
 	req, _ := http.NewRequestWithContext(ctx, "POST", base+"/v1/snapshots", strings.NewReader(`{"volumes":["v"],"label":"x"}`))
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

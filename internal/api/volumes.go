@@ -69,7 +69,11 @@ func (s *server) patchVolume(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) importVolume(w http.ResponseWriter, r *http.Request) {
 	var req ImportRequest
-	if err := decode(r, w, &req); err != nil {
+	err := decode(r, w, &req)
+	if err == nil {
+		err = hostPath(r, &req.Path)
+	}
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -85,7 +89,11 @@ func (s *server) importVolume(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) exportVolume(w http.ResponseWriter, r *http.Request) {
 	var req ExportRequest
-	if err := decode(r, w, &req); err != nil {
+	err := decode(r, w, &req)
+	if err == nil {
+		err = hostPath(r, &req.Path)
+	}
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}

@@ -17,8 +17,8 @@
 // On disk, in the node directory ($DATA/node, mode 0700):
 //
 //	key.pem      PKCS#8 "PRIVATE KEY" PEM, mode 0600
-//	pair.secret  the pairing secret: 26 base32 characters (16 random bytes,
-//	             no padding) and a newline, mode 0600
+//	pair.secret  obsolete (the long-lived pairing secret of older builds):
+//	             no longer read or written; it may be deleted
 //	cert.pem     the self-signed "CERTIFICATE" PEM, mode 0644. Written last
 //	             and never replaced: its presence commits the identity (a
 //	             key.pem without cert.pem is the leftover of an interrupted
@@ -28,6 +28,9 @@
 //	             (temp, fsync, rename, fsync directory). Each peer's
 //	             fingerprint must be the SHA-256 of its cert_pem (Validate).
 //
-// The pairing secret is long-lived: anyone holding the code can pair with
-// this node until the identity is re-created. Treat it like a password.
+// Pairing codes are single-use and expire: NewPairingCode makes one (a
+// fresh 128-bit secret) that pairs once, within CodeTTL. They live only in
+// the daemon's memory (at most maxPendingCodes at a time), so a restart
+// voids them all. A wrong, used or expired secret is refused, and refuses
+// every attempt for pairRetryDelay after it (guessing is bounded).
 package node

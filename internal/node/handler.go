@@ -13,7 +13,7 @@ import (
 
 // Peer API routes (HTTPS with ServerTLS):
 //
-//	POST /peer/v1/pair   PairRequest -> 200 PairReply   (any client certificate; the secret authorises)
+//	POST /peer/v1/pair   PairRequest -> 200 PairReply   (any client certificate; a pending code's secret authorises, once)
 //	GET  /peer/v1/hello  -> 200 Hello                    (paired peers)
 //	*    /peer/...       -> next, with the Peer in the context (paired peers)
 //
@@ -120,13 +120,16 @@ func (s *Service) servePair(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, CodeInvalidRequest, fmt.Sprintf("pair request body: %v", err))
 		return
 	}
+	// The code is used up here, before the peer is stored: if storing
+	// fails (a name conflict), the operator makes a fresh code; two
+	// requests racing with one code never both pair.
 	id, err := s.verifyPairSecret(req.CodeSecret)
 	switch {
 	case errors.Is(err, ErrRateLimited):
 		writeError(w, http.StatusTooManyRequests, CodeRateLimited, err.Error())
 		return
 	case errors.Is(err, ErrBadCode):
-		s.log.Warn("pairing refused: wrong secret", "remote", r.RemoteAddr, "name", req.Name)
+		s.log.Warn("pairing refused: wrong, used or expired code", "remote", r.RemoteAddr, "name", req.Name)
 		writeError(w, http.StatusForbidden, CodeBadCode, err.Error())
 		return
 	case err != nil:

@@ -65,13 +65,14 @@ func (c *fakeClock) advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
+// mustCode makes a fresh pairing code of s.
 func mustCode(t *testing.T, s *Service) string {
 	t.Helper()
-	id, err := s.Identity()
+	pc, err := s.NewPairingCode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return id.PairingCode()
+	return pc.Code
 }
 
 func fingerprintOf(t *testing.T, s *Service) string {

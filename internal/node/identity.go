@@ -26,11 +26,15 @@ import (
 // File names in the node directory (see the package doc). They are part of
 // the on-disk format: must not change.
 const (
-	keyFile    = "key.pem"
-	certFile   = "cert.pem"
-	secretFile = "pair.secret"
-	peersFile  = "peers.json"
+	keyFile   = "key.pem"
+	certFile  = "cert.pem"
+	peersFile = "peers.json"
 )
+
+// obsoleteSecretFile held the long-lived pairing secret of older builds.
+// It is no longer read: pairing codes are single-use and live in memory
+// (pairing.go). Load ignores it; it may be deleted.
+const obsoleteSecretFile = "pair.secret"
 
 // certValidity is how long a node certificate is valid. Peers pin the
 // certificate itself, so expiry is not checked between nodes; it is set for
@@ -46,7 +50,6 @@ type Identity struct {
 	Name        string          // the certificate's CN
 	Fingerprint string          // "SHA256:" + lowercase hex of SHA-256(DER cert)
 	Cert        tls.Certificate // certificate and key, Leaf set
-	secret      string          // the pairing secret (base32)
 }
 
 // Fingerprint returns "SHA256:" + the lowercase hex SHA-256 of a DER
@@ -91,17 +94,10 @@ func initIdentity(dir, name string, fp *failpoint.Set) (*Identity, error) {
 	}
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER})
-	secret, err := newSecret()
-	if err != nil {
-		return nil, err
-	}
 
-	// The key and the secret may replace leftovers of an interrupted init
-	// (no cert.pem, so they were never used); the certificate may not
-	// replace anything: two inits racing, only one commits.
-	if err := writeFile(filepath.Join(dir, secretFile), []byte(secret+"\n"), 0o600, false); err != nil {
-		return nil, fmt.Errorf("init node identity: %w", err)
-	}
+	// The key may replace the leftover of an interrupted init (no
+	// cert.pem, so it was never used); the certificate may not replace
+	// anything: two inits racing, only one commits.
 	if err := writeFile(filepath.Join(dir, keyFile), keyPEM, 0o600, false); err != nil {
 		return nil, fmt.Errorf("init node identity: %w", err)
 	}
@@ -147,7 +143,7 @@ func selfSign(key *ecdsa.PrivateKey, name string) ([]byte, error) {
 // Load reads the identity in dir: ErrNoIdentity if dir has no cert.pem, an
 // error naming the damaged file otherwise.
 func Load(dir string) (*Identity, error) {
-	certPath, keyPath, secretPath := filepath.Join(dir, certFile), filepath.Join(dir, keyFile), filepath.Join(dir, secretFile)
+	certPath, keyPath := filepath.Join(dir, certFile), filepath.Join(dir, keyFile)
 	certPEM, err := os.ReadFile(certPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("load node identity from %s: %w", dir, ErrNoIdentity)
@@ -189,26 +185,11 @@ func Load(dir string) (*Identity, error) {
 	if pub, ok := leaf.PublicKey.(*ecdsa.PublicKey); !ok || !pub.Equal(&ek.PublicKey) {
 		return nil, damaged(keyPath, "the key does not match "+certPath)
 	}
-	secretData, err := os.ReadFile(secretPath)
-	if err != nil {
-		return nil, damaged(secretPath, err)
-	}
-	secret := strings.TrimSpace(string(secretData))
-	if err := checkSecret(secret); err != nil {
-		return nil, damaged(secretPath, err)
-	}
 	return &Identity{
 		Name:        leaf.Subject.CommonName,
 		Fingerprint: Fingerprint(leaf.Raw),
 		Cert:        tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: ek, Leaf: leaf},
-		secret:      secret,
 	}, nil
-}
-
-// PairingCode is the code another node pairs with: the fingerprint's hex
-// and the secret, "<hex>-<secret>".
-func (id *Identity) PairingCode() string {
-	return strings.TrimPrefix(id.Fingerprint, fingerprintPrefix) + "-" + id.secret
 }
 
 // CertPEM returns the certificate in PEM.

@@ -3,6 +3,7 @@ package node
 import (
 	"crypto/x509"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,7 +33,7 @@ func TestInitLoad(t *testing.T) {
 	if leaf.PublicKeyAlgorithm != x509.ECDSA {
 		t.Errorf("key %v, want ECDSA", leaf.PublicKeyAlgorithm)
 	}
-	for name, want := range map[string]os.FileMode{keyFile: 0o600, secretFile: 0o600, certFile: 0o644} {
+	for name, want := range map[string]os.FileMode{keyFile: 0o600, certFile: 0o644} {
 		fi, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
@@ -41,16 +42,15 @@ func TestInitLoad(t *testing.T) {
 			t.Errorf("%s mode %o, want %o", name, got, want)
 		}
 	}
-	fp, secret, err := ParseCode(id.PairingCode())
-	if err != nil || fp != id.Fingerprint || secret != id.secret {
-		t.Errorf("pairing code %q parses to %s %s %v", id.PairingCode(), fp, secret, err)
+	if _, err := os.Lstat(filepath.Join(dir, obsoleteSecretFile)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("init wrote %s (pairing codes are single-use and in memory): %v", obsoleteSecretFile, err)
 	}
 
 	back, err := Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if back.Name != id.Name || back.Fingerprint != id.Fingerprint || back.PairingCode() != id.PairingCode() {
+	if back.Name != id.Name || back.Fingerprint != id.Fingerprint {
 		t.Errorf("loaded %s %s, want %s %s", back.Name, back.Fingerprint, id.Name, id.Fingerprint)
 	}
 
@@ -105,7 +105,6 @@ func TestLoadCorrupt(t *testing.T) {
 		}},
 		{"KeyGarbage", keyFile, func(string) []byte { return []byte("junk") }},
 		{"KeyOfAnotherNode", keyFile, func(string) []byte { return read(t, otherDir, keyFile) }},
-		{"SecretShort", secretFile, func(string) []byte { return []byte("ABC\n") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "node")

@@ -93,8 +93,8 @@ func TestPairWrongSecret(t *testing.T) {
 		t.Fatalf("wrong secret: got %v, want ErrBadCode", err)
 	}
 	var re *RemoteError
-	if !errors.As(err, &re) || re.Status != http.StatusForbidden || re.Code != CodeBadCode || !strings.Contains(re.Msg, "wrong secret") {
-		t.Errorf("wrong secret: got %#v, want a 403 bad_code RemoteError saying wrong secret", re)
+	if !errors.As(err, &re) || re.Status != http.StatusForbidden || re.Code != CodeBadCode || !strings.Contains(re.Msg, "wrong, used or expired code") {
+		t.Errorf("wrong secret: got %#v, want a 403 bad_code RemoteError saying wrong, used or expired code", re)
 	}
 	if got := len(a.Peers().List()) + len(b.Peers().List()); got != 0 {
 		t.Errorf("a wrong secret added %d peers", got)

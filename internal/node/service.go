@@ -1,11 +1,9 @@
 package node
 
 import (
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -38,12 +36,13 @@ type Service struct {
 	opts  Options
 	log   *slog.Logger
 	peers *PeerStore
-	now   func() time.Time // the clock of the pairing rate limit; tests replace it
+	now   func() time.Time // the clock of the pairing rate limit and code expiry; tests replace it
 
-	mu        sync.Mutex // guards id, initing and pairAfter
-	id        *Identity  // nil until Init
-	initing   bool       // an Init is writing files
-	pairAfter time.Time  // no pairing attempt is checked before this (after a wrong secret)
+	mu        sync.Mutex    // guards id, initing, pairAfter and codes
+	id        *Identity     // nil until Init
+	initing   bool          // an Init is writing files
+	pairAfter time.Time     // no pairing attempt is checked before this (after a wrong secret)
+	codes     []pendingCode // unused pairing codes, oldest first (pairing.go)
 }
 
 // Open opens the node directory dir ($DATA/node): its identity if there is
@@ -127,25 +126,4 @@ func (s *Service) Unpair(name string) (Peer, error) {
 		s.log.Info("node unpaired", "peer", p.Name, "fingerprint", p.Fingerprint)
 	}
 	return p, err
-}
-
-// verifyPairSecret checks a pairing secret against this node's, at most one
-// wrong secret per pairRetryDelay: within that delay of a wrong one, every
-// attempt fails with ErrRateLimited unchecked. A wrong secret wraps
-// ErrBadCode.
-func (s *Service) verifyPairSecret(secret string) (*Identity, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.id == nil {
-		return nil, ErrNoIdentity
-	}
-	now := s.now()
-	if now.Before(s.pairAfter) {
-		return nil, ErrRateLimited
-	}
-	if subtle.ConstantTimeCompare([]byte(strings.ToUpper(strings.TrimSpace(secret))), []byte(s.id.secret)) != 1 {
-		s.pairAfter = now.Add(pairRetryDelay)
-		return nil, fmt.Errorf("%w: wrong secret; use the code `extrasphere node show` prints on %s", ErrBadCode, s.id.Name)
-	}
-	return s.id, nil
 }
