@@ -19,8 +19,9 @@ import (
 
 // Replicas: the target side of a mirror from another node. A replica is a
 // normal volume with a replica record (catalog): it is exported read-only
-// under its name, and writable only as the stream export VOL@GEN, to the
-// paired node that owns the mirror, over TLS. Failover ends the record's
+// under its name, and writable only as the stream export VOL@GEN@EPOCH,
+// to the paired node that owns the mirror, over TLS, one session (epoch)
+// at a time (openReplicaStream). Failover ends the record's
 // replica role: the volume becomes writable here, and its "mirror" CBT
 // bitmap starts recording what it writes, for failback.
 
