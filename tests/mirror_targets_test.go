@@ -120,7 +120,9 @@ func mtReadAt(t *testing.T, path string, off, n int64) []byte {
 }
 
 // mtAll reports whether every byte of b is pat.
-func mtAll(b []byte, pat byte) bool { return len(bytes.Trim(b, string([]byte{pat}))) == 0 }
+// (bytes.Trim would read the pattern as UTF-8: every byte from 0x80 up is then the same
+// invalid rune, and 0xa1 would pass for 0xb2.)
+func mtAll(b []byte, pat byte) bool { return bytes.Count(b, []byte{pat}) == len(b) }
 
 // mtBackground runs a command in the background; the channel gets its error and output.
 func mtBackground(t *testing.T, name string, args ...string) <-chan mtResult {

@@ -17,6 +17,8 @@
 //	jobs        <id as 8 bytes big-endian> -> JSON Job (see jobs.go);
 //	            the bucket's sequence is the last job ID issued
 //	nbd_clients <name> -> JSON Client (see clients.go)
+//	stream_epochs "last" -> 8 bytes big-endian: the last mirror stream
+//	            epoch issued (epochs.go)
 //
 // Job records are history, not state: losing them loses only the job
 // list (the engine recovers interrupted operations from the datastores).

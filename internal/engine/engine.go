@@ -101,6 +101,10 @@ type volume struct {
 	// Both guarded by Engine.mu.
 	replica *catalog.Replica
 	streams int
+	// rfence admits the writes of one stream session at a time into a
+	// replica (replicas.go); nil until the first stream. Guarded by
+	// Engine.mu.
+	rfence *replicaFence
 }
 
 // wrap builds what sits between v's gate and the layers dev.

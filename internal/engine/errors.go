@@ -60,6 +60,11 @@ var (
 	ErrSplitBrain = errors.New("split brain")
 	// ErrPeer: the other node could not be reached or refused.
 	ErrPeer = errors.New("peer node error")
+	// ErrStreamEpoch: a replica stream's export name carries no valid
+	// session epoch (VOLUME@GENERATION@EPOCH), so it cannot be fenced
+	// against older streams; the source node must be upgraded. Only the
+	// NBD refusal carries it, never the API.
+	ErrStreamEpoch = errors.New("replica stream without a valid epoch")
 )
 
 // kindError is an error whose message is complete on its own and that

@@ -7,12 +7,15 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/catalog"
 	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/fence"
 	"github.com/extrasphere/extrasphere/internal/flat"
 	"github.com/extrasphere/extrasphere/internal/mirror"
 	"github.com/extrasphere/extrasphere/internal/nbd"
@@ -180,19 +183,33 @@ func (e *Engine) dialer(rec catalog.Mirror, size int64) (mirror.Dialer, error) {
 	}
 	switch spec.kind {
 	case "file":
+		// The writes to a file target run in this process: a write of a
+		// dropped connection still in pwrite (a hung NFS server) could
+		// land after the resync rewrote its region. Each open is a new
+		// session of a fence, which waits for the old session's writes
+		// and refuses the ones it had not started.
+		f := fence.New(fileFenceTimeout)
+		var epoch atomic.Uint64
 		return func(ctx context.Context) (blockdev.Device, error) {
-			d, err := flat.OpenRaw(spec.path, size)
-			if errors.Is(err, flat.ErrShortFlat) {
-				err = fmt.Errorf("%w: %w", err, mirror.ErrRefused)
+			h, err := f.Open(ctx, epoch.Add(1))
+			if err != nil {
+				return nil, fmt.Errorf("target file %s: %w", spec.path, err)
 			}
-			return d, err
+			d, err := flat.OpenRaw(spec.path, size)
+			if err != nil {
+				h.Close()
+				if errors.Is(err, flat.ErrShortFlat) {
+					err = fmt.Errorf("%w: %w", err, mirror.ErrRefused)
+				}
+				return nil, err
+			}
+			return fence.NewDevice(d, h, true), nil
 		}, nil
 	case "nbd":
 		return func(ctx context.Context) (blockdev.Device, error) {
 			return nbd.DialPool(ctx, spec.nbd, nbd.ClientOptions{}, poolConns)
 		}, nil
 	}
-	t := nbd.Target{Network: "tcp", Address: rec.PeerNBDAddr, Export: replicaExport(rec.PeerVolume, rec.Gen), TLS: true}
 	return func(ctx context.Context) (blockdev.Device, error) {
 		ns := e.Node()
 		if ns == nil {
@@ -203,6 +220,13 @@ func (e *Engine) dialer(rec catalog.Mirror, size int64) (mirror.Dialer, error) {
 			return nil, err
 		}
 		cfg.NextProtos = []string{ReplicaALPN} // the node certificate, not the client CA's (clients.go)
+		// Every session has a new epoch: the replica fences the older
+		// ones before it acknowledges this one's NBD_OPT_GO.
+		epoch, err := e.cat.NextStreamEpoch(uint64(time.Now().UnixNano()))
+		if err != nil {
+			return nil, fmt.Errorf("mirror %s: %w", rec.Volume, err)
+		}
+		t := nbd.Target{Network: "tcp", Address: rec.PeerNBDAddr, Export: replicaExport(rec.PeerVolume, rec.Gen, epoch), TLS: true}
 		p, err := nbd.DialPool(ctx, t, nbd.ClientOptions{TLS: cfg}, poolConns)
 		var re *nbd.ReplyError
 		if errors.As(err, &re) && strings.Contains(re.Msg, refusedMark) {
@@ -212,9 +236,33 @@ func (e *Engine) dialer(rec catalog.Mirror, size int64) (mirror.Dialer, error) {
 	}, nil
 }
 
-// replicaExport is the NBD export name of a replica stream: VOL@GEN. A
-// volume name cannot contain '@', so it never names a volume.
-func replicaExport(vol, gen string) string { return vol + "@" + gen }
+// replicaExport is the NBD export name of a replica stream:
+// VOL@GEN@EPOCH, EPOCH in decimal (docs/API.md, "Replica streams"). A
+// volume name and a generation cannot contain '@', so it never names a
+// volume and parses one way.
+func replicaExport(vol, gen string, epoch uint64) string {
+	return vol + "@" + gen + "@" + strconv.FormatUint(epoch, 10)
+}
+
+// parseReplicaExport splits a stream name made by replicaExport.
+func parseReplicaExport(name string) (vol, gen string, epoch uint64, err error) {
+	vol, rest, _ := strings.Cut(name, "@")
+	gen, es, ok := strings.Cut(rest, "@")
+	if !ok {
+		return vol, gen, 0, fmt.Errorf("no stream epoch (want VOLUME@GENERATION@EPOCH): %w", ErrStreamEpoch)
+	}
+	epoch, err = strconv.ParseUint(es, 10, 64)
+	if err != nil || epoch == 0 {
+		return vol, gen, 0, fmt.Errorf("stream epoch %q is not a positive decimal number: %w", es, ErrStreamEpoch)
+	}
+	return vol, gen, epoch, nil
+}
+
+// fileFenceTimeout bounds how long a reconnect to a file target waits for
+// the writes of the dropped connection to leave pwrite. A write stuck
+// longer (a hung NFS mount) keeps the mirror degraded and retrying: it is
+// never cut short, and nothing is copied while it may still land.
+const fileFenceTimeout = 5 * time.Second
 
 // refusedMark starts the text of a replica refusal that retrying cannot
 // fix (the mirror stops in state refused).

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/extrasphere/extrasphere/internal/catalog"
+	"github.com/extrasphere/extrasphere/internal/fence"
 	"github.com/extrasphere/extrasphere/internal/gate"
 	"github.com/extrasphere/extrasphere/internal/mirror"
 	"github.com/extrasphere/extrasphere/internal/nbd"
@@ -18,8 +19,9 @@ import (
 
 // Replicas: the target side of a mirror from another node. A replica is a
 // normal volume with a replica record (catalog): it is exported read-only
-// under its name, and writable only as the stream export VOL@GEN, to the
-// paired node that owns the mirror, over TLS. Failover ends the record's
+// under its name, and writable only as the stream export VOL@GEN@EPOCH,
+// to the paired node that owns the mirror, over TLS, one session (epoch)
+// at a time (openReplicaStream). Failover ends the record's
 // replica role: the volume becomes writable here, and its "mirror" CBT
 // bitmap starts recording what it writes, for failback.
 
@@ -107,10 +109,18 @@ func (e *Engine) CreateReplica(ctx context.Context, p node.Peer, req ReplicaRequ
 		return ReplicaResponse{}, fmt.Errorf("replica %s: %w", req.Volume, err)
 	}
 	e.mu.Lock()
+	var rf *replicaFence
 	if v, ok := e.volumes[req.Volume]; ok {
 		v.replica = &rec
+		rf = v.replicaFenceLocked(rec.Gen)
 	}
 	e.mu.Unlock()
+	if rf != nil && rf.prev != nil {
+		// Streams of an older generation write no more from here.
+		if err := rf.prev.Seal(ctx); err != nil {
+			return ReplicaResponse{}, fmt.Errorf("replica %s: end the streams of the previous mirror generation: %w", req.Volume, err)
+		}
+	}
 	e.log.Info("replica ready", "volume", req.Volume, "source", p.Name+"/"+req.SourceVolume, "gen", req.Gen)
 	return ReplicaResponse{NBDPort: port}, nil
 }
@@ -124,11 +134,21 @@ func (e *Engine) nodeName() string {
 	return "(this node)"
 }
 
-// openReplicaStream is OpenExport for VOL@GEN: the mirror of a paired
-// node writing into its replica. Refusals that retrying cannot fix start
-// with refusedMark; the source stops its mirror on them.
+// openReplicaStream is OpenExport for a stream name VOL@GEN@EPOCH
+// (replicaExport): the mirror of a paired node writing into its replica.
+// Refusals that retrying cannot fix start with refusedMark; the source
+// stops its mirror on them.
+//
+// The stream is fenced (internal/fence): a stream of a newer epoch ends
+// every older stream of the volume and waits until their connections and
+// requests are gone before this returns, i.e. before the NBD server
+// acknowledges NBD_OPT_GO; only then does the source resync. Every write,
+// zero, trim and flush of the stream is admitted by the fence, so none of
+// an older stream is applied once a newer one opened. An older epoch is
+// refused (fence.ErrStale; retryable: the source dials again with a new
+// epoch).
 func (e *Engine) openReplicaStream(ctx context.Context, name string) (*nbd.Export, func(), error) {
-	vol, gen, _ := strings.Cut(name, "@")
+	vol, gen, epoch, perr := parseReplicaExport(name)
 	refuse := func(format string, a ...any) (*nbd.Export, func(), error) {
 		return nil, nil, fmt.Errorf("%s %s: %w", refusedMark, fmt.Sprintf(format, a...), nbd.ErrUnknownExport)
 	}
@@ -141,12 +161,79 @@ func (e *Engine) openReplicaStream(ctx context.Context, name string) (*nbd.Expor
 	if !ok {
 		return nil, nil, fmt.Errorf("export %q: the client is not a paired node: %w", name, nbd.ErrUnknownExport)
 	}
+	if perr != nil {
+		return refuse("stream %q from node %s: %v. If that node runs an older Extrasphere, upgrade it: streams without an epoch cannot be fenced", name, p.Name, perr)
+	}
+	e.mu.Lock()
+	v, err := e.checkReplicaStreamLocked(name, vol, gen, p)
+	var rf *replicaFence
+	if err == nil {
+		rf = v.replicaFenceLocked(gen)
+	}
+	e.mu.Unlock()
+	if err != nil {
+		return nil, nil, err
+	}
+	fctx, cancel := context.WithTimeout(ctx, replicaFenceTimeout)
+	h, err := rf.open(fctx, epoch)
+	cancel()
+	if err != nil {
+		e.log.Warn("replica stream refused", "volume", vol, "epoch", epoch, "err", err)
+		return nil, nil, fmt.Errorf("export %q: volume %s on node %s: %w (the mirror retries with a new stream): %w", name, vol, e.nodeName(), err, nbd.ErrUnknownExport)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	// The fence may have waited: look again.
+	if v2, err := e.checkReplicaStreamLocked(name, vol, gen, p); err != nil || v2 != v {
+		h.Close()
+		if err == nil {
+			err = fmt.Errorf("export %q: volume %s was replaced: %w", name, vol, nbd.ErrUnknownExport)
+		}
+		return nil, nil, err
+	}
+	v.conns++
+	v.streams++
+	if v.gone == nil {
+		v.gone = make(chan struct{})
+	}
+	gone, released := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	release := func() {
+		once.Do(func() {
+			h.Close()
+			close(released)
+			e.mu.Lock()
+			v.conns--
+			v.streams--
+			e.mu.Unlock()
+		})
+	}
+	// The server drops the connection when the volume goes (failover,
+	// forced removal) or a newer stream fences this one.
+	go func(vgone <-chan struct{}) {
+		select {
+		case <-vgone:
+		case <-h.Ended():
+		case <-released:
+			return
+		}
+		close(gone)
+	}(v.gone)
+	e.log.Info("replica stream open", "volume", vol, "source", p.Name, "epoch", epoch)
+	return &nbd.Export{Gone: gone, Name: name, Description: fmt.Sprintf("replica %s of %s/%s", vol, p.Name, v.replica.SourceVolume),
+		Device: fence.NewDevice(v.dev, h, false)}, release, nil
+}
+
+// checkReplicaStreamLocked finds the replica volume a stream of peer p
+// for generation gen may write into.
+func (e *Engine) checkReplicaStreamLocked(name, vol, gen string, p node.Peer) (*volume, error) {
+	refuse := func(format string, a ...any) (*volume, error) {
+		return nil, fmt.Errorf("%s %s: %w", refusedMark, fmt.Sprintf(format, a...), nbd.ErrUnknownExport)
+	}
 	v, ok := e.volumes[vol]
 	switch {
 	case e.closed:
-		return nil, nil, fmt.Errorf("export %q: %w: %w", name, ErrClosed, nbd.ErrUnknownExport)
+		return nil, fmt.Errorf("export %q: %w: %w", name, ErrClosed, nbd.ErrUnknownExport)
 	case !ok:
 		return refuse("volume %s does not exist on node %s (was it removed?)", vol, e.nodeName())
 	case v.replica == nil:
@@ -159,26 +246,53 @@ func (e *Engine) openReplicaStream(ctx context.Context, name string) (*nbd.Expor
 	case v.replica.Gen != gen:
 		return refuse("volume %s on node %s belongs to mirror generation %s, not %s (the mirror was recreated)", vol, e.nodeName(), v.replica.Gen, gen)
 	case v.err != nil || v.dev == nil:
-		return nil, nil, fmt.Errorf("export %q: volume unavailable (%v): %w", name, v.err, nbd.ErrUnknownExport)
+		return nil, fmt.Errorf("export %q: volume unavailable (%v): %w", name, v.err, nbd.ErrUnknownExport)
 	case v.op != "":
-		return nil, nil, fmt.Errorf("export %q: volume busy (%s in progress): %w", name, v.op, nbd.ErrUnknownExport)
+		return nil, fmt.Errorf("export %q: volume busy (%s in progress): %w", name, v.op, nbd.ErrUnknownExport)
 	}
-	v.conns++
-	v.streams++
-	var once sync.Once
-	release := func() {
-		once.Do(func() {
-			e.mu.Lock()
-			v.conns--
-			v.streams--
-			e.mu.Unlock()
-		})
+	return v, nil
+}
+
+// replicaFenceTimeout bounds how long a new stream waits for the older
+// streams of its volume to end (their requests to complete and their
+// connections to close). It is below the source's dial timeout (twice the
+// mirror's 5 s request timeout), so the source hears why before it gives
+// up, and far above what the requests one connection may hold (the NBD
+// server's in-flight budget) take on a working disk. On expiry the new
+// stream is refused, retryably; the older ones stay fenced.
+const replicaFenceTimeout = 5 * time.Second
+
+// replicaFence is a replica volume's fence for one mirror generation.
+// prev is the previous generation's: sealed before any stream of this one
+// opens, so that no stream of an older generation writes either.
+type replicaFence struct {
+	gen  string
+	f    *fence.Fence
+	prev *fence.Fence
+}
+
+// replicaFenceLocked is v's fence for generation gen (e.mu held); a new
+// generation gets a new one.
+func (v *volume) replicaFenceLocked(gen string) *replicaFence {
+	if v.rfence == nil || v.rfence.gen != gen {
+		rf := &replicaFence{gen: gen, f: fence.New(replicaFenceTimeout)}
+		if v.rfence != nil {
+			rf.prev = v.rfence.f
+		}
+		v.rfence = rf
 	}
-	if v.gone == nil {
-		v.gone = make(chan struct{})
+	return v.rfence
+}
+
+// open admits a stream of epoch: the previous generation is sealed, then
+// the current one fenced.
+func (rf *replicaFence) open(ctx context.Context, epoch uint64) (*fence.Handle, error) {
+	if rf.prev != nil {
+		if err := rf.prev.Seal(ctx); err != nil {
+			return nil, fmt.Errorf("end the streams of the previous mirror generation: %w", err)
+		}
 	}
-	return &nbd.Export{Gone: v.gone, Name: name, Description: fmt.Sprintf("replica %s of %s/%s", vol, p.Name, v.replica.SourceVolume),
-		Device: v.dev}, release, nil
+	return rf.f.Open(ctx, epoch)
 }
 
 // replicaInfo describes v's replica role, if any.
@@ -221,10 +335,27 @@ func (e *Engine) Failover(ctx context.Context, name string, force bool) (MirrorI
 			err = errorf(ErrVolumeUnavailable, "volume %s is unavailable (%v)", name, v.err)
 		}
 	}
+	var rf *replicaFence
+	var srcName string
+	if err == nil {
+		rf, srcName = v.replicaFenceLocked(v.replica.Gen), v.replica.SourceName
+	}
 	e.mu.Unlock()
 	if err != nil {
 		return MirrorInfo{}, err
 	}
+	// No write of the source's streams lands from now on: the ones in
+	// flight complete first, later ones are refused.
+	if err := rf.f.Seal(ctx); err != nil {
+		rf.f.Unseal()
+		return MirrorInfo{}, errorf(ErrVolumeInUse, "failover %s: the stream of node %s still has writes in flight (%v): retry", name, srcName, err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			rf.f.Unseal()
+		}
+	}()
 	v.snapMu.Lock()
 	defer v.snapMu.Unlock()
 	g, ok := v.dev.(*gate.Gate)
@@ -257,6 +388,7 @@ func (e *Engine) Failover(ctx context.Context, name string, force bool) (MirrorI
 	}
 	e.mu.Unlock()
 	h.Replace(v.wrap(v.layers))
+	done = true
 	e.log.Warn("failover: replica is now writable here", "volume", name, "source", r.SourceName+"/"+r.SourceVolume)
 	in, _ := e.replicaInfo(v)
 	return in, nil

@@ -33,8 +33,15 @@ func (m *Mirror) replicaFailedLocked(gen uint64, err error) {
 	go m.changed()
 }
 
-// dropLocked closes the current connection (in the background: a dead
-// peer must not stall the caller).
+// aborter is a replica connection that can be dropped without an orderly
+// goodbye (nbd.Pool: its sockets are reset, unsent requests discarded).
+type aborter interface{ Abort() error }
+
+// dropLocked gives up the current connection: it is aborted (reset, so
+// that requests not yet sent never reach the replica) or, for a device
+// without Abort, closed. That runs in the background, so a dead peer
+// cannot stall the caller; the reconnect loop waits for it (m.dropped)
+// before it dials, so the source never holds two sessions to a replica.
 func (m *Mirror) dropLocked(cause error) {
 	if m.target == nil {
 		return
@@ -44,7 +51,20 @@ func (m *Mirror) dropLocked(cause error) {
 	m.tgen++
 	m.finishing = false
 	m.cond.Broadcast()
-	go t.Close()
+	done := make(chan struct{})
+	prev := m.dropped
+	m.dropped = done
+	go func() {
+		defer close(done)
+		if prev != nil {
+			<-prev
+		}
+		if a, ok := t.(aborter); ok {
+			a.Abort()
+		} else {
+			t.Close()
+		}
+	}()
 	if cause == nil {
 		m.setStateLocked()
 	}
@@ -72,7 +92,17 @@ func (m *Mirror) connectLoop() {
 			m.mu.Unlock()
 			return
 		}
+		dropped := m.dropped
 		m.mu.Unlock()
+		if dropped != nil {
+			// The dropped connection is reset first (an abort does not
+			// wait for the peer, so this is short).
+			select {
+			case <-dropped:
+			case <-m.stop:
+				continue
+			}
+		}
 
 		ctx, cancel := context.WithTimeout(context.Background(), 2*m.opts.Timeout)
 		go func() {

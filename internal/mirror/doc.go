@@ -32,6 +32,18 @@
 // after the copy began waits for it to land on the replica first. A copy
 // that fails marks its chunks dirty again.
 //
+// Connections: the Dialer opens one session to the replica (for a node, a
+// pool of NBD connections with a new epoch, which the replica fences
+// against every older session before the handshake completes). The copier
+// and through-writes use a connection only once Dial returned, so a resync
+// runs only on a session the replica has confirmed as its only writer. A
+// connection given up (a request failed or timed out, pause) is aborted,
+// not closed: a device with Abort (nbd.Pool) resets its sockets (SO_LINGER
+// 0) so that bytes not yet sent are discarded rather than delivered when a
+// cut link returns; the reconnect loop dials only after the abort
+// finished, so the source never holds two sessions at once (the only
+// guarantee a third-party NBD target gets: it cannot tell them apart).
+//
 // Crash safety: the Journal is a persistent superset of the chunks the
 // replica may lack (the engine uses the volume's "mirror" CBT bitmap, whose
 // activity log makes every write crash-safe without an I/O per write). The

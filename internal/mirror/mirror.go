@@ -126,6 +126,9 @@ type Mirror struct {
 	lastErr error
 	errAt   time.Time
 	dialing bool // the reconnect loop runs
+	// dropped is closed once the last dropped connection was aborted
+	// (dropLocked); nil if none was dropped.
+	dropped chan struct{}
 	ckpt    bool // a checkpoint is running
 	// finishing: the last dirty chunk was copied and the replica is being
 	// flushed; in-sync only after that flush.
@@ -225,7 +228,12 @@ func (m *Mirror) Close(ctx context.Context) error {
 			_, _, err = m.opts.Journal.Rotate(func() bool { return true })
 		}
 	}
-	if cerr := t.Close(); err == nil {
+	// A replica that is not in sync may hold requests in flight: abort
+	// it rather than send them a goodbye it may never read.
+	a, ok := t.(aborter)
+	if !clean && ok {
+		a.Abort()
+	} else if cerr := t.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {

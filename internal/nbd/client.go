@@ -29,6 +29,7 @@ type ClientOptions struct {
 // All methods are safe for concurrent use; requests are pipelined.
 type Client struct {
 	nc   net.Conn
+	raw  net.Conn // the socket under nc (nc itself without TLS): Abort resets it
 	size int64
 	caps blockdev.Caps
 	meta map[string]uint32 // context name -> id
@@ -57,16 +58,16 @@ func Dial(ctx context.Context, t Target, opts ClientOptions) (*Client, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		nc.SetDeadline(dl)
 	}
-	c := &Client{nc: nc, pending: map[uint64]*call{}, done: make(chan struct{}), meta: map[string]uint32{}}
+	c := &Client{nc: nc, raw: nc, pending: map[uint64]*call{}, done: make(chan struct{}), meta: map[string]uint32{}}
 	// A cancelled ctx ends the handshake too (a server that never answers,
 	// such as a connection left in a full listen queue).
-	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	stop := context.AfterFunc(ctx, func() { resetConn(nc) })
 	err = c.handshake(t, opts)
 	if !stop() && err == nil {
 		err = ctx.Err()
 	}
 	if err != nil {
-		nc.Close()
+		resetConn(nc)
 		return nil, fmt.Errorf("nbd handshake with %s export %q: %w", t.Address, t.Export, err)
 	}
 	c.nc.SetDeadline(timeZero)

@@ -130,6 +130,24 @@ func (c *Client) Close() error {
 	return nil
 }
 
+// Abort drops the connection at once, without NBD_CMD_DISC: the socket is
+// reset (SO_LINGER 0), so requests not yet sent are discarded instead of
+// reaching the server later, and requests in flight fail with ErrClosed.
+// Use it for a connection given up on (a timed-out replica); Close is the
+// orderly end. Later calls fail with ErrClosed.
+func (c *Client) Abort() error {
+	c.mu.Lock()
+	if errors.Is(c.err, blockdev.ErrClosed) {
+		c.mu.Unlock()
+		return errClientClosed
+	}
+	c.err = errClientClosed
+	c.mu.Unlock()
+	resetConn(c.raw)
+	<-c.done
+	return nil
+}
+
 func (c *Client) checkWrite(off, length int64) error {
 	if c.caps.ReadOnly {
 		return fmt.Errorf("nbd export: %w", blockdev.ErrReadOnly)

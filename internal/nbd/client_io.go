@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"syscall"
 	"time"
 
@@ -107,14 +108,29 @@ func (c *Client) do(ctx context.Context, cl *call, flags uint16, length uint32, 
 	}
 }
 
-// fail marks the connection broken, closes it and fails every pending call.
+// fail marks the connection broken, resets it and fails every pending
+// call. A broken connection is reset, not closed: a request it had not
+// sent yet has failed for its caller and must never reach the server
+// later (the kernel would still send the unsent bytes of a closed socket
+// when a cut link comes back).
 func (c *Client) fail(err error) {
 	c.mu.Lock()
 	if c.err == nil {
 		c.err = err
 	}
 	c.mu.Unlock()
-	c.nc.Close()
+	resetConn(c.raw)
+}
+
+// resetConn closes nc so that its unsent data is discarded: on TCP with
+// SO_LINGER 0, which sends a reset instead of a FIN. The TLS layer is
+// bypassed (its close_notify alert could wait for a dead peer). A unix
+// socket has no unsent data: what was written is already the server's.
+func resetConn(nc net.Conn) {
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	nc.Close()
 }
 
 // readReplies dispatches replies to their calls until the connection ends.

@@ -252,9 +252,22 @@ func (p *Pool) BlockStatus(ctx context.Context, meta string, off, length int64) 
 	return ext, err
 }
 
+// Abort drops every connection at once (Client.Abort: reset, unsent
+// requests discarded, no NBD_CMD_DISC). When it returns no connection of
+// the pool can send anything more. Later calls fail with an error wrapping
+// blockdev.ErrClosed.
+func (p *Pool) Abort() error {
+	return p.end(func(c *Client) error { return c.Abort() })
+}
+
 // Close disconnects every connection; requests in flight fail. Later calls
 // fail with an error wrapping blockdev.ErrClosed.
 func (p *Pool) Close() error {
+	return p.end(func(c *Client) error { return c.Close() })
+}
+
+// end closes the pool and every connection with closeFn.
+func (p *Pool) end(closeFn func(c *Client) error) error {
 	p.mu.Lock()
 	if p.err == errPoolClosed {
 		p.mu.Unlock()
@@ -267,7 +280,7 @@ func (p *Pool) Close() error {
 	p.mu.Unlock()
 	var errs []error
 	for _, pc := range p.conns {
-		if err := pc.c.Close(); err != nil {
+		if err := closeFn(pc.c); err != nil {
 			errs = append(errs, err)
 		}
 	}

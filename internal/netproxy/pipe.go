@@ -36,14 +36,21 @@ type pair struct {
 	ended  atomic.Int32  // directions that ended with a clean EOF
 	once   sync.Once     // runs close's body once
 
-	mu     sync.Mutex // guards target, closed
+	mu     sync.Mutex // guards target, closed, hold, held
 	target net.Conn   // nil until dialled
 	closed bool
+	// hold, while open, holds the bytes from the client (Proxy.Hold);
+	// held says the pair was held once: then the end of the client does
+	// not end the target side until what it sent was delivered.
+	hold chan struct{}
+	held bool
+	// upDone is closed when the client-to-target direction has ended.
+	upDone chan struct{}
 }
 
 func newPair(p *Proxy, client net.Conn) *pair {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &pair{p: p, client: client, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	return &pair{p: p, client: client, ctx: ctx, cancel: cancel, done: make(chan struct{}), upDone: make(chan struct{})}
 }
 
 // setTarget installs the dialled target connection; if the pair was
@@ -67,12 +74,12 @@ func (pr *pair) close() {
 		t := pr.target
 		pr.mu.Unlock()
 		pr.cancel()
-		close(pr.done)
 		pr.client.Close()
 		if t != nil {
 			t.Close()
 		}
-		pr.p.remove(pr)
+		pr.p.remove(pr) // before done: who waits on done sees Conns without it
+		close(pr.done)
 		pr.p.log.Debug("netproxy: connection closed", "client", pr.client.RemoteAddr())
 	})
 }
@@ -82,10 +89,14 @@ func (pr *pair) close() {
 // consumes one wg count; the reader it starts takes another.
 func (pr *pair) pipe(src, dst net.Conn) {
 	defer pr.p.wg.Done()
+	up := src == pr.client
+	if up {
+		defer close(pr.upDone)
+	}
 	q := make(chan chunk, queueChunks)
 	free := make(chan []byte, queueChunks+2) // the reader holds one, the writer one
 	pr.p.wg.Add(1)
-	go pr.read(src, q, free)
+	go pr.read(src, q, free, up)
 
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -108,23 +119,79 @@ func (pr *pair) pipe(src, dst net.Conn) {
 		if !pr.p.waitRunning(pr.done) {
 			return
 		}
+		held := false
+		if up {
+			var ok bool
+			if held, ok = pr.waitHold(); !ok {
+				return
+			}
+		}
 		if c.eof {
+			if held {
+				// The client is gone and what it sent was delivered
+				// late: now the target sees the end too.
+				pr.close()
+				return
+			}
 			pr.halfClose(dst)
 			return
 		}
 		_, err := dst.Write(c.buf)
 		free <- c.buf[:cap(c.buf)]
 		if err != nil {
+			if !up && pr.isHeld() {
+				return // the client of a held pair is gone; its bytes still go up
+			}
 			pr.close()
 			return
 		}
 	}
 }
 
+// waitHold waits while the pair's client bytes are held; it reports
+// whether the pair was ever held, and false in ok if the pair closed.
+func (pr *pair) waitHold() (held, ok bool) {
+	pr.mu.Lock()
+	h, held := pr.hold, pr.held
+	pr.mu.Unlock()
+	if h == nil {
+		return held, true
+	}
+	select {
+	case <-h:
+		return held, true
+	case <-pr.done:
+		return held, false
+	}
+}
+
+func (pr *pair) isHeld() bool {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return pr.held
+}
+
+// setHold holds the pair's client bytes until ch is closed; false if the
+// pair is closed already or its client direction ended.
+func (pr *pair) setHold(ch chan struct{}) bool {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if pr.closed || pr.target == nil {
+		return false
+	}
+	select {
+	case <-pr.upDone:
+		return false
+	default:
+	}
+	pr.hold, pr.held = ch, true
+	return true
+}
+
 // read reads src into chunks until EOF (queued, so the FIN is delayed
 // like the bytes) or an error (which closes the pair at once: a reset
 // or our own close).
-func (pr *pair) read(src net.Conn, q chan<- chunk, free chan []byte) {
+func (pr *pair) read(src net.Conn, q chan<- chunk, free chan []byte, up bool) {
 	defer pr.p.wg.Done()
 	for {
 		var buf []byte
@@ -142,7 +209,9 @@ func (pr *pair) read(src net.Conn, q chan<- chunk, free chan []byte) {
 				return
 			}
 		}
-		if errors.Is(err, io.EOF) {
+		if errors.Is(err, io.EOF) || err != nil && up && pr.isHeld() {
+			// A held client that resets: what it sent is still
+			// delivered, then the end (a cut link's late packets).
 			select {
 			case q <- chunk{at: at, eof: true}:
 			case <-pr.done:

@@ -19,6 +19,13 @@
 //	                  accepted but not connected to the target, until
 //	                  Resume delivers everything held. This is a "link
 //	                  down" without any RST or FIN.
+//	Hold / Release    the bytes every connection open now sends to the
+//	                  target are held; new connections pass. A held
+//	                  connection's target side outlives its client: when
+//	                  the client closes or resets, what it sent stays
+//	                  held. Release delivers it all, in order, then ends
+//	                  the target side: the late packets of an abandoned
+//	                  connection that a cut link kept in flight.
 //	SetDelay          change the latency for bytes read from now on.
 package netproxy
 
@@ -199,6 +206,43 @@ func (p *Proxy) Resume() {
 	case <-p.running: // not paused
 	default:
 		close(p.running)
+	}
+}
+
+// Held is the set of connections one Hold took.
+type Held struct {
+	ch    chan struct{}
+	pairs []*pair
+	once  sync.Once
+}
+
+// Hold holds, from now on, the bytes each connection open now (and
+// connected to the target) sends to the target; see the package doc.
+func (p *Proxy) Hold() *Held {
+	h := &Held{ch: make(chan struct{})}
+	for _, pr := range p.take(false, false) {
+		if pr.setHold(h.ch) {
+			h.pairs = append(h.pairs, pr)
+		}
+	}
+	p.log.Debug("netproxy: hold", "target", p.target, "conns", len(h.pairs))
+	return h
+}
+
+// Conns is the number of connections held.
+func (h *Held) Conns() int { return len(h.pairs) }
+
+// Release delivers what the held connections sent. Call it once their
+// clients are gone: it returns when each one's bytes were written to the
+// target (or the target refused them) and it was closed, or the proxy was
+// closed.
+func (h *Held) Release() {
+	h.once.Do(func() { close(h.ch) })
+	for _, pr := range h.pairs {
+		select {
+		case <-pr.upDone:
+		case <-pr.done:
+		}
 	}
 }
 

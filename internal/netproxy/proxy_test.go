@@ -333,3 +333,66 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 }
 
 func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
+
+// TestHold: the bytes a connection sends after Hold are held, also after
+// its client resets the connection; a new connection passes meanwhile;
+// Release delivers the held bytes to the target, then the end.
+func TestHold(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 2)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	p := startProxy(t, ln.Addr().String(), Options{})
+	old, err := net.Dial("tcp", p.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.Write([]byte("abc"))
+	oldT := <-accepted
+	defer oldT.Close()
+	oldT.SetDeadline(time.Now().Add(guard))
+	got := make([]byte, 3)
+	if _, err := io.ReadFull(oldT, got); err != nil || string(got) != "abc" {
+		t.Fatalf("before the hold: %q, %v", got, err)
+	}
+
+	h := p.Hold()
+	if h.Conns() != 1 {
+		t.Fatalf("held %d connections, want 1", h.Conns())
+	}
+	if _, err := old.Write([]byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	old.(*net.TCPConn).SetLinger(0)
+	old.Close() // a reset: the client is gone
+
+	fresh, err := net.Dial("tcp", p.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	fresh.Write([]byte("new"))
+	freshT := <-accepted
+	defer freshT.Close()
+	freshT.SetDeadline(time.Now().Add(guard))
+	if _, err := io.ReadFull(freshT, got); err != nil || string(got) != "new" {
+		t.Fatalf("a new connection while another is held: %q, %v", got, err)
+	}
+
+	h.Release()
+	rest, err := io.ReadAll(oldT)
+	if err != nil || string(rest) != "late" {
+		t.Fatalf("after Release the target read %q, %v; want the held \"late\" then EOF", rest, err)
+	}
+}
