@@ -35,6 +35,7 @@ type serveOptions struct {
 	nbdAddr   string
 	nbdSocket string
 	nodeAddr  string
+	nbdLimits nbdLimitFlags
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -55,6 +56,9 @@ the next daemon.`,
 			if err != nil {
 				return err
 			}
+			if err := o.nbdLimits.check(c.CommandPath()); err != nil {
+				return err
+			}
 			return serve(c.Context(), g, o, addr)
 		},
 	}
@@ -62,6 +66,7 @@ the next daemon.`,
 	f.StringVar(&o.nbdAddr, "nbd", "127.0.0.1:10809", `NBD TCP listen address ("" disables TCP)`)
 	f.StringVar(&o.nbdSocket, "nbd-socket", "", "NBD unix socket (default DATA/nbd.sock)")
 	f.StringVar(&o.nodeAddr, "node", "", `node port for paired nodes (mirrors, failover), e.g. 0.0.0.0:10810 ("" disables it)`)
+	o.nbdLimits.register(f)
 	return c
 }
 
@@ -71,6 +76,7 @@ func serve(ctx context.Context, g *globals, o serveOptions, apiAddr string) erro
 		h = slog.NewJSONHandler(g.stderr, nil)
 	}
 	log := slog.New(h)
+	raiseOpenFileLimit(log)
 	data, err := filepath.Abs(g.data)
 	if err != nil {
 		return fmt.Errorf("data dir %s: %w", g.data, err)
@@ -149,7 +155,7 @@ func serve(ctx context.Context, g *globals, o serveOptions, apiAddr string) erro
 
 	// STARTTLS is offered with this node's certificate: paired nodes
 	// open replica streams over it (the engine checks who they are).
-	srv := nbd.NewServer(eng, nbd.Options{Logger: log, TLS: ns.ServerTLS()})
+	srv := nbd.NewServer(eng, o.nbdLimits.apply(nbd.Options{Logger: log, TLS: ns.ServerTLS()}))
 	errc := make(chan error, 4)
 	go func() { errc <- srv.Serve(unixLn) }()
 	if tcpLn != nil {

@@ -20,7 +20,7 @@ const (
 	cflagFixedNew     uint32 = 1 << 0
 	cflagNoZeroes     uint32 = 1 << 1
 	knownCliFlags            = cflagFixedNew | cflagNoZeroes
-	maxOptionData            = 1 << 20 // larger option payloads end the session
+	maxOptionData            = 1 << 20 // the client's cap on an option reply; the server's caps are in limits.go
 	maxStringLen             = 4096    // NBD_MAX_STRING
 	exportNamePadding        = 124
 )
