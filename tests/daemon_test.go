@@ -36,6 +36,10 @@ type daemon struct {
 	host     string // the address it listens on (default 127.0.0.1)
 	nodePort int    // --node host:nodePort when > 0 (paired nodes, mirrors)
 	netns    string // run inside this network namespace (ip netns exec) when set
+
+	args []string // extra serve flags
+	wrap []string // a command (and its flags) that runs serve, such as prlimit
+	bin  string   // the daemon binary, when not esBin
 }
 
 // daemonOpts start a daemon on another address, with a node port, or in a network namespace.
@@ -44,6 +48,10 @@ type daemonOpts struct {
 	Host  string // listen address (default 127.0.0.1)
 	NetNS string // network namespace to run in
 	Name  string // node name for `node init` (default "node")
+
+	Args []string // extra `serve` flags
+	Wrap []string // a command that runs serve, such as prlimit --nofile=300:300 (it must exec serve)
+	Bin  string   // the daemon binary (default esBin)
 }
 
 // startDaemon starts a daemon on a fresh data dir. It is killed when the test ends, and its log is
@@ -64,6 +72,9 @@ func startDaemonOpts(t *testing.T, o daemonOpts) *daemon {
 		logPath: filepath.Join(base, "daemon.log"),
 		host:    o.Host,
 		netns:   o.NetNS,
+		args:    o.Args,
+		wrap:    o.Wrap,
+		bin:     o.Bin,
 	}
 	if d.host == "" {
 		d.host = "127.0.0.1"
@@ -134,10 +145,15 @@ func (d *daemon) start() {
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "==== test harness: start %s\n", time.Now().Format(time.RFC3339Nano))
-	args := []string{esBin, "serve", "--data", d.dir, "--nbd", d.tcpAddr(), "--nbd-socket", d.nbdSock(), "--api", d.apiAddr()}
+	bin := esBin
+	if d.bin != "" {
+		bin = d.bin
+	}
+	args := []string{bin, "serve", "--data", d.dir, "--nbd", d.tcpAddr(), "--nbd-socket", d.nbdSock(), "--api", d.apiAddr()}
 	if d.nodePort > 0 {
 		args = append(args, "--node", d.nodeAddr())
 	}
+	args = append(append(append([]string{}, d.wrap...), args...), d.args...)
 	if d.netns != "" {
 		args = append([]string{"ip", "netns", "exec", d.netns}, args...)
 	}

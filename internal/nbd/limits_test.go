@@ -3,6 +3,7 @@ package nbd
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -317,4 +318,53 @@ func TestDefaultLimits(t *testing.T) {
 			t.Errorf("connBudgetFor(%d, %d) = %d, want %d", tc.total, tc.asked, got, tc.want)
 		}
 	}
+}
+
+// The handshake deadline covers the whole negotiation, the TLS handshake
+// after NBD_OPT_STARTTLS included: a client that stops there is closed.
+func TestHandshakeDeadlineCoversTLS(t *testing.T) {
+	exp := &testExports{devs: map[string]*Export{"disk": {Name: "disk", Device: memdev.New(1<<20, false)}}}
+	cert := selfSigned(t, "server")
+	srv := NewServer(exp, Options{HandshakeTimeout: time.Second,
+		TLS: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}})
+	sock := t.TempDir() + "/nbd.sock"
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), watchdog)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	s := &testServer{srv: srv, sock: sock}
+
+	t.Run("SilentAfterGreeting", func(t *testing.T) {
+		r := dialRaw(t, s)
+		if !closedBeforeWatchdog(r) {
+			t.Fatal("a client that never sent its flags was kept past the handshake deadline")
+		}
+	})
+	t.Run("SilentInTLSHandshake", func(t *testing.T) {
+		r := dialRaw(t, s)
+		r.clientFlags(cflagFixedNew)
+		r.option(optStartTLS, nil)
+		if typ, _ := r.optReply(optStartTLS); typ != repAck {
+			t.Fatalf("STARTTLS: %#x", typ)
+		}
+		r.write([]byte{0x16, 0x03, 0x01}) // the start of a ClientHello, then nothing
+		if !closedBeforeWatchdog(r) {
+			t.Fatal("a client stalled in the TLS handshake was kept past the handshake deadline")
+		}
+	})
+}
+
+// closedBeforeWatchdog reports whether the server ends the connection
+// before the watchdog, discarding what it sends first.
+func closedBeforeWatchdog(r *rawConn) bool {
+	r.nc.SetReadDeadline(time.Now().Add(watchdog))
+	_, err := io.Copy(io.Discard, r.br)
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout())
 }
