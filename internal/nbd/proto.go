@@ -8,6 +8,17 @@
 //	                                               ─> writer (one goroutine, replies in completion order)
 //
 // A reply header is never sent before its data is in hand.
+//
+// Nothing a client sends makes the server hold more than a named limit
+// (limits.go): connections are capped at accept (total, per client
+// address) before anything is allocated; negotiation reads into small
+// buffers and each option's data is capped by what that option can need;
+// in transmission every request holds a ticket of the connection's and of
+// the server's memory budget (budget.go) until its buffers are free, READ
+// data included until it was sent, so a client that stops reading stalls
+// itself and is dropped after Options.WriteTimeout. A disconnect without
+// NBD_CMD_DISC cancels the requests in flight; NBD_CMD_DISC and Shutdown
+// let them finish and answer.
 package nbd
 
 // Handshake magics and flags. Values are fixed by the protocol.
