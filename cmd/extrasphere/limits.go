@@ -22,7 +22,7 @@ func (l *nbdLimitFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&l.memory, "nbd-memory", "", "memory for NBD buffers (write data read ahead, read data waiting for a slow client) "+
 		"of all clients together, e.g. 512M; clients wait when it is spent (default 256M, or 1/16 of RAM if less)")
 	f.IntVar(&l.maxConns, "nbd-max-conns", 0, "most NBD connections at once (default 1024, or half the open file limit if less)")
-	f.IntVar(&l.maxConnsPerIP, "nbd-max-conns-per-client", 0, "most NBD connections from one TCP client address (default 256)")
+	f.IntVar(&l.maxConnsPerIP, "nbd-max-conns-per-client", 0, "most NBD connections from one TCP client address (default 256, or a quarter of --nbd-max-conns if less)")
 }
 
 // check validates the flags; a bad value is a usage error.

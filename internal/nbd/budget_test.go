@@ -207,3 +207,27 @@ func (r *rawConn) roundTrip(off uint64, data [4]byte) {
 		r.t.Fatalf("read back %x, want %x", got, data)
 	}
 }
+
+// Shutdown ends even when a reader waits for budget that a stalled client
+// holds: the wait is cancelled, and the stalled client is dropped after
+// the write deadline like any other.
+func TestShutdownWithStalledClient(t *testing.T) {
+	dev := &countingDev{Device: memdev.New(64<<20, false)}
+	srv, s := startLimited(t, dev, Options{MemoryBytes: MinMemoryBytes, WriteTimeout: time.Second})
+	const reqLen = 4 << 20
+	slow := dialRaw(t, s)
+	slow.open("disk", false)
+	for i := range 20 {
+		slow.request(cmdRead, 0, uint64(i), 0, reqLen, nil)
+	}
+	share := srv.opts.InflightBytes / reqLen
+	waitFor(t, "the slow client's share of reads", func() bool { return dev.reads.Load() == share })
+	ctx, cancel := context.WithTimeout(context.Background(), watchdog)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown with a stalled client: %v", err)
+	}
+	if n := srv.MemoryInUse(); n != 0 {
+		t.Fatalf("%d bytes of budget held after shutdown", n)
+	}
+}

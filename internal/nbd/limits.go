@@ -49,6 +49,12 @@ const (
 	// per peer (see peerKey).
 	defaultMaxConnsPerClient = 256
 
+	// clientShare: by default one client address gets at most
+	// 1/clientShare of the connection cap, so that a flood from one address
+	// leaves room for everyone else (the local hypervisor on the unix
+	// socket included) even when few descriptors lower the cap.
+	clientShare = 4
+
 	// DefaultHandshakeTimeout bounds the whole negotiation, TLS handshake
 	// included: a real client needs a few round trips, a stuck one holds a
 	// connection slot only this long.
@@ -150,6 +156,11 @@ func DefaultMemoryBytes() int64 {
 // nofile descriptors.
 func defaultMaxConnsFor(nofile uint64) int {
 	return int(max(min(nofile/fdShare, defaultMaxConns), 1))
+}
+
+// defaultMaxConnsPerClientFor is the per-address cap under a total cap.
+func defaultMaxConnsPerClientFor(maxConns int) int {
+	return max(min(maxConns/clientShare, defaultMaxConnsPerClient), 1)
 }
 
 // openFileLimit is the process's current RLIMIT_NOFILE (soft) limit.

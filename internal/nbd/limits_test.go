@@ -306,6 +306,12 @@ func TestDefaultLimits(t *testing.T) {
 	if got := defaultMaxConnsFor(1 << 20); got != defaultMaxConns {
 		t.Errorf("connection cap under 1M descriptors: %d, want %d", got, defaultMaxConns)
 	}
+	if got := defaultMaxConnsPerClientFor(150); got != 37 {
+		t.Errorf("per-client cap under a total of 150: %d, want 37", got)
+	}
+	if got := defaultMaxConnsPerClientFor(defaultMaxConns); got != defaultMaxConnsPerClient {
+		t.Errorf("per-client cap under the default total: %d, want %d", got, defaultMaxConnsPerClient)
+	}
 	if got := DefaultMemoryBytes(); got < MinMemoryBytes || got > DefaultMemoryCeiling {
 		t.Errorf("default memory budget %d outside [%d, %d]", got, MinMemoryBytes, DefaultMemoryCeiling)
 	}

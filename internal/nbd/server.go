@@ -34,8 +34,9 @@ type Options struct {
 	WriteTimeout time.Duration
 	// MaxConns caps the connections in every state; 0 means 1024, or half
 	// of RLIMIT_NOFILE if that is less. MaxConnsPerClient caps those of one
-	// TCP client address; 0 means 256. Over a cap, a new connection is
-	// closed at accept, before anything is allocated for it.
+	// TCP client address; 0 means 256, or a quarter of MaxConns if that is
+	// less. Over a cap, a new connection is closed at accept, before
+	// anything is allocated for it.
 	MaxConns          int
 	MaxConnsPerClient int
 }
@@ -79,7 +80,7 @@ func NewServer(exports Exports, opts Options) *Server {
 		opts.MaxConns = defaultMaxConnsFor(openFileLimit())
 	}
 	if opts.MaxConnsPerClient <= 0 {
-		opts.MaxConnsPerClient = defaultMaxConnsPerClient
+		opts.MaxConnsPerClient = defaultMaxConnsPerClientFor(opts.MaxConns)
 	}
 	return &Server{
 		exports:   exports,
