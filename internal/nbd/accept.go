@@ -63,7 +63,7 @@ func peerKey(a net.Addr) string {
 // refusalLogEvery, remembering at most maxRefusalPeers addresses; refusals
 // beyond that are summed into one line per period.
 type refusalLog struct {
-	mu         sync.Mutex           // guards last, others, othersSince
+	mu         sync.Mutex           // guards last, others, othersSent
 	last       map[string]time.Time // address -> when its refusal was last logged
 	others     int                  // refusals not logged since othersSince
 	othersSent time.Time            // when the summary was last logged
