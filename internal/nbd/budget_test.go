@@ -231,3 +231,37 @@ func TestShutdownWithStalledClient(t *testing.T) {
 		t.Fatalf("%d bytes of budget held after shutdown", n)
 	}
 }
+
+// A client that starts a WRITE and never finishes its payload holds the
+// payload's budget only until PayloadTimeout: then it is dropped.
+func TestStalledWritePayloadDropped(t *testing.T) {
+	dev := &countingDev{Device: memdev.New(64<<20, false)}
+	srv, s := startLimited(t, dev, Options{PayloadTimeout: time.Second})
+	c := dialRaw(t, s)
+	c.open("disk", false)
+	c.request(cmdWrite, 0, 1, 0, 4<<20, make([]byte, 1000))
+	waitFor(t, "the payload's budget to be taken", func() bool { return srv.MemoryInUse() > 0 })
+	if !closedBeforeWatchdog(c) {
+		t.Fatal("the client with an unfinished WRITE was kept")
+	}
+	waitFor(t, "the budget to be given back", func() bool { return srv.MemoryInUse() == 0 })
+}
+
+// Shutdown stops a reader that waits for a WRITE payload: its read
+// deadline is not undone by the payload's own.
+func TestShutdownDuringWritePayload(t *testing.T) {
+	dev := &countingDev{Device: memdev.New(64<<20, false)}
+	srv, s := startLimited(t, dev, Options{})
+	c := dialRaw(t, s)
+	c.open("disk", false)
+	c.request(cmdWrite, 0, 1, 0, 4<<20, make([]byte, 1000))
+	waitFor(t, "the payload's budget to be taken", func() bool { return srv.MemoryInUse() > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), watchdog)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown with a WRITE payload on its way: %v", err)
+	}
+	if n := srv.MemoryInUse(); n != 0 {
+		t.Fatalf("%d bytes of budget held after shutdown", n)
+	}
+}

@@ -41,7 +41,7 @@ type conn struct {
 	readCtx    context.Context
 	readCancel context.CancelFunc
 
-	mu      sync.Mutex // guards stopped
+	mu      sync.Mutex // guards stopped, and orders the read deadline with it
 	stopped bool       // Shutdown asked the reader to stop
 }
 
@@ -76,9 +76,20 @@ func newConn(s *Server, nc net.Conn) *conn {
 func (c *conn) stopReading() {
 	c.mu.Lock()
 	c.stopped = true
+	c.nc.SetReadDeadline(time.Now())
 	c.mu.Unlock()
 	c.readCancel()
-	c.nc.SetReadDeadline(time.Now())
+}
+
+// setReadDeadline sets the read deadline unless Shutdown stopped the
+// reader, whose deadline (now) it must not undo.
+func (c *conn) setReadDeadline(d time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped {
+		d = time.Now()
+	}
+	return c.nc.SetReadDeadline(d)
 }
 
 // drop ends a connection whose client is gone or stalled: its requests in
@@ -231,7 +242,7 @@ func (t *transmission) reader() error {
 		var buf []byte
 		if req.typ == cmdWrite {
 			buf = t.bufs.get(int(req.length))
-			if _, err := io.ReadFull(t.c.br, buf); err != nil {
+			if err := t.readPayload(buf); err != nil {
 				t.bufs.put(buf)
 				t.release(tk)
 				return err
@@ -239,6 +250,36 @@ func (t *transmission) reader() error {
 		}
 		t.dispatch(req, buf, tk)
 	}
+}
+
+// readPayload reads a WRITE's payload into buf (which holds budget). A
+// payload the reader has in hand costs nothing more; one still on its way
+// must make progress, writeChunk at a time, within PayloadTimeout, or the
+// client is dropped: a client cannot pin its budget share by never
+// finishing a WRITE.
+func (t *transmission) readPayload(buf []byte) error {
+	br := t.c.br
+	if br.Buffered() >= len(buf) {
+		_, err := io.ReadFull(br, buf)
+		return err
+	}
+	defer t.c.setReadDeadline(time.Time{})
+	for len(buf) > 0 {
+		if err := t.c.setReadDeadline(time.Now().Add(t.c.srv.opts.PayloadTimeout)); err != nil {
+			return err
+		}
+		k := min(len(buf), writeChunk)
+		if _, err := io.ReadFull(br, buf[:k]); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && !t.c.isStopped() {
+				t.c.log.Warn("nbd client stopped sending a WRITE payload: dropping the connection",
+					"payload_timeout", t.c.srv.opts.PayloadTimeout)
+			}
+			return err
+		}
+		buf = buf[k:]
+	}
+	return nil
 }
 
 // dispatch runs req in a worker. The worker gives tk back when it is done,

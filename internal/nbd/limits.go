@@ -66,9 +66,15 @@ const (
 	// enough that a stalled one cannot pin its share of the memory budget.
 	DefaultWriteTimeout = 30 * time.Second
 
-	// writeChunk is the most one socket write sends before the write
-	// deadline is renewed: the deadline measures stalls, not slow links (a
-	// 32 MiB reply to a 1 MiB/s client is slow, not stalled).
+	// DefaultPayloadTimeout is how long a WRITE payload may make no
+	// progress: the reader holds its buffer (budget) while it waits, so a
+	// client that starts a WRITE and never finishes it is dropped like one
+	// that stops reading.
+	DefaultPayloadTimeout = 30 * time.Second
+
+	// writeChunk is the most one socket write sends (or one payload read
+	// takes) before the deadline is renewed: the deadline measures stalls,
+	// not slow links (32 MiB over a 1 MiB/s link is slow, not stalled).
 	writeChunk = 4 << 20
 
 	// deadlineRenew: the writer renews its deadline at most this often, so a

@@ -32,6 +32,10 @@ type Options struct {
 	// WriteTimeout drops a client whose replies make no progress for this
 	// long (it stopped reading); 0 means DefaultWriteTimeout.
 	WriteTimeout time.Duration
+	// PayloadTimeout drops a client whose WRITE payload makes no progress
+	// for this long (it holds budget meanwhile); 0 means
+	// DefaultPayloadTimeout.
+	PayloadTimeout time.Duration
 	// MaxConns caps the connections in every state; 0 means 1024, or half
 	// of RLIMIT_NOFILE if that is less. MaxConnsPerClient caps those of one
 	// TCP client address; 0 means 256, or a quarter of MaxConns if that is
@@ -71,6 +75,9 @@ func NewServer(exports Exports, opts Options) *Server {
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = DefaultWriteTimeout
 	}
+	if opts.PayloadTimeout <= 0 {
+		opts.PayloadTimeout = DefaultPayloadTimeout
+	}
 	if opts.MemoryBytes <= 0 {
 		opts.MemoryBytes = DefaultMemoryBytes()
 	}
@@ -82,6 +89,9 @@ func NewServer(exports Exports, opts Options) *Server {
 	if opts.MaxConnsPerClient <= 0 {
 		opts.MaxConnsPerClient = defaultMaxConnsPerClientFor(opts.MaxConns)
 	}
+	opts.Logger.Info("nbd limits", "memory", opts.MemoryBytes, "per_connection", opts.InflightBytes,
+		"max_conns", opts.MaxConns, "max_conns_per_client", opts.MaxConnsPerClient,
+		"handshake_timeout", opts.HandshakeTimeout, "write_timeout", opts.WriteTimeout, "payload_timeout", opts.PayloadTimeout)
 	return &Server{
 		exports:   exports,
 		opts:      opts,
