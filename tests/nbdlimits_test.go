@@ -161,9 +161,9 @@ func TestNBDSlowReaderBounded(t *testing.T) {
 	checkPeakRSS(t, pid, base, limitsMemory+rssSlack)
 }
 
-// A thousand clients in negotiation, each sending a large option (some far over any option's
-// limit, some of a plausible size but never finished), leave the daemon's RSS within 64 MiB of
-// what it was, and a legitimate client works meanwhile.
+// A thousand clients in negotiation, each sending a large option and never finishing it (half of
+// them 1 MiB, far over any option's need; half of a plausible size), leave the daemon's RSS within
+// 64 MiB of what it was, and a legitimate client works meanwhile.
 func TestNBDHostileOptionsBounded(t *testing.T) {
 	d := startDaemonOpts(t, daemonOpts{Bin: unracedBin(t)})
 	d.CreateVolume("opt", "64M")
@@ -176,9 +176,11 @@ func TestNBDHostileOptionsBounded(t *testing.T) {
 		r := dialRaw(t, "unix", d.nbdSock())
 		r.clientFlags(rawCFlagFixedNew | rawCFlagNoZeroes)
 		if i%2 == 0 {
-			// 1 MiB announced, 16 KiB sent: no real client sends an option that large.
+			// 1 MiB announced and all of it but the last byte sent, then nothing: no real client
+			// sends an option that large, and a daemon that stored it would hold it all.
 			r.optionHeader(optSetMetaContext, 1<<20)
-			r.nc.Write(make([]byte, 16<<10)) // the daemon may already have closed: no check
+			r.nc.Write(make([]byte, 1<<20-1)) // the daemon may close at the header: no check
+			held = append(held, r)
 			continue
 		}
 		// 12 KiB announced, half of it sent, then nothing: the daemon waits for the rest.
@@ -263,4 +265,36 @@ func procLimitNoFile(t *testing.T, pid int) int {
 	}
 	t.Fatalf("/proc/%d/limits has no open file limit", pid)
 	return 0
+}
+
+// After NBD_OPT_STRUCTURED_REPLY, NBD_OPT_EXPORT_NAME enters transmission with structured replies
+// (the spec: the server MUST then use them for READ), as NBD_OPT_GO does.
+func TestNBDExportNameStructuredReplies(t *testing.T) {
+	const chunkOffsetData = 1  // NBD_REPLY_TYPE_OFFSET_DATA
+	const tflagSendDF = 1 << 7 // NBD_FLAG_SEND_DF: offered only with structured replies
+	d := startDaemon(t)
+	d.CreateVolume("xn", "16M")
+	run(t, "qemu-io", "-f", "raw", "-c", "write -P 0x42 4096 4096", d.UnixURI("xn"))
+
+	r := dialRaw(t, "unix", d.nbdSock())
+	r.clientFlags(rawCFlagFixedNew | rawCFlagNoZeroes)
+	r.option(optStructuredReply, nil)
+	if typ, _ := r.optReply(optStructuredReply); typ != repAck {
+		t.Fatalf("NBD_OPT_STRUCTURED_REPLY: reply %#x, want ACK", typ)
+	}
+	r.option(optExportName, []byte("xn"))
+	var info [10]byte // size, transmission flags (no zeroes: NBD_FLAG_C_NO_ZEROES)
+	r.read(info[:])
+	if flags := uint16(info[8])<<8 | uint16(info[9]); flags&tflagSendDF == 0 {
+		t.Fatalf("transmission flags %#x after EXPORT_NAME lack NBD_FLAG_SEND_DF", flags)
+	}
+	r.request(cmdRead, 0, 9, 4096, 4096, nil)
+	flags, typ, h, p := r.chunk()
+	if typ != chunkOffsetData || h != 9 || flags&rawChunkFlagDone == 0 || len(p) != 8+4096 {
+		t.Fatalf("READ reply: chunk type %d flags %#x handle %d, %d bytes; want one OFFSET_DATA chunk of 8+4096", typ, flags, h, len(p))
+	}
+	if !bytes.Equal(p[8:], bytes.Repeat([]byte{0x42}, 4096)) {
+		t.Fatal("READ after EXPORT_NAME returned other data than was written")
+	}
+	r.request(cmdDisc, 0, 10, 0, 0, nil)
 }
