@@ -28,6 +28,10 @@ type conn struct {
 	fixed    bool // client speaks fixed newstyle
 	noZeroes bool // client set NBD_FLAG_C_NO_ZEROES
 
+	// optBytes and optBiggest: the option data buffers negotiation
+	// allocated, in total and the largest (the fuzz target checks them).
+	optBytes, optBiggest int64
+
 	// ctx is passed to Exports and the device; it is cancelled only when
 	// the connection is torn down, never while requests drain on Shutdown.
 	// STARTTLS replaces it, before transmission, with a child carrying the

@@ -13,6 +13,8 @@ import (
 // for NBD_OPT_EXPORT_NAME, which has no error reply.
 func (c *conn) readOptionData(opt, n uint32) (data []byte, skipped bool, err error) {
 	if n <= optionDataLimit(opt) {
+		c.optBytes += int64(n)
+		c.optBiggest = max(c.optBiggest, int64(n))
 		data = make([]byte, n)
 		if _, err := io.ReadFull(c.br, data); err != nil {
 			return nil, false, err
