@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,9 +82,15 @@ func FuzzMetaRequest(f *testing.F) {
 //	go test ./internal/nbd -run '^$' -fuzz '^FuzzOptionPhase$' -fuzztime 10m -parallel 1
 //	go test ./internal/nbd -run '^$' -fuzz '^FuzzTransmission$' -fuzztime 10m -parallel 1
 
-// fuzzWatchdog bounds how long one fuzz input's connection may take to end
-// after the client closed: a hang is a finding, not a slow run.
-const fuzzWatchdog = 10 * time.Second
+// The fuzzing engine kills a worker whose input runs for 10 s ("deadlocked!")
+// and then reports only that it died; these watchdogs keep one input well
+// under that, so a hang becomes a test failure that says what hung. A
+// connection must end within fuzzEndWatchdog of the client closing, and its
+// goroutines be gone within fuzzLeakWatchdog of that.
+const (
+	fuzzEndWatchdog  = 5 * time.Second
+	fuzzLeakWatchdog = 2 * time.Second
+)
 
 // fuzzOpt encodes one option.
 func fuzzOpt(o uint32, d []byte) []byte {
@@ -118,7 +125,6 @@ func fuzzConn(t *testing.T, in []byte) *conn {
 		"ro":   {Name: "ro", Device: memdev.New(1<<20, false), ReadOnly: true},
 	}}
 	srv := NewServer(exp, Options{HandshakeTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second, MemoryBytes: MinMemoryBytes})
-	before := runtime.NumGoroutine()
 
 	cli, sv := net.Pipe()
 	c := newConn(srv, sv)
@@ -131,24 +137,43 @@ func fuzzConn(t *testing.T, in []byte) *conn {
 	cli.Close()
 	select {
 	case <-done:
-	case <-time.After(fuzzWatchdog):
-		t.Fatalf("connection did not end within %v of the client closing", fuzzWatchdog)
+	case <-time.After(fuzzEndWatchdog):
+		t.Fatalf("connection did not end within %v of the client closing:\n%s", fuzzEndWatchdog, connStacks())
 	}
 	<-drained
 	if n := srv.MemoryInUse(); n != 0 {
 		t.Fatalf("%d bytes of the memory budget still held after the connection ended", n)
 	}
-	// Every goroutine of the connection was joined before serve returned;
-	// one that exits right after its Done may take a moment to be counted
-	// out, so wait for the count, with a watchdog.
-	for deadline := time.Now().Add(fuzzWatchdog); runtime.NumGoroutine() > before; {
+	// Every goroutine of the connection was joined before serve returned,
+	// except the export-removal watcher, which ends with the connection's
+	// ctx: wait for them all, with a watchdog. (The process's goroutine
+	// count is no measure: the fuzzing engine starts goroutines of its own.)
+	for deadline := time.Now().Add(fuzzLeakWatchdog); ; {
+		st := connStacks()
+		if st == "" {
+			break
+		}
 		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<20)
-			t.Fatalf("%d goroutines before the connection, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+			t.Fatalf("goroutines of the connection outlived it:\n%s", st)
 		}
 		time.Sleep(time.Millisecond)
 	}
 	return c
+}
+
+// connStacks returns the stacks of the goroutines running server code
+// (a connection, its transmission, or a server), or "".
+func connStacks() string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "internal/nbd.(*conn)") || strings.Contains(g, "internal/nbd.(*transmission)") ||
+			strings.Contains(g, "internal/nbd.(*Server)") {
+			out = append(out, g)
+		}
+	}
+	return strings.Join(out, "\n\n")
 }
 
 // FuzzOptionPhase feeds arbitrary bytes as the negotiation: whatever the
