@@ -7,6 +7,7 @@ import (
 	"net"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -161,11 +162,19 @@ func fuzzConn(t *testing.T, in []byte) *conn {
 	return c
 }
 
+// stackBuf is connStacks' buffer, reused: one input's check must not cost a
+// large allocation.
+var (
+	stackMu  sync.Mutex // guards stackBuf
+	stackBuf [256 << 10]byte
+)
+
 // connStacks returns the stacks of the goroutines running server code
 // (a connection, its transmission, or a server), or "".
 func connStacks() string {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
+	stackMu.Lock()
+	defer stackMu.Unlock()
+	buf := stackBuf[:runtime.Stack(stackBuf[:], true)]
 	var out []string
 	for _, g := range strings.Split(string(buf), "\n\n") {
 		if strings.Contains(g, "internal/nbd.(*conn)") || strings.Contains(g, "internal/nbd.(*transmission)") ||
