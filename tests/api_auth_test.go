@@ -24,7 +24,7 @@ func startAPITCP(t *testing.T) *apiTCP {
 	t.Helper()
 	a := &apiTCP{allow: t.TempDir()}
 	a.addr = "127.0.0.1:" + strconv.Itoa(freePort(t))
-	a.d = startDaemonOpts(t, daemonOpts{ServeArgs: []string{"--api", "tcp:" + a.addr, "--allow-path", a.allow}})
+	a.d = startDaemonOpts(t, daemonOpts{Args: []string{"--api", "tcp:" + a.addr, "--allow-path", a.allow}})
 	ca, err := os.ReadFile(filepath.Join(a.d.dir, "api", "ca-cert.pem"))
 	if err != nil {
 		t.Fatalf("the daemon made no API CA: %v", err)

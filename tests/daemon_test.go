@@ -38,7 +38,9 @@ type daemon struct {
 	netns    string // run inside this network namespace (ip netns exec) when set
 	insecure bool   // --nbd-insecure: plain NBD on TCP too (loopback hosts without daemonOpts.TLS)
 
-	extra []string // more `serve` flags (daemonOpts.ServeArgs)
+	args []string // extra serve flags
+	wrap []string // a command (and its flags) that runs serve, such as prlimit
+	bin  string   // the daemon binary, when not esBin
 }
 
 // daemonOpts start a daemon on another address, with a node port, or in a network namespace.
@@ -53,7 +55,9 @@ type daemonOpts struct {
 	// TCP there).
 	TLS bool
 
-	ServeArgs []string // more `serve` flags, after the harness's own (a later flag wins)
+	Args []string // extra `serve` flags, after the harness's own (a later flag wins)
+	Wrap []string // a command that runs serve, such as prlimit --nofile=300:300 (it must exec serve)
+	Bin  string   // the daemon binary (default esBin)
 }
 
 // startDaemon starts a daemon on a fresh data dir. It is killed when the test ends, and its log is
@@ -74,7 +78,9 @@ func startDaemonOpts(t *testing.T, o daemonOpts) *daemon {
 		logPath: filepath.Join(base, "daemon.log"),
 		host:    o.Host,
 		netns:   o.NetNS,
-		extra:   o.ServeArgs,
+		args:    o.Args,
+		wrap:    o.Wrap,
+		bin:     o.Bin,
 	}
 	if d.host == "" {
 		d.host = "127.0.0.1"
@@ -154,14 +160,18 @@ func (d *daemon) start() {
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "==== test harness: start %s\n", time.Now().Format(time.RFC3339Nano))
-	args := []string{esBin, "serve", "--data", d.dir, "--nbd", d.tcpAddr(), "--nbd-socket", d.nbdSock(), "--api", d.apiAddr()}
+	bin := esBin
+	if d.bin != "" {
+		bin = d.bin
+	}
+	args := []string{bin, "serve", "--data", d.dir, "--nbd", d.tcpAddr(), "--nbd-socket", d.nbdSock(), "--api", d.apiAddr()}
 	if d.nodePort > 0 {
 		args = append(args, "--node", d.nodeAddr())
 	}
 	if d.insecure {
 		args = append(args, "--nbd-insecure")
 	}
-	args = append(args, d.extra...)
+	args = append(append(append([]string{}, d.wrap...), args...), d.args...)
 	if d.netns != "" {
 		args = append([]string{"ip", "netns", "exec", d.netns}, args...)
 	}

@@ -43,6 +43,8 @@ type serveOptions struct {
 	// The API's TCP door (serve_api.go).
 	allowPaths []string // host directories API requests over TCP may name
 	apiSANs    []string // extra names of the API's HTTPS certificate
+
+	nbdLimits nbdLimitFlags // the NBD server's bounds (limits.go)
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -69,6 +71,9 @@ may use every volume.`,
 			if err != nil {
 				return err
 			}
+			if err := o.nbdLimits.check(c.CommandPath()); err != nil {
+				return err
+			}
 			return serve(c.Context(), g, o, addr)
 		},
 	}
@@ -80,6 +85,7 @@ may use every volume.`,
 	f.StringVar(&o.nodeAddr, "node", "", `node port for paired nodes (mirrors, failover), e.g. 0.0.0.0:10810 ("" disables it)`)
 	f.StringArrayVar(&o.allowPaths, "allow-path", nil, "a host directory API requests over TCP may name (import, export, restore, datastores, repositories, file:// mirrors); repeatable; none by default")
 	f.StringArrayVar(&o.apiSANs, "api-san", nil, "an extra DNS name or IP address for the API's HTTPS certificate (with --api tcp:); repeatable")
+	o.nbdLimits.register(f)
 	return c
 }
 
@@ -89,6 +95,7 @@ func serve(ctx context.Context, g *globals, o serveOptions, apiAddr string) erro
 		h = slog.NewJSONHandler(g.stderr, nil)
 	}
 	log := slog.New(h)
+	raiseOpenFileLimit(log)
 	data, err := filepath.Abs(g.data)
 	if err != nil {
 		return fmt.Errorf("data dir %s: %w", g.data, err)
@@ -173,7 +180,7 @@ func serve(ctx context.Context, g *globals, o serveOptions, apiAddr string) erro
 	// STARTTLS is offered with the client CA's server certificate (and
 	// the node's to paired nodes' replica streams, serve_nbd.go); TCP
 	// requires it unless --nbd-insecure.
-	srv := nbd.NewServer(eng, nbd.Options{Logger: log, TLS: nbdServerTLS(ca, nbdCert, ns), Door: nbdDoor(eng, o.nbdInsecure)})
+	srv := nbd.NewServer(eng, o.nbdLimits.apply(nbd.Options{Logger: log, TLS: nbdServerTLS(ca, nbdCert, ns), Door: nbdDoor(eng, o.nbdInsecure)}))
 	errc := make(chan error, 8)
 	go func() { errc <- srv.Serve(unixLn) }()
 	if tcpLn != nil {

@@ -77,7 +77,21 @@ func (m *Mirror) write(ctx context.Context, o op) error {
 		m.replicaFailedLocked(gen, fmt.Errorf("%s at %d+%d on the replica: %w", o.name, o.off, o.n, rerr))
 	}
 	if lerr != nil {
+		took := through && rerr == nil
+		if took {
+			// The replica took what the local layers did not (a local
+			// error, or a cancelled caller: the replica's request does not
+			// share its cancellation): the chunks differ until copied.
+			m.markChunksLocked(fc, lc)
+			m.setStateLocked()
+			m.cond.Broadcast()
+		}
 		m.mu.Unlock()
+		if took && m.opts.Journal != nil {
+			if err := m.opts.Journal.Mark(fc*ChunkSize, (lc-fc+1)*ChunkSize); err != nil {
+				return fmt.Errorf("%w; and record what the replica holds in excess on volume %s: %w", lerr, m.opts.Volume, err)
+			}
+		}
 		return lerr
 	}
 	dirty := !through || rerr != nil

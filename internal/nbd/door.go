@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"sync"
 	"time"
 )
 
@@ -34,55 +33,18 @@ type Door struct {
 	Authorize func(ctx context.Context) error
 }
 
-// refusalLogInterval is how often one client address may put a refusal in
-// the log: a misconfigured client retries in a loop, and the admin needs
-// one line saying what to fix, not thousands.
-const refusalLogInterval = time.Minute
-
-// maxRefusalLogPeers bounds the addresses remembered for refusalLog, so a
-// flood from many addresses cannot grow the map without bound. When it is
-// full of addresses seen in the last interval, further refusals are not
-// logged until entries expire.
-const maxRefusalLogPeers = 4096
-
-// refusalLog rate-limits refusal logs per client address.
-type refusalLog struct {
-	mu   sync.Mutex           // guards last
-	last map[string]time.Time // client host -> when its last refusal was logged
-}
-
-func newRefusalLog() *refusalLog { return &refusalLog{last: map[string]time.Time{}} }
-
-// allow reports whether a refusal of host may be logged at now, and
-// records it if so.
-func (r *refusalLog) allow(host string, now time.Time) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if t, ok := r.last[host]; ok && now.Sub(t) < refusalLogInterval {
-		return false
-	}
-	if len(r.last) >= maxRefusalLogPeers {
-		for h, t := range r.last {
-			if now.Sub(t) >= refusalLogInterval {
-				delete(r.last, h)
-			}
-		}
-		if len(r.last) >= maxRefusalLogPeers {
-			return false
-		}
-	}
-	r.last[host] = now
-	return true
-}
-
-// logRefusal logs, at most once per client address per refusalLogInterval,
+// logRefusal logs, at most once per client address per refusalLogEvery,
 // that a client was refused and what the admin must do.
 func (c *conn) logRefusal(reason string, args ...any) {
-	host := c.nc.RemoteAddr().String()
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	key := peerKey(c.nc.RemoteAddr())
+	if key == "" {
+		key = c.nc.RemoteAddr().Network()
 	}
-	if c.srv.refused.allow(host, time.Now()) {
+	ok, n := c.srv.refused.allow("door "+key, time.Now())
+	if n > 0 {
+		c.log.Warn("nbd clients refused at the door", "refused", n)
+	}
+	if ok {
 		c.log.Warn("nbd client refused: "+reason, args...)
 	}
 }

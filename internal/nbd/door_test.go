@@ -120,11 +120,11 @@ func TestRefusalLogOncePerMinute(t *testing.T) {
 		{"192.0.2.1", 0, true},
 		{"192.0.2.1", 30 * time.Second, false},
 		{"192.0.2.2", 30 * time.Second, true},
-		{"192.0.2.1", refusalLogInterval, true},
-		{"192.0.2.1", refusalLogInterval + time.Second, false},
+		{"192.0.2.1", refusalLogEvery, true},
+		{"192.0.2.1", refusalLogEvery + time.Second, false},
 	}
 	for i, s := range steps {
-		if got := r.allow(s.host, t0.Add(s.at)); got != s.want {
+		if got, _ := r.allow(s.host, t0.Add(s.at)); got != s.want {
 			t.Errorf("step %d: allow(%s, +%v) = %v, want %v", i, s.host, s.at, got, s.want)
 		}
 	}
@@ -133,14 +133,14 @@ func TestRefusalLogOncePerMinute(t *testing.T) {
 func TestRefusalLogBounded(t *testing.T) {
 	r := newRefusalLog()
 	now := time.Unix(1_700_000_000, 0)
-	for i := range maxRefusalLogPeers + 10 {
+	for i := range maxRefusalPeers + 10 {
 		r.allow(fmt.Sprintf("h%d", i), now)
 	}
-	if got := len(r.last); got > maxRefusalLogPeers {
-		t.Fatalf("%d addresses remembered, want at most %d", got, maxRefusalLogPeers)
+	if got := len(r.last); got > maxRefusalPeers {
+		t.Fatalf("%d addresses remembered, want at most %d", got, maxRefusalPeers)
 	}
 	// Once the entries expire, new addresses are logged again.
-	if !r.allow("late", now.Add(refusalLogInterval)) {
+	if ok, _ := r.allow("late", now.Add(refusalLogEvery)); !ok {
 		t.Fatal("a new address after expiry was not logged")
 	}
 }

@@ -10,19 +10,19 @@ import (
 )
 
 // handle runs one validated request on the device and queues its reply.
-// payload is the write data (owned by handle, returned to the pool).
-func (t *transmission) handle(req request, payload []byte) {
+// payload is the write data (owned by handle, returned to the pool). It
+// reports whether it handed tk to the reply (see dispatch).
+func (t *transmission) handle(req request, payload []byte, tk ticket) bool {
 	ctx := t.c.ctx
 	off := int64(req.off)
 	n := int64(req.length)
 	var err error
 	switch req.typ {
 	case cmdRead:
-		t.read(req)
-		return
+		return t.read(req, tk)
 	case cmdBlockStatus:
 		t.blockStatus(req)
-		return
+		return false
 	case cmdWrite:
 		err = t.dev.WriteAt(ctx, payload, off, fuaFlag(req))
 		t.bufs.put(payload)
@@ -47,11 +47,12 @@ func (t *transmission) handle(req request, payload []byte) {
 	if err != nil {
 		t.logErr(req, err)
 		t.sendError(req, errnoFor(req.typ, err), err.Error())
-		return
+		return false
 	}
 	r := newReply()
 	r.simple(req.handle, 0)
 	t.replies <- r
+	return false
 }
 
 func fuaFlag(req request) blockdev.WriteFlags {
@@ -61,14 +62,15 @@ func fuaFlag(req request) blockdev.WriteFlags {
 	return 0
 }
 
-// read sends the data only once all of it is in hand.
-func (t *transmission) read(req request) {
+// read sends the data only once all of it is in hand. The reply takes tk:
+// the data stays budgeted until it was written.
+func (t *transmission) read(req request, tk ticket) bool {
 	buf := t.bufs.get(int(req.length))
 	if err := t.dev.ReadAt(t.c.ctx, buf, int64(req.off)); err != nil {
 		t.bufs.put(buf)
 		t.logErr(req, err)
 		t.sendError(req, errnoFor(req.typ, err), err.Error())
-		return
+		return false
 	}
 	r := newReply()
 	if t.sess.structured {
@@ -79,13 +81,15 @@ func (t *transmission) read(req request) {
 		r.simple(req.handle, 0)
 	}
 	r.data, r.buf, r.pool = buf, buf, t.bufs
+	r.owner, r.tk = t, tk
 	t.replies <- r
+	return true
 }
 
-// cache reads the range through the whole stack, warming every layer.
+// cache reads the range through the whole stack, warming every layer,
+// through one buffer of at most cacheStep (what its ticket counts).
 func (t *transmission) cache(off, n int64) error {
-	const step = 4 << 20
-	buf := t.bufs.get(int(min(n, step)))
+	buf := t.bufs.get(int(min(n, cacheStep)))
 	defer t.bufs.put(buf)
 	for n > 0 {
 		k := min(n, int64(len(buf)))
@@ -127,7 +131,8 @@ func (t *transmission) blockStatus(req request) {
 var errNoExtents = errors.New("no extents")
 
 // encodeExtents builds a BLOCK_STATUS chunk payload: u32 context id, then
-// (u32 length, u32 flags) pairs covering at most length bytes. Extents
+// (u32 length, u32 flags) pairs covering at most length bytes, at most
+// maxStatusExtents of them (the client asks again for the rest). Extents
 // longer than a u32 are split on minBlock boundaries.
 func encodeExtents(id uint32, ext []blockdev.Extent, length uint64, one bool, minBlock uint32) []byte {
 	p := binary.BigEndian.AppendUint32(make([]byte, 0, 4+8*min(len(ext), 64)), id)
@@ -140,7 +145,7 @@ func encodeExtents(id uint32, ext []blockdev.Extent, length uint64, one bool, mi
 			p = binary.BigEndian.AppendUint32(p, uint32(k))
 			p = binary.BigEndian.AppendUint32(p, e.Flags)
 			done, left = done+k, left-k
-			if one {
+			if one || len(p) >= 4+8*maxStatusExtents {
 				return p
 			}
 		}

@@ -87,11 +87,8 @@ func (c *conn) option(st *optState) (*negotiated, error) {
 	}
 	opt := binary.BigEndian.Uint32(h[8:])
 	n := binary.BigEndian.Uint32(h[12:])
-	if n > maxOptionData {
-		return nil, fmt.Errorf("option %d with %d bytes of data: %w", opt, n, errEndSession)
-	}
-	data := make([]byte, n)
-	if _, err := io.ReadFull(c.br, data); err != nil {
+	data, skipped, err := c.readOptionData(opt, n)
+	if err != nil {
 		return nil, err
 	}
 	if !c.fixed && opt != optExportName && opt != optAbort && opt != optList {
@@ -104,6 +101,12 @@ func (c *conn) option(st *optState) (*negotiated, error) {
 	}
 	if refused, err := c.refuseUnauthorized(opt); refused {
 		return nil, err
+	}
+
+	if skipped {
+		if r, ok := oversizeReply(opt); ok {
+			return nil, c.optReply(opt, r, fmt.Appendf(nil, "option %d with %d bytes of data is too big", opt, n))
+		}
 	}
 
 	switch opt {
@@ -166,7 +169,7 @@ func (c *conn) optExportName(st *optState, name string) (*negotiated, error) {
 	}
 	var b [10 + exportNamePadding]byte
 	binary.BigEndian.PutUint64(b[0:], uint64(exp.Device.Size()))
-	binary.BigEndian.PutUint16(b[8:], transmitFlags(exp, false))
+	binary.BigEndian.PutUint16(b[8:], transmitFlags(exp, st.structured))
 	out := b[:10]
 	if !c.noZeroes {
 		out = b[:]
@@ -179,7 +182,7 @@ func (c *conn) optExportName(st *optState, name string) (*negotiated, error) {
 		release()
 		return nil, err
 	}
-	return &negotiated{exp: exp, release: release}, nil
+	return exportNameNegotiated(st, name, exp, release), nil
 }
 
 func (c *conn) optInfoGo(st *optState, opt uint32, data []byte) (*negotiated, error) {
@@ -313,8 +316,8 @@ func (c *conn) optStartTLS(st *optState, n uint32) error {
 	// Everything negotiated in clear text is forgotten (spec: STARTTLS).
 	*st = optState{tls: true}
 	c.nc = tc
-	c.br = bufio.NewReaderSize(tc, 64<<10)
-	c.bw = bufio.NewWriterSize(tc, 64<<10)
+	c.br = bufio.NewReaderSize(tc, handshakeBufSize)
+	c.bw = bufio.NewWriterSize(tc, handshakeBufSize)
 	// From now on Exports and the device see who the peer is (PeerTLS).
 	c.ctx = withPeerTLS(c.ctx, tc.ConnectionState())
 	return nil

@@ -8,6 +8,17 @@
 //	                                               ─> writer (one goroutine, replies in completion order)
 //
 // A reply header is never sent before its data is in hand.
+//
+// Nothing a client sends makes the server hold more than a named limit
+// (limits.go): connections are capped at accept (total, per client
+// address) before anything is allocated; negotiation reads into small
+// buffers and each option's data is capped by what that option can need;
+// in transmission every request holds a ticket of the connection's and of
+// the server's memory budget (budget.go) until its buffers are free, READ
+// data included until it was sent, so a client that stops reading stalls
+// itself and is dropped after Options.WriteTimeout. A disconnect without
+// NBD_CMD_DISC cancels the requests in flight; NBD_CMD_DISC and Shutdown
+// let them finish and answer.
 package nbd
 
 // Handshake magics and flags. Values are fixed by the protocol.
@@ -20,7 +31,7 @@ const (
 	cflagFixedNew     uint32 = 1 << 0
 	cflagNoZeroes     uint32 = 1 << 1
 	knownCliFlags            = cflagFixedNew | cflagNoZeroes
-	maxOptionData            = 1 << 20 // larger option payloads end the session
+	maxOptionData            = 1 << 20 // the client's cap on an option reply; the server's caps are in limits.go
 	maxStringLen             = 4096    // NBD_MAX_STRING
 	exportNamePadding        = 124
 )

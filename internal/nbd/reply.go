@@ -7,13 +7,17 @@ import (
 )
 
 // reply is one encoded reply: a header and optional payload that the writer
-// sends back to back. buf, when set, goes back to the pool after sending.
+// sends back to back. buf, when set, goes back to the pool after sending;
+// owner, when set, gets tk back then (a READ's data is budgeted until it
+// left, see budget.go).
 type reply struct {
-	hdr  [32]byte
-	hlen int
-	data []byte
-	buf  []byte
-	pool *bufPool
+	hdr   [32]byte
+	hlen  int
+	data  []byte
+	buf   []byte
+	pool  *bufPool
+	owner *transmission
+	tk    ticket
 }
 
 var replyPool = sync.Pool{New: func() any { return new(reply) }}
@@ -23,6 +27,9 @@ func newReply() *reply { return replyPool.Get().(*reply) }
 func (r *reply) free() {
 	if r.buf != nil && r.pool != nil {
 		r.pool.put(r.buf)
+	}
+	if r.owner != nil {
+		r.owner.release(r.tk)
 	}
 	*r = reply{}
 	replyPool.Put(r)
@@ -50,10 +57,13 @@ func (r *reply) chunk(handle uint64, flags, typ uint16, payloadLen int, extra []
 // bufPool recycles payload buffers in power-of-two classes from 4 KiB to
 // MaxPayload, so steady-state I/O allocates nothing.
 type bufPool struct {
-	classes [14]sync.Pool // 4 KiB << i
+	classes [numBufClasses]sync.Pool // 4 KiB << i
 }
 
-const minBufShift = 12
+const (
+	minBufShift   = 12
+	numBufClasses = 14 // 4 KiB to MaxPayload (32 MiB)
+)
 
 func newBufPool() *bufPool { return &bufPool{} }
 
@@ -62,6 +72,15 @@ func classOf(n int) int {
 		return 0
 	}
 	return bits.Len(uint(n-1)) - minBufShift
+}
+
+// bufClassSize is the memory bufPool.get(n) really hands out.
+func bufClassSize(n int) int64 {
+	c := classOf(n)
+	if c >= numBufClasses {
+		return int64(n)
+	}
+	return 1 << (c + minBufShift)
 }
 
 func (p *bufPool) get(n int) []byte {

@@ -4,16 +4,18 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
 	"time"
 )
 
-// Options configure a Server.
+// Options configure a Server. Zero values mean the defaults of limits.go.
 type Options struct {
 	Logger *slog.Logger
-	// HandshakeTimeout bounds the whole option negotiation; 0 means 30 s.
+	// HandshakeTimeout bounds the whole option negotiation, TLS handshake
+	// included; 0 means DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
 	// TLS, when set, enables NBD_OPT_STARTTLS. RequireTLS refuses every
 	// other option until TLS is up (NBD_REP_ERR_TLS_REQD).
@@ -22,10 +24,28 @@ type Options struct {
 	// Door is the admission policy (door.go): TLS per connection and
 	// who may list and open exports.
 	Door Door
-	// InflightBytes bounds the payload bytes one connection may hold in
-	// flight; the reader stops reading (back-pressure) when it is spent.
-	// 0 means 64 MiB. It is at least MaxPayload.
+	// MemoryBytes is the global budget for NBD buffers: write payloads
+	// read ahead and read data waiting to be sent, of all connections.
+	// 0 means DefaultMemoryBytes(); it is at least MinMemoryBytes.
+	MemoryBytes int64
+	// InflightBytes bounds what one connection may hold of it; the reader
+	// stops reading (back-pressure) when it is spent. 0 means a quarter of
+	// MemoryBytes. It is at least MaxPayload and at most MemoryBytes.
 	InflightBytes int64
+	// WriteTimeout drops a client whose replies make no progress for this
+	// long (it stopped reading); 0 means DefaultWriteTimeout.
+	WriteTimeout time.Duration
+	// PayloadTimeout drops a client whose WRITE payload makes no progress
+	// for this long (it holds budget meanwhile); 0 means
+	// DefaultPayloadTimeout.
+	PayloadTimeout time.Duration
+	// MaxConns caps the connections in every state; 0 means 1024, or half
+	// of RLIMIT_NOFILE if that is less. MaxConnsPerClient caps those of one
+	// TCP client address; 0 means 256, or a quarter of MaxConns if that is
+	// less. Over a cap, a new connection is closed at accept, before
+	// anything is allocated for it.
+	MaxConns          int
+	MaxConnsPerClient int
 }
 
 // Server serves Exports over NBD on any number of listeners.
@@ -34,16 +54,17 @@ type Server struct {
 	opts    Options
 	log     *slog.Logger
 
-	mu        sync.Mutex // guards listeners, conns, perExport, closing
+	mu        sync.Mutex // guards listeners, conns, perExport, perPeer, closing
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
 	perExport map[string]int
+	perPeer   map[string]int // live connections per client address (peerKey)
 	closing   bool
 
-	wg   sync.WaitGroup // one per live connection goroutine
-	bufs *bufPool       // payload buffers shared by all connections
-
-	refused *refusalLog // rate limit of refusal logs (door.go)
+	wg      sync.WaitGroup // one per live connection goroutine
+	bufs    *bufPool       // payload buffers shared by all connections
+	mem     *memBudget     // the global NBD buffer budget
+	refused *refusalLog    // rate limit of the refusal log lines
 }
 
 // NewServer returns a server for exports; call Serve for each listener.
@@ -52,11 +73,28 @@ func NewServer(exports Exports, opts Options) *Server {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.HandshakeTimeout <= 0 {
-		opts.HandshakeTimeout = 30 * time.Second
+		opts.HandshakeTimeout = DefaultHandshakeTimeout
 	}
-	if opts.InflightBytes < MaxPayload {
-		opts.InflightBytes = 64 << 20
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = DefaultWriteTimeout
 	}
+	if opts.PayloadTimeout <= 0 {
+		opts.PayloadTimeout = DefaultPayloadTimeout
+	}
+	if opts.MemoryBytes <= 0 {
+		opts.MemoryBytes = DefaultMemoryBytes()
+	}
+	opts.MemoryBytes = max(opts.MemoryBytes, MinMemoryBytes)
+	opts.InflightBytes = connBudgetFor(opts.MemoryBytes, opts.InflightBytes)
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = defaultMaxConnsFor(openFileLimit())
+	}
+	if opts.MaxConnsPerClient <= 0 {
+		opts.MaxConnsPerClient = defaultMaxConnsPerClientFor(opts.MaxConns)
+	}
+	opts.Logger.Info("nbd limits", "memory", opts.MemoryBytes, "per_connection", opts.InflightBytes,
+		"max_conns", opts.MaxConns, "max_conns_per_client", opts.MaxConnsPerClient,
+		"handshake_timeout", opts.HandshakeTimeout, "write_timeout", opts.WriteTimeout, "payload_timeout", opts.PayloadTimeout)
 	return &Server{
 		exports:   exports,
 		opts:      opts,
@@ -64,7 +102,9 @@ func NewServer(exports Exports, opts Options) *Server {
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*conn]struct{}{},
 		perExport: map[string]int{},
+		perPeer:   map[string]int{},
 		bufs:      newBufPool(),
+		mem:       newMemBudget(opts.MemoryBytes),
 		refused:   newRefusalLog(),
 	}
 }
@@ -72,7 +112,9 @@ func NewServer(exports Exports, opts Options) *Server {
 // ErrServerClosed is returned by Serve after Shutdown.
 var ErrServerClosed = errors.New("nbd: server closed")
 
-// Serve accepts connections on ln until ln fails or Shutdown is called.
+// Serve accepts connections on ln until ln is closed or Shutdown is called.
+// No other accept error stops it: it logs, backs off (capped) and goes on,
+// keeping the connections it has.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.closing {
@@ -88,7 +130,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 	}()
 
-	backoff := 5 * time.Millisecond
+	var bo acceptBackoff
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
@@ -98,36 +140,64 @@ func (s *Server) Serve(ln net.Listener) error {
 			if closing {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscallEMFILE) {
-				// Out of descriptors or a transient accept error: wait,
-				// capped, and keep serving the connections we have.
-				s.log.Warn("nbd accept", "err", err, "retry_in", backoff)
-				time.Sleep(backoff)
-				backoff = min(backoff*2, time.Second)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return err // closed by its owner: nothing more will come
 			}
-			return err
-		}
-		backoff = 5 * time.Millisecond
-		c := newConn(s, nc)
-		s.mu.Lock()
-		if s.closing {
-			s.mu.Unlock()
-			nc.Close()
+			bo.wait(s.log, err)
 			continue
 		}
-		s.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
-			c.serve()
-			s.mu.Lock()
-			delete(s.conns, c)
-			s.mu.Unlock()
-		}()
+		bo.reset()
+		s.admit(nc)
 	}
+}
+
+// admit checks the connection caps for a new connection and serves it, or
+// closes it at once. Nothing is allocated for a refused connection.
+func (s *Server) admit(nc net.Conn) {
+	key := peerKey(nc.RemoteAddr())
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	if reason := s.overCap(key); reason != "" {
+		s.mu.Unlock()
+		nc.Close()
+		s.refused.log(s.log, nc.RemoteAddr(), key, reason)
+		return
+	}
+	c := newConn(s, nc)
+	s.conns[c] = struct{}{}
+	if key != "" {
+		s.perPeer[key]++
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		c.serve()
+		s.mu.Lock()
+		delete(s.conns, c)
+		if key != "" {
+			if s.perPeer[key]--; s.perPeer[key] <= 0 {
+				delete(s.perPeer, key)
+			}
+		}
+		s.mu.Unlock()
+	}()
+}
+
+// overCap says which cap a new connection from key would exceed, or "".
+// s.mu is held.
+func (s *Server) overCap(key string) string {
+	if len(s.conns) >= s.opts.MaxConns {
+		return fmt.Sprintf("the server has %d connections (serve --nbd-max-conns)", len(s.conns))
+	}
+	if key != "" && s.perPeer[key] >= s.opts.MaxConnsPerClient {
+		return fmt.Sprintf("this client address has %d connections (serve --nbd-max-conns-per-client)", s.perPeer[key])
+	}
+	return ""
 }
 
 // Shutdown stops accepting, stops reading new requests, lets every request
