@@ -17,6 +17,12 @@ import (
 // catalog and the volume agree: a replica record of the winner's
 // generation, no mirror record, no mirror running. Run it with -race.
 func TestAcceptFailbackConcurrent(t *testing.T) {
+	wins := 0
+	defer func() {
+		if wins == 0 && !t.Failed() {
+			t.Fatal("no round had a winning failback: the test checked nothing")
+		}
+	}()
 	for round := range 20 {
 		t.Run(fmt.Sprint(round), func(t *testing.T) {
 			ctx := t.Context()
@@ -77,6 +83,7 @@ func TestAcceptFailbackConcurrent(t *testing.T) {
 			if won < 0 {
 				return // every caller found the volume busy: nothing changed
 			}
+			wins++
 			recs, err := e.cat.Mirrors()
 			if err != nil {
 				t.Fatal(err)
