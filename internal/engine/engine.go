@@ -356,6 +356,7 @@ func (e *Engine) Close() error {
 	}
 	e.closed = true
 	e.mu.Unlock()
+	e.StopMirrorWaits() // nothing below waits for a replica that does not answer
 
 	e.jobs.Close()
 	e.closeRepos()
@@ -378,7 +379,12 @@ func (e *Engine) Close() error {
 		if dev == nil {
 			continue
 		}
-		if err := dev.Flush(ctx); err != nil {
+		if err := dev.Flush(ctx); errors.Is(err, mirror.ErrStopping) {
+			// The volume is flushed; its replica lacks writes (policy
+			// block, StopMirrorWaits): the journal resends them at the
+			// next start.
+			e.log.Warn("stop: the replica lacks writes; they are resent at the next start", "volume", v.name)
+		} else if err != nil {
 			errs = append(errs, fmt.Errorf("flush volume %s: %w", v.name, err))
 		}
 		if err := closeMirror(v); err != nil { // mirror: an in-sync replica is flushed, its journal reset
