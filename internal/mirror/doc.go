@@ -74,5 +74,7 @@
 // the replica (policy block) end with ctx, StopWaits, Release, Pause or
 // Close (waitLocked). The copier, the checkpoint and the reconnect loop
 // use bounded requests and stop with Close, which itself gives up when its
-// ctx ends.
+// ctx ends. One wait is only as bounded as the target: a request to a
+// file:// replica is a pwrite(2) that a hung NFS mount can block, and no
+// context ends a system call.
 package mirror
