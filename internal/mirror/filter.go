@@ -87,9 +87,10 @@ func (f *Filter) Close() error { return f.next.Close() }
 //     replica and the wait starts again. The wait ends as waitLocked says
 //     (close, daemon stop, ctx): the flush then fails.
 //   - Policy degrade, or paused: if the replica is connected with nothing
-//     dirty, it is flushed; if it is not, or the flush fails, the
-//     divergence is recorded durably (the journal holds the chunks,
-//     OnDegrade sets the record's flag) before the flush succeeds.
+//     dirty, it is flushed; if it is not, or the flush fails, and chunks
+//     are dirty (the replica lacks acknowledged writes), the divergence is
+//     recorded durably (the journal holds the chunks, OnDegrade sets the
+//     record's flag) before the flush succeeds.
 func (m *Mirror) flushReplica(ctx context.Context) error {
 	for {
 		m.mu.Lock()
@@ -128,6 +129,15 @@ func (m *Mirror) flushReplica(ctx context.Context) error {
 		case block && err != nil:
 			continue // dropped: wait for the resync, then flush again
 		case block || (clean && err == nil):
+			return nil
+		}
+		// The replica could not be flushed, or is not there: it lacks
+		// acknowledged writes exactly if chunks are dirty (a dropped
+		// connection marks everything the journal holds).
+		m.mu.Lock()
+		lacks := m.ndirty > 0 || len(m.copying) > 0
+		m.mu.Unlock()
+		if !lacks {
 			return nil
 		}
 		if err := m.recordDivergence(); err != nil {

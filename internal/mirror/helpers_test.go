@@ -146,6 +146,9 @@ func (c *conn) Flush(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := c.r.dev.Flush(ctx); err != nil { // counted: tests check that flushes arrive
+		return err
+	}
 	// What dev holds is now durable (a copy: this fake replica is small).
 	p := make([]byte, c.r.dev.Size())
 	if err := c.r.dev.ReadAt(ctx, p, 0); err != nil {

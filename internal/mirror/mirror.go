@@ -183,6 +183,13 @@ func (m *Mirror) Filter(next blockdev.Device) blockdev.Device {
 func (m *Mirror) Pause() {
 	m.mu.Lock()
 	m.paused = true
+	if m.target != nil && m.opts.Journal != nil {
+		// The connection ends without a flush: what it was sent since
+		// the last checkpoint may not be durable there (as on a failure).
+		for _, r := range m.opts.Journal.Ranges() {
+			m.markLocked(r.Off, r.Len)
+		}
+	}
 	m.dropLocked(nil)
 	m.setStateLocked()
 	m.cond.Broadcast() // a write or flush the block policy holds back is acknowledged now

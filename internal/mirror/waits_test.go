@@ -267,3 +267,57 @@ func hasChunk(j *journal, c int64) bool {
 	defer j.mu.Unlock()
 	return j.set[c]
 }
+
+// Policy degrade: a FLUSH the replica cannot complete records no
+// divergence when the replica lacks nothing (the journal was reset after
+// a flush covered everything), so a failover after it is no split brain.
+func TestDegradeFlushNothingLacking(t *testing.T) {
+	var recorded atomic.Int64
+	s := newSetup(t, testSize, Degrade, false, degradeRecorder(&recorded))
+	waitState(t, s.m, StateInSync)
+	deadline := time.Now().Add(watchdog)
+	for len(s.j.Ranges()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("journal still holds %v", s.j.Ranges())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	fail := func() error { return errDown }
+	s.rep.flushHook.Store(&fail)
+	if err := s.dev.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if recorded.Load() != 0 {
+		t.Fatal("a FLUSH recorded a divergence although the replica lacked nothing")
+	}
+}
+
+// Pause ends the connection without a flush: what it was sent since the
+// last checkpoint is resent after resume.
+func TestPauseResendsUnflushed(t *testing.T) {
+	s := newSetup(t, testSize, Degrade, false, func(o *Options) { o.Checkpoint = time.Hour })
+	waitState(t, s.m, StateInSync)
+	s.m.checkpointNow(t)
+	fill(t, s.dev, 4*ChunkSize, 4096, 8) // through, not flushed
+	s.m.Pause()
+	if got := s.m.Status().BytesToSync; got < ChunkSize {
+		t.Fatalf("after pause %d bytes to sync, want the chunk written since the last checkpoint", got)
+	}
+}
+
+// checkpointNow runs checkpoints until one reset the journal (one may be
+// running already: the end of the first copy starts one).
+func (m *Mirror) checkpointNow(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(watchdog)
+	for {
+		m.checkpoint()
+		if len(m.opts.Journal.Ranges()) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no checkpoint reset the journal: it holds %v", m.opts.Journal.Ranges())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
