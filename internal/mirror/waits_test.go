@@ -219,9 +219,11 @@ func TestBlockFUAWriteDurableOnReplica(t *testing.T) {
 // divergence before it succeeds.
 func TestDegradeFlushRecordsDivergence(t *testing.T) {
 	var recorded atomic.Int64
-	s := newSetup(t, testSize, Degrade, false, degradeRecorder(&recorded))
+	s := newSetup(t, testSize, Degrade, false, degradeRecorder(&recorded), func(o *Options) { o.Checkpoint = time.Hour })
 	waitState(t, s.m, StateInSync)
-	if err := s.dev.WriteAt(t.Context(), make([]byte, 4096), 0, 0); err != nil { // through, not flushed
+	s.m.checkpointNow(t) // no checkpoint runs after this one
+	// A write through to the replica, not flushed there.
+	if err := s.dev.WriteAt(t.Context(), make([]byte, 4096), 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	fail := func() error { return errDown }
@@ -240,24 +242,21 @@ func TestDegradeFlushRecordsDivergence(t *testing.T) {
 // The checkpoint resets the journal only after a replica flush succeeded:
 // a failing flush finds the journal still holding what it covers.
 func TestCheckpointFlushesBeforeReset(t *testing.T) {
-	s := newSetup(t, testSize, Degrade, false)
+	s := newSetup(t, testSize, Degrade, false, func(o *Options) { o.Checkpoint = time.Hour })
 	waitState(t, s.m, StateInSync)
-	var held atomic.Int64 // -1: not yet seen
-	held.Store(-1)
+	s.m.checkpointNow(t) // no checkpoint runs after this one but ours
+	fill(t, s.dev, 2*ChunkSize, 4096, 3)
+	held := -1
 	hook := func() error {
-		held.CompareAndSwap(-1, int64(len(s.j.Ranges())))
+		held = len(s.j.Ranges())
 		return errDown
 	}
-	fill(t, s.dev, 2*ChunkSize, 4096, 3)
 	s.rep.flushHook.Store(&hook)
-	deadline := time.Now().Add(watchdog)
-	for held.Load() < 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no checkpoint flushed the replica")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	if held.Load() == 0 {
+	s.m.checkpoint()
+	switch held {
+	case -1:
+		t.Fatal("the checkpoint did not flush the replica")
+	case 0:
 		t.Fatal("the checkpoint reset the journal before the replica flush succeeded")
 	}
 }
@@ -305,14 +304,17 @@ func TestPauseResendsUnflushed(t *testing.T) {
 	}
 }
 
-// checkpointNow runs checkpoints until one reset the journal (one may be
-// running already: the end of the first copy starts one).
+// checkpointNow runs checkpoints until one reset the journal and none
+// runs (one may be running already: the end of the first copy starts one).
 func (m *Mirror) checkpointNow(t *testing.T) {
 	t.Helper()
 	deadline := time.Now().Add(watchdog)
 	for {
 		m.checkpoint()
-		if len(m.opts.Journal.Ranges()) == 0 {
+		m.mu.Lock()
+		running := m.ckpt
+		m.mu.Unlock()
+		if len(m.opts.Journal.Ranges()) == 0 && !running {
 			return
 		}
 		if time.Now().After(deadline) {
