@@ -246,14 +246,17 @@ func TestCheckpointFlushesBeforeReset(t *testing.T) {
 	waitState(t, s.m, StateInSync)
 	s.m.checkpointNow(t) // no checkpoint runs after this one but ours
 	fill(t, s.dev, 2*ChunkSize, 4096, 3)
-	held := -1
+	// The first failing flush is the checkpoint's (later ones come from
+	// the resync after it).
+	var held atomic.Int64
+	held.Store(-1)
 	hook := func() error {
-		held = len(s.j.Ranges())
+		held.CompareAndSwap(-1, int64(len(s.j.Ranges())))
 		return errDown
 	}
 	s.rep.flushHook.Store(&hook)
 	s.m.checkpoint()
-	switch held {
+	switch held.Load() {
 	case -1:
 		t.Fatal("the checkpoint did not flush the replica")
 	case 0:
