@@ -144,22 +144,28 @@ func newMirrorStatusCmd(g *globals) *cobra.Command {
 				return g.printJSON(ms)
 			}
 			w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "VOLUME\tROLE\tPEER\tSTATE\tTO SYNC\tSENT\tLAG\tSINCE\tLAST ERROR")
+			fmt.Fprintln(w, "VOLUME\tROLE\tPEER\tSTATE\tTO SYNC\tSENT\tLAG\tDIVERGED\tSINCE\tLAST ERROR")
 			for _, m := range ms {
 				peer := m.Target
 				if m.Role != engine.RoleSource {
 					peer = "from " + m.Source
 				}
-				lag := "-"
+				lag, diverged := "-", "-"
 				if m.Role == engine.RoleSource {
 					lag = (time.Duration(m.LagSeconds * float64(time.Second))).Round(time.Second).String()
+					// Diverged: this side acknowledged writes the replica
+					// lacks (recorded durably; a failback checks it).
+					diverged = "no"
+					if m.Diverged {
+						diverged = "yes"
+					}
 				}
 				since := "-"
 				if !m.Since.IsZero() {
 					since = m.Since.Local().Format(time.DateTime)
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Volume, m.Role, peer, m.State,
-					progress.FormatBytes(m.BytesToSync), progress.FormatBytes(m.BytesSent), lag, since, m.LastError)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Volume, m.Role, peer, m.State,
+					progress.FormatBytes(m.BytesToSync), progress.FormatBytes(m.BytesSent), lag, diverged, since, m.LastError)
 			}
 			return w.Flush()
 		},

@@ -204,6 +204,9 @@ func serve(ctx context.Context, g *globals, o serveOptions, apiAddr string) erro
 		log.Error("listener failed, shutting down", "err", serveErr)
 	}
 
+	// Writes a mirror's block policy holds back for a replica that does
+	// not answer fail now (EIO): the drain below would wait for them.
+	eng.StopMirrorWaits()
 	actx, cancel := context.WithTimeout(context.Background(), apiStopTimeout)
 	for _, hs := range apiServers {
 		hs.Shutdown(actx) // stop taking commands first

@@ -137,3 +137,43 @@ func (c *Catalog) each(bucket []byte, fn func(k string, v []byte) error) error {
 		return b.ForEach(func(k, v []byte) error { return fn(string(k), v) })
 	})
 }
+
+// BecomeReplica makes vol a replica in one transaction: r is written and
+// vol's mirror record (if any) deleted, so a crash never leaves both (the
+// old source's side of failback).
+func (c *Catalog) BecomeReplica(r Replica) error {
+	return c.swap(bucketReplicas, r.Volume, &r, bucketMirrors)
+}
+
+// BecomeSource makes vol a mirror source in one transaction: m is written
+// and vol's replica record (if any) deleted (the failed-over side of
+// failback).
+func (c *Catalog) BecomeSource(m Mirror) error {
+	return c.swap(bucketMirrors, m.Volume, &m, bucketReplicas)
+}
+
+// swap puts v under key in bucket put and deletes key from bucket del, in
+// one transaction.
+func (c *Catalog) swap(put []byte, key string, v any, del []byte) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("record the new role of %s: %w", key, err)
+	}
+	err = c.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(put)
+		if err != nil {
+			return err
+		}
+		if err := b.Put([]byte(key), data); err != nil {
+			return err
+		}
+		if d := tx.Bucket(del); d != nil {
+			return d.Delete([]byte(key))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record the new role of %s: %w", key, err)
+	}
+	return nil
+}

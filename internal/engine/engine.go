@@ -360,6 +360,7 @@ func (e *Engine) Close() error {
 	}
 	e.closed = true
 	e.mu.Unlock()
+	e.StopMirrorWaits() // nothing below waits for a replica that does not answer
 
 	e.jobs.Close()
 	e.closeRepos()
@@ -371,24 +372,47 @@ func (e *Engine) Close() error {
 	}
 	e.mu.Unlock()
 
-	var errs []error
-	ctx := context.Background()
-	for _, v := range vols {
+	devs := make([]blockdev.Device, len(vols))
+	for i, v := range vols {
 		e.mu.Lock()
-		dev := v.dev
+		devs[i] = v.dev
 		v.dev = nil
 		v.err = ErrClosed
 		e.mu.Unlock()
-		if dev == nil {
+	}
+	// Flush and stop the mirrors of all volumes at once: each may take up
+	// to a replica timeout (a replica that stopped answering), and one
+	// after the other they would add up past the stop's bound.
+	errsOf := make([][]error, len(vols))
+	var wg sync.WaitGroup
+	for i, v := range vols {
+		if devs[i] == nil {
 			continue
 		}
-		if err := dev.Flush(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("flush volume %s: %w", v.name, err))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := devs[i].Flush(context.Background()); errors.Is(err, mirror.ErrStopping) {
+				// The volume is flushed; its replica lacks writes (policy
+				// block, StopMirrorWaits): the journal resends them at the
+				// next start.
+				e.log.Warn("stop: the replica lacks writes; they are resent at the next start", "volume", v.name)
+			} else if err != nil {
+				errsOf[i] = append(errsOf[i], fmt.Errorf("flush volume %s: %w", v.name, err))
+			}
+			if err := closeMirror(v); err != nil { // mirror: an in-sync replica is flushed, its journal reset
+				errsOf[i] = append(errsOf[i], err)
+			}
+		}()
+	}
+	wg.Wait()
+	var errs []error
+	for i, v := range vols {
+		errs = append(errs, errsOf[i]...)
+		if devs[i] == nil {
+			continue
 		}
-		if err := closeMirror(v); err != nil { // mirror: an in-sync replica is flushed, its journal reset
-			errs = append(errs, err)
-		}
-		if err := dev.Close(); err != nil {
+		if err := devs[i].Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close volume %s: %w", v.name, err))
 		}
 		if err := closeCBT(v); err != nil { // cbt: a clean stop saves the bitmaps

@@ -39,8 +39,12 @@ const (
 // mirrorEntry is a volume's running mirror and its record.
 type mirrorEntry struct {
 	m   *mirror.Mirror // set once, under mu, before the entry is published (v.mir)
-	mu  sync.Mutex     // guards rec and its catalog writes, and m until published
+	mu  sync.Mutex     // guards rec, gone and the record's catalog writes, and m until published
 	rec catalog.Mirror
+	// gone: the record was deleted (mirror rm, failback). Set under mu in
+	// the same critical section as the delete, so a callback or a pause
+	// that runs later never writes the record back.
+	gone bool
 }
 
 // MirrorOptions create a mirror.
@@ -204,12 +208,16 @@ func (e *Engine) attachMirror(v *volume, rec catalog.Mirror) error {
 }
 
 // detachMirror removes v's mirror filter and stops the mirror. The caller
-// holds v.snapMu.
+// holds v.snapMu. The mirror is released first: a write the block policy
+// holds back is acknowledged (it is on the volume, and no replica is
+// required any more), so the I/O hold below does not wait for a replica
+// that may never answer.
 func (e *Engine) detachMirror(ctx context.Context, v *volume) error {
 	me := v.mir.Load()
 	if me == nil {
 		return nil
 	}
+	me.m.Release()
 	e.mu.Lock()
 	g, ok := v.dev.(*gate.Gate)
 	layers := v.layers
@@ -230,7 +238,7 @@ func (e *Engine) detachMirror(ctx context.Context, v *volume) error {
 func (e *Engine) recordDiverged(me *mirrorEntry, cause error) error {
 	me.mu.Lock()
 	defer me.mu.Unlock()
-	if me.rec.Diverged {
+	if me.rec.Diverged || me.gone {
 		return nil
 	}
 	r := me.rec
@@ -250,6 +258,9 @@ func (e *Engine) recordSynced(me *mirrorEntry, s mirror.Status) {
 	}
 	me.mu.Lock()
 	defer me.mu.Unlock()
+	if me.gone {
+		return
+	}
 	if me.m != nil && me.m.Status().State != mirror.StateInSync {
 		return // left in-sync meanwhile: keep what the record says
 	}
@@ -335,6 +346,12 @@ func (e *Engine) startMirrors() {
 	}
 }
 
+// mirrorCloseTimeout bounds the stop of one mirror at daemon stop. The
+// mirror bounds its own replica requests (mirror.Options.Timeout, 5 s);
+// this is the backstop that keeps SIGTERM within its 10 s even if a
+// replica connection does not end.
+const mirrorCloseTimeout = 7 * time.Second
+
 // closeMirror stops v's mirror at a clean stop (after the NBD server
 // drained): an in-sync replica is flushed and the journal reset.
 func closeMirror(v *volume) error {
@@ -342,9 +359,29 @@ func closeMirror(v *volume) error {
 	if me == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), mirrorCloseTimeout)
 	defer cancel()
 	return me.m.Close(ctx)
+}
+
+// StopMirrorWaits ends every wait for a replica, for a daemon stop: a
+// write or flush the block policy holds back fails now (EIO to the
+// client; its chunks stay in the journal and are resent at the next
+// start), and so does every later one that would wait. Writes a healthy
+// replica completes are unaffected. serve calls it before draining the
+// NBD connections, which could otherwise wait for ever on such a write.
+func (e *Engine) StopMirrorWaits() {
+	e.mu.Lock()
+	vols := make([]*volume, 0, len(e.volumes))
+	for _, v := range e.volumes {
+		vols = append(vols, v)
+	}
+	e.mu.Unlock()
+	for _, v := range vols {
+		if m := v.mirror(); m != nil {
+			m.StopWaits()
+		}
+	}
 }
 
 // ListMirrors describes the mirrors of this node's volumes and the
@@ -428,8 +465,9 @@ func (e *Engine) setPaused(name string, paused bool) (MirrorInfo, error) {
 	me.mu.Lock()
 	r := me.rec
 	r.Paused = paused
-	err = e.cat.PutMirror(r)
-	if err == nil {
+	if me.gone {
+		err = errorf(ErrMirrorNotFound, "volume %s has no mirror any more (it was removed or failed back)", name)
+	} else if err = e.cat.PutMirror(r); err == nil {
 		me.rec = r
 	}
 	me.mu.Unlock()
@@ -456,8 +494,18 @@ func (e *Engine) RemoveMirror(ctx context.Context, name string) error {
 		return errorf(ErrVolumeInUse, "cannot remove the mirror of volume %s: a snapshot removal, promote or migration is running on it; retry when it is done", name)
 	}
 	defer v.snapMu.Unlock()
+	me := v.mir.Load() // again under snapMu: a concurrent rm or failback may have won
+	if me == nil {
+		return errorf(ErrMirrorNotFound, "volume %s has no mirror (see `extrasphere mirror status`)", name)
+	}
 	cerr := e.detachMirror(ctx, v)
-	if err := e.cat.DeleteMirror(name); err != nil && !errors.Is(err, catalog.ErrNotFound) {
+	me.mu.Lock()
+	err = e.cat.DeleteMirror(name)
+	if err == nil || errors.Is(err, catalog.ErrNotFound) {
+		me.gone, err = true, nil
+	}
+	me.mu.Unlock()
+	if err != nil {
 		return fmt.Errorf("remove mirror of %s: %w", name, err)
 	}
 	if err := v.cbt.Remove(MirrorBitmap); err != nil && !errors.Is(err, cbt.ErrBitmapNotFound) {

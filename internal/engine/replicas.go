@@ -470,10 +470,9 @@ func (e *Engine) Failback(ctx context.Context, name string) (MirrorInfo, error) 
 	rec := catalog.Mirror{Volume: name, Target: "extrasphere://" + p.Addr + "/" + r.SourceVolume, Mode: ModeSync,
 		Policy: string(mirror.Degrade), Gen: r.NewGen, Created: now(), PeerFingerprint: p.Fingerprint, PeerAddr: p.Addr,
 		PeerVolume: r.SourceVolume, PeerNBDAddr: net.JoinHostPort(host, resp.NBDPort), Synced: true, Diverged: true}
-	if err := e.cat.PutMirror(rec); err != nil {
-		return MirrorInfo{}, fmt.Errorf("failback %s: %w", name, err)
-	}
-	if err := e.cat.DeleteReplica(name); err != nil && !errors.Is(err, catalog.ErrNotFound) {
+	// One transaction: a crash leaves either the replica or the mirror
+	// record, never both.
+	if err := e.cat.BecomeSource(rec); err != nil {
 		return MirrorInfo{}, fmt.Errorf("failback %s: %w", name, err)
 	}
 	e.mu.Lock()
@@ -489,6 +488,11 @@ func (e *Engine) Failback(ctx context.Context, name string) (MirrorInfo, error) 
 // AcceptFailback is the old source's side of failback (peer API): its
 // volume becomes the replica of the failed-over one, and it answers what
 // it holds that the other side may lack.
+//
+// Concurrent callers (a retried request, a pause from the CLI) are
+// serialised by the volume's snapMu, taken before anything is checked:
+// every check and the change it allows happen under it, and the volume is
+// marked busy (v.op) so that no NBD client opens it meanwhile.
 func (e *Engine) AcceptFailback(ctx context.Context, p node.Peer, req FailbackRequest) (FailbackResponse, error) {
 	port, err := e.nbdPort()
 	if err != nil {
@@ -502,23 +506,40 @@ func (e *Engine) AcceptFailback(ctx context.Context, p node.Peer, req FailbackRe
 		// a split brain): it comes back as a replica with a full copy.
 		return e.failbackIntoNew(ctx, p, req, port)
 	}
-	e.mu.Lock()
-	if err == nil && v.conns > 0 {
-		err = errorf(ErrVolumeInUse, "volume %s on node %s has %d open NBD connection(s): stop the VM there before failback", req.Volume, e.nodeName(), v.conns)
+	if err != nil {
+		return FailbackResponse{}, err
 	}
+	if !v.snapMu.TryLock() {
+		return FailbackResponse{}, errorf(ErrVolumeInUse, "volume %s on node %s is busy (snapshot removal, promote, migration or another failback); retry", req.Volume, e.nodeName())
+	}
+	defer v.snapMu.Unlock()
+	e.mu.Lock()
 	var already bool
-	if err == nil && v.replica != nil {
+	size := v.files.Size
+	switch {
+	case v.op != "":
+		err = errorf(ErrVolumeInUse, "volume %s on node %s is busy (%s in progress); retry", req.Volume, e.nodeName(), v.op)
+	case v.conns > 0:
+		err = errorf(ErrVolumeInUse, "volume %s on node %s has %d open NBD connection(s): stop the VM there before failback", req.Volume, e.nodeName(), v.conns)
+	case v.replica != nil:
 		already = v.replica.SourceNode == p.Fingerprint && v.replica.Gen == req.NewGen
 		if !already {
 			err = errorf(ErrVolumeInUse, "volume %s on node %s is a replica of %s, not the old source of this failback", req.Volume, e.nodeName(), v.replica.SourceName)
 		}
+	default:
+		v.op = "failback" // no NBD client opens it until the roles are swapped
+		defer func() {
+			e.mu.Lock()
+			v.op = ""
+			e.mu.Unlock()
+		}()
 	}
 	e.mu.Unlock()
 	if err != nil {
 		return FailbackResponse{}, err
 	}
 	if already { // a retried failback: resend everything, it is safe
-		return FailbackResponse{Dirty: []mirror.Range{{Off: 0, Len: v.files.Size}}, NBDPort: port}, nil
+		return FailbackResponse{Dirty: []mirror.Range{{Off: 0, Len: size}}, NBDPort: port}, nil
 	}
 	me := v.mir.Load()
 	if me == nil {
@@ -537,23 +558,25 @@ func (e *Engine) AcceptFailback(ctx context.Context, p node.Peer, req FailbackRe
 			"split brain: volume %s on node %s acknowledged writes that never reached %s, and %s/%s was written after failover. Neither side is overwritten. Keep one: see README, \"Split brain\"",
 			req.Volume, e.nodeName(), p.Name, p.Name, req.SourceVolume)
 	}
-	if !v.snapMu.TryLock() {
-		return FailbackResponse{}, errorf(ErrVolumeInUse, "volume %s on node %s is busy (snapshot removal, promote or migration); retry", req.Volume, e.nodeName())
-	}
-	defer v.snapMu.Unlock()
 	dirty := (&journal{st: v.cbt}).Ranges()
 	if !rec.Synced {
-		dirty = []mirror.Range{{Off: 0, Len: v.files.Size}}
+		dirty = []mirror.Range{{Off: 0, Len: size}}
 	}
 	if err := e.detachMirror(ctx, v); err != nil {
 		e.log.Warn("stop mirror for failback", "volume", req.Volume, "err", err)
 	}
 	rr := catalog.Replica{Volume: req.Volume, SourceNode: p.Fingerprint, SourceName: p.Name, SourceAddr: p.Addr,
 		SourceVolume: req.SourceVolume, Gen: req.NewGen, Created: now()}
-	if err := e.cat.PutReplica(rr); err != nil {
-		return FailbackResponse{}, fmt.Errorf("failback into %s: %w", req.Volume, err)
+	// One transaction: a crash leaves either the mirror or the replica
+	// record, never both. The entry is marked gone under its lock, so no
+	// callback or pause writes the mirror record again.
+	me.mu.Lock()
+	err = e.cat.BecomeReplica(rr)
+	if err == nil {
+		me.gone = true
 	}
-	if err := e.cat.DeleteMirror(req.Volume); err != nil && !errors.Is(err, catalog.ErrNotFound) {
+	me.mu.Unlock()
+	if err != nil {
 		return FailbackResponse{}, fmt.Errorf("failback into %s: %w", req.Volume, err)
 	}
 	if err := v.cbt.Remove(MirrorBitmap); err != nil {

@@ -22,24 +22,27 @@ func (m *Mirror) checkpointLoop() {
 	}
 }
 
-// checkpoint resets the journal, then flushes the replica: everything the
-// journal held is then durable on the replica. If the flush fails, what
-// the journal held is marked again (durably) and dirty, and the replica
-// is dropped. Writes in flight during the reset are safe: their extents
-// stay in the activity log until they complete, and a write that fails
-// on the replica re-marks its own chunks (settle).
+// checkpoint flushes the replica, then resets the journal: the reset
+// happens only after the flush succeeded, and only if no write entered the
+// mirror since before the flush (and none was in flight then), so that
+// everything the reset clears is durable on the replica. The reset runs
+// with the volume's I/O held (Journal.Rotate), which drains the writes
+// between the tracker and the mirror. On a busy volume a checkpoint may
+// find no such quiet moment; the journal then keeps growing until one
+// comes (a crash resyncs more, nothing is lost). A failed flush drops the
+// replica; everything the journal holds becomes dirty and is resent.
 func (m *Mirror) checkpoint() {
 	j := m.opts.Journal
 	if j == nil {
 		return
 	}
 	m.mu.Lock()
-	if m.closed || m.ckpt || m.state != StateInSync || m.ndirty > 0 || m.target == nil {
+	if m.closed || m.ckpt || m.state != StateInSync || m.ndirty > 0 || m.target == nil || len(m.inflight) > 0 {
 		m.mu.Unlock()
 		return
 	}
 	m.ckpt = true
-	t, gen := m.target, m.tgen
+	t, gen, seq := m.target, m.tgen, m.wseq
 	m.mu.Unlock()
 	defer func() {
 		m.mu.Lock()
@@ -47,37 +50,23 @@ func (m *Mirror) checkpoint() {
 		m.mu.Unlock()
 	}()
 
-	old, done, err := j.Rotate(func() bool {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		return !m.closed && m.state == StateInSync && m.ndirty == 0 && len(m.copying) == 0 && m.tgen == gen
-	})
-	if err != nil {
-		m.opts.Logger.Warn("mirror checkpoint: reset journal", "volume", m.opts.Volume, "err", err)
-		return // the journal still holds everything
-	}
-	if !done {
-		return // something became dirty meanwhile: the journal must keep it
-	}
 	ctx, cancel := m.remoteCtx(context.Background())
 	ferr := t.Flush(ctx)
 	cancel()
-	if ferr == nil {
+	if ferr != nil {
+		m.mu.Lock()
+		m.replicaFailedLocked(gen, fmt.Errorf("flush the replica: %w", ferr))
+		m.mu.Unlock()
 		return
 	}
-	var merr error
-	for _, r := range old {
-		if err := j.Mark(r.Off, r.Len); err != nil && merr == nil {
-			merr = err
-		}
+	_, _, err := j.Rotate(func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return !m.closed && m.state == StateInSync && m.ndirty == 0 && len(m.copying) == 0 && m.tgen == gen &&
+			m.wseq == seq && len(m.inflight) == 0
+	})
+	if err != nil {
+		m.opts.Logger.Warn("mirror checkpoint: reset journal", "volume", m.opts.Volume, "err", err)
+		// the journal still holds everything
 	}
-	m.mu.Lock()
-	for _, r := range old {
-		m.markLocked(r.Off, r.Len)
-	}
-	m.replicaFailedLocked(gen, fmt.Errorf("flush the replica: %w", ferr))
-	if merr != nil {
-		m.failLocked(fmt.Errorf("re-record what the replica lacks after a failed flush: %w", merr))
-	}
-	m.mu.Unlock()
 }

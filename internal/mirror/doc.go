@@ -17,7 +17,8 @@
 //	           the replica both completed it; FLUSH and FUA reach both
 //	degraded   the replica is unreachable. Policy degrade: writes go on
 //	           locally and mark their chunks. Policy block: a write is not
-//	           acknowledged until the replica has its chunks again
+//	           acknowledged until the replica has its chunks again (see
+//	           "Writes the replica lacks" below)
 //	resyncing  the replica is back; the copier sends the dirty chunks
 //	paused     stopped by the user: writes are tracked, nothing is sent
 //	refused    the replica refused us for good (failed over, wrong size);
@@ -48,10 +49,44 @@
 // replica may lack (the engine uses the volume's "mirror" CBT bitmap, whose
 // activity log makes every write crash-safe without an I/O per write). The
 // tracker sets its bits before a write comes here. It is reset (Rotate) only
-// at a checkpoint: in-sync, nothing dirty, and the replica flushed after the
-// reset, so everything written before the reset is durable on the replica.
-// When the replica fails, everything the journal holds is marked dirty:
-// that covers the writes the replica acknowledged but may not have made
-// durable. After a crash of this daemon the journal (plus the extents its
-// activity log held hot) is the dirty set the mirror starts with.
+// at a checkpoint, and only after a replica flush succeeded: in sync,
+// nothing dirty, and no write entered the mirror since before that flush,
+// so everything the reset clears is durable on the replica. When the
+// replica fails, everything the journal holds is marked dirty: that covers
+// the writes the replica acknowledged but may not have made durable. After
+// a crash of this daemon the journal (plus the extents its activity log
+// held hot) is the dirty set the mirror starts with.
+//
+// Writes the replica lacks. A write (or trim, or zeroing) whose chunks the
+// replica does not have when the local layers completed it is acknowledged
+// only as follows; it is never acknowledged otherwise:
+//
+//	before the first full sync   at once (nothing is promised yet)
+//	policy degrade, or paused    once the divergence is recorded durably:
+//	                             its chunks are in the journal and OnDegrade
+//	                             (the record's diverged flag) succeeded
+//	policy block                 once the copier has sent its chunks (a FUA
+//	                             write: and a replica flush succeeded after)
+//	released (mirror rm)         at once: no replica is required any more
+//
+// A write the block policy holds back fails instead (EIO to the client;
+// its data is on the volume and its chunks stay in the journal, so the
+// replica gets them later) when its context ends (the client went away),
+// when the daemon stops (StopWaits: ErrStopping) or when the mirror closes
+// (ErrClosed). A pause acknowledges it as a write made while paused.
+//
+// FLUSH (flushReplica): with policy block it succeeds only once every
+// write acknowledged before it is on the replica and a replica flush after
+// that succeeded; with degrade (or paused) a replica that could not be
+// flushed, or lacks chunks, makes the flush record the divergence first.
+//
+// Every wait ends. Waits for another request (an overlapping write, a copy
+// of the same chunk) last at most one replica request, which is bounded by
+// Options.Timeout (the request's connection is torn down then); waits for
+// the replica (policy block) end with ctx, StopWaits, Release, Pause or
+// Close (waitLocked). The copier, the checkpoint and the reconnect loop
+// use bounded requests and stop with Close, which itself gives up when its
+// ctx ends. One wait is only as bounded as the target: a request to a
+// file:// replica is a pwrite(2) that a hung NFS mount can block, and no
+// context ends a system call.
 package mirror

@@ -3,7 +3,6 @@ package mirror
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 )
@@ -32,7 +31,7 @@ func (f *Filter) BlockStatus(ctx context.Context, meta string, off, n int64) ([]
 }
 
 func (f *Filter) WriteAt(ctx context.Context, p []byte, off int64, flags blockdev.WriteFlags) error {
-	return f.m.write(ctx, op{name: "write", off: off, n: int64(len(p)),
+	return f.m.write(ctx, op{name: "write", off: off, n: int64(len(p)), fua: flags&blockdev.FUA != 0,
 		local: func(ctx context.Context) error { return f.next.WriteAt(ctx, p, off, flags) },
 		remote: func(ctx context.Context, t deviceWriter) error {
 			return t.WriteAt(ctx, p, off, flags&blockdev.FUA)
@@ -42,7 +41,7 @@ func (f *Filter) WriteAt(ctx context.Context, p []byte, off int64, flags blockde
 // WriteZeroes zeroes both sides; the replica is asked without FastZero
 // (the local side decides whether the request is fast).
 func (f *Filter) WriteZeroes(ctx context.Context, off, n int64, flags blockdev.WriteFlags) error {
-	return f.m.write(ctx, op{name: "write zeroes", off: off, n: n,
+	return f.m.write(ctx, op{name: "write zeroes", off: off, n: n, fua: flags&blockdev.FUA != 0,
 		local: func(ctx context.Context) error { return f.next.WriteZeroes(ctx, off, n, flags) },
 		remote: func(ctx context.Context, t deviceWriter) error {
 			rf := flags &^ blockdev.FastZero
@@ -57,72 +56,95 @@ func (f *Filter) WriteZeroes(ctx context.Context, off, n int64, flags blockdev.W
 // the layers, so its chunks are marked and the copier sends what the
 // local side holds afterwards.
 func (f *Filter) Trim(ctx context.Context, off, n int64, flags blockdev.WriteFlags) error {
-	return f.m.write(ctx, op{name: "trim", off: off, n: n,
+	return f.m.write(ctx, op{name: "trim", off: off, n: n, fua: flags&blockdev.FUA != 0,
 		local: func(ctx context.Context) error { return f.next.Trim(ctx, off, n, flags) }})
 }
 
-// Flush makes completed writes durable on both sides. A replica that
-// fails the flush is dropped and everything it may not have made durable
-// is resynced; the flush then succeeds or waits as the policy says.
+// Flush makes completed writes durable on the volume and, as the policy
+// says, on the replica (flushReplica); the two run side by side.
 func (f *Filter) Flush(ctx context.Context) error {
-	m := f.m
-	m.mu.Lock()
-	t, gen := m.target, m.tgen
-	m.mu.Unlock()
-	var wg sync.WaitGroup
-	var rerr error
-	if t != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rctx, cancel := m.remoteCtx(ctx)
-			defer cancel()
-			rerr = t.Flush(rctx)
-		}()
-	}
-	lerr := f.next.Flush(ctx)
-	wg.Wait()
-	if rerr != nil {
-		m.mu.Lock()
-		m.replicaFailedLocked(gen, fmt.Errorf("flush the replica: %w", rerr))
-		m.mu.Unlock()
-	}
-	if lerr != nil {
+	lerrc := make(chan error, 1)
+	go func() { lerrc <- f.next.Flush(ctx) }()
+	rerr := f.m.flushReplica(ctx)
+	if lerr := <-lerrc; lerr != nil {
 		return lerr
 	}
-	if rerr == nil && t != nil {
-		return nil
-	}
-	return m.settleFlush(ctx)
+	return rerr
 }
 
 func (f *Filter) Close() error { return f.next.Close() }
 
-// settleFlush: a flush the replica did not complete. Before the first
-// sync, paused or policy degrade: done (the journal holds what the replica
-// lacks). Policy block: wait until the replica is back in sync.
-func (m *Mirror) settleFlush(ctx context.Context) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if !m.synced || m.paused || m.opts.Policy != Block {
+// flushReplica makes every write acknowledged before the call durable on
+// the replica, or records (policy degrade) that the replica lacks it.
+//
+//   - Before the first full sync, or released: the connected replica, if
+//     any, is flushed; nothing is promised.
+//   - Policy block (not paused): it waits until no chunk is dirty or being
+//     copied and a replica is connected, then flushes that connection. A
+//     write acknowledged before the call is then on that connection (a
+//     write whose connection dropped since had its chunks marked dirty and
+//     copied again), so the flush covers it. A failed flush drops the
+//     replica and the wait starts again. The wait ends as waitLocked says
+//     (close, daemon stop, ctx): the flush then fails.
+//   - Policy degrade, or paused: if the replica is connected with nothing
+//     dirty, it is flushed; if it is not, or the flush fails, and chunks
+//     are dirty (the replica lacks acknowledged writes), the divergence is
+//     recorded durably (the journal holds the chunks, OnDegrade sets the
+//     record's flag) before the flush succeeds.
+func (m *Mirror) flushReplica(ctx context.Context) error {
+	for {
+		m.mu.Lock()
+		block := m.synced && !m.released && !m.paused && m.opts.Policy == Block
+		if block {
+			err := m.waitLocked(ctx, true, func() bool {
+				return m.paused || m.released || (m.target != nil && m.ndirty == 0 && len(m.copying) == 0)
+			})
+			if err != nil {
+				m.mu.Unlock()
+				return fmt.Errorf("flush volume %s waits for the replica (policy block): %w", m.opts.Volume, err)
+			}
+			if m.paused || m.released {
+				m.mu.Unlock()
+				continue // the policy no longer holds it back
+			}
+		}
+		t, gen := m.target, m.tgen
+		clean := t != nil && m.ndirty == 0 && len(m.copying) == 0
+		synced, released := m.synced, m.released
+		m.mu.Unlock()
+		var err error
+		if t != nil {
+			rctx, cancel := m.remoteCtx(ctx)
+			err = t.Flush(rctx)
+			cancel()
+			if err != nil {
+				m.mu.Lock()
+				m.replicaFailedLocked(gen, fmt.Errorf("flush the replica: %w", err))
+				m.mu.Unlock()
+			}
+		}
+		switch {
+		case !synced || released:
+			return nil
+		case block && err != nil:
+			continue // dropped: wait for the resync, then flush again
+		case block || (clean && err == nil):
+			return nil
+		}
+		// The replica could not be flushed, or is not there: it lacks
+		// acknowledged writes exactly if chunks are dirty (a dropped
+		// connection marks everything the journal holds).
+		m.mu.Lock()
+		lacks := m.ndirty > 0 || len(m.copying) > 0
+		m.mu.Unlock()
+		if !lacks {
+			return nil
+		}
+		if err := m.recordDivergence(); err != nil {
+			return fmt.Errorf("flush volume %s: record the degraded mirror: %w", m.opts.Volume, err)
+		}
 		return nil
 	}
-	stop := context.AfterFunc(ctx, func() {
-		m.mu.Lock()
-		m.cond.Broadcast()
-		m.mu.Unlock()
-	})
-	defer stop()
-	for m.state != StateInSync && !m.paused {
-		if m.closed {
-			return fmt.Errorf("flush volume %s: %w", m.opts.Volume, ErrClosed)
-		}
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("flush volume %s waits for the replica (policy block): %w", m.opts.Volume, err)
-		}
-		m.cond.Wait()
-	}
-	return nil
 }
 
 // writeZeroBuf zeroes with plain writes, for a replica without WRITE_ZEROES.

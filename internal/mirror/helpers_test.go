@@ -21,16 +21,48 @@ var errDown = errors.New("replica down (test)")
 // replica is a fake remote: one memdev that connections reach while it is
 // up. Down fails every connection's requests and refuses new ones.
 type replica struct {
-	dev     *memdev.Device
-	down    atomic.Bool
-	refuse  atomic.Bool
-	hang    atomic.Bool // requests wait for their context: a black-holed link
-	dials   atomic.Int64
-	writes  atomic.Int64 // bytes written through any connection
-	fuaSeen atomic.Int64
+	dev *memdev.Device
+	// durable is what dev held at its last successful flush: what a
+	// crash of the replica keeps (lose).
+	durable *memdev.Device
+	// stall holds writes until it is closed (nil: no stall).
+	stall     atomic.Pointer[chan struct{}]
+	flushHook atomic.Pointer[func() error] // runs first in every flush; an error fails it
+	down      atomic.Bool
+	refuse    atomic.Bool
+	hang      atomic.Bool // requests wait for their context: a black-holed link
+	dials     atomic.Int64
+	writes    atomic.Int64 // bytes written through any connection
+	fuaSeen   atomic.Int64
 }
 
-func newReplica(size int64) *replica { return &replica{dev: memdev.New(size, false)} }
+func newReplica(size int64) *replica {
+	return &replica{dev: memdev.New(size, false), durable: memdev.New(size, false)}
+}
+
+// lose plays a crash of the replica: what it did not flush is gone.
+func (r *replica) lose(t *testing.T) {
+	t.Helper()
+	p := make([]byte, r.dev.Size())
+	if err := r.durable.ReadAt(t.Context(), p, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.dev.WriteAt(t.Context(), p, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitStall holds a write while a stall is set.
+func (r *replica) waitStall(ctx context.Context) error {
+	if c := r.stall.Load(); c != nil {
+		select {
+		case <-*c:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
 
 func (r *replica) dial(ctx context.Context) (blockdev.Device, error) {
 	r.dials.Add(1)
@@ -80,6 +112,9 @@ func (c *conn) WriteAt(ctx context.Context, p []byte, off int64, f blockdev.Writ
 	if err := c.check(); err != nil {
 		return err
 	}
+	if err := c.r.waitStall(ctx); err != nil {
+		return err
+	}
 	if f&blockdev.FUA != 0 {
 		c.r.fuaSeen.Add(1)
 	}
@@ -88,6 +123,9 @@ func (c *conn) WriteAt(ctx context.Context, p []byte, off int64, f blockdev.Writ
 }
 func (c *conn) WriteZeroes(ctx context.Context, off, n int64, f blockdev.WriteFlags) error {
 	if err := c.check(); err != nil {
+		return err
+	}
+	if err := c.r.waitStall(ctx); err != nil {
 		return err
 	}
 	c.r.writes.Add(n)
@@ -103,7 +141,20 @@ func (c *conn) Flush(ctx context.Context) error {
 	if err := c.check(); err != nil {
 		return err
 	}
-	return c.r.dev.Flush(ctx)
+	if h := c.r.flushHook.Load(); h != nil {
+		if err := (*h)(); err != nil {
+			return err
+		}
+	}
+	if err := c.r.dev.Flush(ctx); err != nil { // counted: tests check that flushes arrive
+		return err
+	}
+	// What dev holds is now durable (a copy: this fake replica is small).
+	p := make([]byte, c.r.dev.Size())
+	if err := c.r.dev.ReadAt(ctx, p, 0); err != nil {
+		return err
+	}
+	return c.r.durable.WriteAt(ctx, p, 0, 0)
 }
 func (c *conn) BlockStatus(ctx context.Context, meta string, off, n int64) ([]blockdev.Extent, error) {
 	return c.r.dev.BlockStatus(ctx, meta, off, n)

@@ -116,16 +116,22 @@ type Mirror struct {
 	copying  map[int64]bool // chunks being copied
 	cursor   int64          // where the copier looks next
 
-	target  blockdev.Device // nil while disconnected
-	tgen    uint64          // bumped at every connect and drop
-	state   State
-	synced  bool // the replica was in sync once
-	paused  bool
-	closed  bool
-	since   time.Time
-	lastErr error
-	errAt   time.Time
-	dialing bool // the reconnect loop runs
+	target blockdev.Device // nil while disconnected
+	tgen   uint64          // bumped at every connect and drop
+	state  State
+	synced bool // the replica was in sync once
+	paused bool
+	closed bool
+	// released: the mirror is being removed (Release); the policy no
+	// longer holds writes back.
+	released bool
+	// stopping: the daemon is stopping (StopWaits); what would wait for
+	// the replica fails instead.
+	stopping bool
+	since    time.Time
+	lastErr  error
+	errAt    time.Time
+	dialing  bool // the reconnect loop runs
 	// dropped is closed once the last dropped connection was aborted
 	// (dropLocked); nil if none was dropped.
 	dropped chan struct{}
@@ -139,7 +145,7 @@ type Mirror struct {
 	through  atomic.Int64 // writes acknowledged by both sides
 	stop     chan struct{}
 	wg       sync.WaitGroup
-	degraded bool // OnDegrade ran since the last in-sync
+	degraded bool // OnDegrade succeeded since the last in-sync
 }
 
 // New makes a mirror and starts its copier and connection loop. It does
@@ -180,7 +186,16 @@ func (m *Mirror) Filter(next blockdev.Device) blockdev.Device {
 func (m *Mirror) Pause() {
 	m.mu.Lock()
 	m.paused = true
+	if m.target != nil && m.opts.Journal != nil {
+		// The connection ends without a flush: what it was sent since
+		// the last checkpoint may not be durable there (as on a failure).
+		for _, r := range m.opts.Journal.Ranges() {
+			m.markLocked(r.Off, r.Len)
+		}
+	}
 	m.dropLocked(nil)
+	m.setStateLocked()
+	m.cond.Broadcast() // a write or flush the block policy holds back is acknowledged now
 	m.mu.Unlock()
 	m.changed()
 }
@@ -200,9 +215,38 @@ func (m *Mirror) Resume() {
 	m.changed()
 }
 
+// Release says the mirror is being removed: from now on the policy holds
+// no write or flush back. A write the block policy holds is acknowledged
+// at once (it is on the volume; no replica is required any more). A
+// replica that is not in sync is dropped, so that requests in flight to
+// it end now. Close follows.
+func (m *Mirror) Release() {
+	m.mu.Lock()
+	m.released = true
+	if m.state != StateInSync {
+		m.dropLocked(nil)
+	}
+	m.cond.Broadcast()
+	m.mu.Unlock()
+}
+
+// StopWaits says the daemon is stopping: a write or flush that waits for
+// the replica (policy block) fails now with ErrStopping, and so does every
+// later one that would wait. Writes and flushes a connected replica
+// completes are not affected. Close follows.
+func (m *Mirror) StopWaits() {
+	m.mu.Lock()
+	m.stopping = true
+	m.cond.Broadcast()
+	m.mu.Unlock()
+}
+
 // Close stops the mirror. If the replica is in sync it is flushed and the
-// journal reset, so the next start has nothing to resync. Writes through
-// old Filters fail with ErrClosed afterwards.
+// journal reset, so the next start has nothing to resync; otherwise the
+// replica connection is dropped first, so that requests in flight end at
+// once. A write it holds back fails with ErrClosed; writes through old
+// Filters fail with ErrClosed afterwards. Close returns when ctx ends even
+// if a worker does not (its error then says so).
 func (m *Mirror) Close(ctx context.Context) error {
 	m.mu.Lock()
 	if m.closed {
@@ -211,35 +255,70 @@ func (m *Mirror) Close(ctx context.Context) error {
 	}
 	m.closed = true
 	close(m.stop)
+	if !m.cleanLocked() {
+		m.dropLocked(ErrClosed)
+	}
 	m.cond.Broadcast()
 	m.mu.Unlock()
-	m.wg.Wait()
+	if err := waitCtx(ctx, m.wg.Wait); err != nil {
+		return fmt.Errorf("close mirror of volume %s: stop its workers: %w", m.opts.Volume, err)
+	}
 
 	m.mu.Lock()
-	t, clean := m.target, m.state == StateInSync && m.ndirty == 0
+	t, clean, seq := m.target, m.cleanLocked(), m.wseq
 	m.target = nil
+	m.tgen++
 	m.mu.Unlock()
 	if t == nil {
 		return nil
 	}
 	var err error
 	if clean && m.opts.Journal != nil {
-		if err = t.Flush(ctx); err == nil {
-			_, _, err = m.opts.Journal.Rotate(func() bool { return true })
+		// Flush, then reset: the reset clears only what the flush made
+		// durable (no write entered since; see checkpoint).
+		fctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
+		err = t.Flush(fctx)
+		cancel()
+		if err == nil {
+			_, _, err = m.opts.Journal.Rotate(func() bool {
+				m.mu.Lock()
+				defer m.mu.Unlock()
+				return len(m.inflight) == 0 && m.wseq == seq
+			})
 		}
 	}
 	// A replica that is not in sync may hold requests in flight: abort
 	// it rather than send them a goodbye it may never read.
-	a, ok := t.(aborter)
-	if !clean && ok {
+	if a, ok := t.(aborter); !clean && ok {
 		a.Abort()
-	} else if cerr := t.Close(); err == nil {
+	} else if cerr := waitCtx(ctx, func() { t.Close() }); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("close mirror of volume %s: %w", m.opts.Volume, err)
 	}
 	return nil
+}
+
+// cleanLocked: connected, in sync, nothing dirty, copied or written.
+func (m *Mirror) cleanLocked() bool {
+	return m.target != nil && m.state == StateInSync && m.ndirty == 0 && len(m.copying) == 0 && len(m.inflight) == 0
+}
+
+// waitCtx runs fn and waits for it until ctx ends (fn then goes on in the
+// background).
+func waitCtx(ctx context.Context, fn func()) error {
+	done := make(chan struct{})
+	go func() {
+		fn()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (m *Mirror) changed() {

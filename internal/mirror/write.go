@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"errors"
 	"fmt"
 )
 
@@ -11,6 +12,7 @@ import (
 type op struct {
 	name   string
 	off, n int64
+	fua    bool // durable on return: on the replica too, where the policy requires it
 	local  func(ctx context.Context) error
 	remote func(ctx context.Context, t deviceWriter) error
 }
@@ -25,12 +27,11 @@ func (m *Mirror) write(ctx context.Context, o op) error {
 	}
 	fc, lc := o.off/ChunkSize, (o.off+o.n-1)/ChunkSize
 	m.mu.Lock()
-	for (m.copyingAnyLocked(fc, lc) || m.overlapsLocked(o.off, o.n)) && !m.closed {
-		m.cond.Wait()
-	}
-	if m.closed {
+	// The copy of a chunk and an overlapping write each end within the
+	// replica timeout; the wait also ends with ctx or Close.
+	if err := m.waitLocked(ctx, false, func() bool { return !m.copyingAnyLocked(fc, lc) && !m.overlapsLocked(o.off, o.n) }); err != nil {
 		m.mu.Unlock()
-		return fmt.Errorf("%s on volume %s: %w", o.name, m.opts.Volume, ErrClosed)
+		return fmt.Errorf("%s at %d+%d on volume %s: %w", o.name, o.off, o.n, m.opts.Volume, err)
 	}
 	t, gen := m.target, m.tgen
 	through := t != nil && o.remote != nil && !m.anyDirtyLocked(fc, lc)
@@ -103,27 +104,39 @@ func (m *Mirror) write(ctx context.Context, o op) error {
 }
 
 // settle decides when a write whose chunks the replica lacks may be
-// acknowledged. Before the first full sync, and while paused, at once.
-// Policy block: once the copier has sent its chunks. Policy degrade: at
-// once, after the degradation is recorded (journal and OnDegrade).
+// acknowledged (the rule is in the package doc, "Writes the replica
+// lacks"). Before the first full sync, or once the mirror is released: at
+// once. Policy block: once the copier has sent its chunks (and, for FUA,
+// the replica flushed them); it fails if the daemon stops, the mirror
+// closes or ctx ends first. Policy degrade, or paused by the user: at
+// once, after the divergence is recorded durably (journal and OnDegrade).
 func (m *Mirror) settle(ctx context.Context, o op, fc, lc int64, failed bool) error {
 	m.mu.Lock()
-	if !m.synced || m.paused {
+	if !m.synced || m.released {
 		m.mu.Unlock()
 		return nil
 	}
-	if m.opts.Policy == Block {
-		err := m.waitCleanLocked(ctx, fc, lc)
+	if m.opts.Policy == Block && !m.paused {
+		err := m.waitLocked(ctx, true, func() bool {
+			return m.paused || m.released || (!m.anyDirtyLocked(fc, lc) && !m.copyingAnyLocked(fc, lc))
+		})
+		paused, released := m.paused, m.released
 		m.mu.Unlock()
-		if err != nil {
+		switch {
+		case err != nil:
 			return fmt.Errorf("%s at %d+%d on volume %s waits for the replica (policy block): %w", o.name, o.off, o.n, m.opts.Volume, err)
+		case released:
+			return nil
+		case !paused && o.fua:
+			return m.flushReplica(ctx)
+		case !paused:
+			return nil
 		}
-		return nil
+		// Paused by the user while it waited: acknowledged as every write
+		// made while paused, once the divergence is recorded.
+	} else {
+		m.mu.Unlock()
 	}
-	cause := m.lastErr
-	first := !m.degraded
-	m.degraded = true
-	m.mu.Unlock()
 	if failed && m.opts.Journal != nil {
 		// The tracker set these bits, but a checkpoint may have reset
 		// the journal since: make them durable again before the ack.
@@ -131,29 +144,61 @@ func (m *Mirror) settle(ctx context.Context, o op, fc, lc int64, failed bool) er
 			return fmt.Errorf("%s on volume %s: record what the replica lacks: %w", o.name, m.opts.Volume, err)
 		}
 	}
-	if first && m.opts.OnDegrade != nil {
-		if err := m.opts.OnDegrade(cause); err != nil {
-			return fmt.Errorf("%s on volume %s: record the degraded mirror: %w", o.name, m.opts.Volume, err)
-		}
+	if err := m.recordDivergence(); err != nil {
+		return fmt.Errorf("%s on volume %s: record the degraded mirror: %w", o.name, m.opts.Volume, err)
 	}
 	return nil
 }
 
-// waitCleanLocked waits until chunks fc..lc are clean, the mirror is
-// paused (the user chose to stop replicating) or ctx ends.
-func (m *Mirror) waitCleanLocked(ctx context.Context, fc, lc int64) error {
+// recordDivergence runs OnDegrade once per stay out of sync, before the
+// first write or flush the replica lacks is acknowledged. A failure is
+// returned (that request fails) and the next one tries again.
+func (m *Mirror) recordDivergence() error {
+	m.mu.Lock()
+	if m.degraded || !m.synced || m.opts.OnDegrade == nil {
+		m.mu.Unlock()
+		return nil
+	}
+	cause := m.lastErr
+	if cause == nil && m.paused {
+		cause = errPaused
+	}
+	m.mu.Unlock()
+	if err := m.opts.OnDegrade(cause); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.degraded = true
+	m.mu.Unlock()
+	return nil
+}
+
+// errPaused is the divergence cause while the user paused the mirror.
+var errPaused = errors.New("the mirror is paused")
+
+// waitLocked waits on m.cond until done() holds. It ends early with
+// ErrClosed once the mirror closes, with ctx's error once ctx ends, and,
+// if stoppable, with ErrStopping once the daemon stops (StopWaits).
+// Every wait in this package that can last longer than one replica
+// request goes through it.
+func (m *Mirror) waitLocked(ctx context.Context, stoppable bool, done func() bool) error {
+	if done() {
+		return nil
+	}
 	stop := context.AfterFunc(ctx, func() {
 		m.mu.Lock()
 		m.cond.Broadcast()
 		m.mu.Unlock()
 	})
 	defer stop()
-	for (m.anyDirtyLocked(fc, lc) || m.copyingAnyLocked(fc, lc)) && !m.paused {
-		if m.closed {
+	for !done() {
+		switch {
+		case m.closed:
 			return ErrClosed
-		}
-		if err := ctx.Err(); err != nil {
-			return err
+		case stoppable && m.stopping:
+			return ErrStopping
+		case ctx.Err() != nil:
+			return ctx.Err()
 		}
 		m.cond.Wait()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"golang.org/x/sync/errgroup"
@@ -108,6 +109,11 @@ func (c *Client) BlockStatus(ctx context.Context, meta string, off, length int64
 
 // Close sends NBD_CMD_DISC and closes; requests still in flight fail
 // with ErrClosed. Later calls fail with ErrClosed.
+// discTimeout bounds the send of NBD_CMD_DISC at Close: a peer that does
+// not take 28 bytes within it is not listening, and the connection is
+// closed anyway.
+const discTimeout = time.Second
+
 func (c *Client) Close() error {
 	c.mu.Lock()
 	if errors.Is(c.err, blockdev.ErrClosed) {
@@ -117,10 +123,12 @@ func (c *Client) Close() error {
 	broken := c.err != nil
 	c.err = errClientClosed // from now on every call fails with ErrClosed
 	c.mu.Unlock()
-	if !broken {
+	// The goodbye is sent only if no send is stuck (a peer that stopped
+	// reading would block Close for ever): closing is what matters.
+	if !broken && c.wmu.TryLock() {
 		var hb [requestSize]byte
 		encodeRequest(hb[:], request{typ: cmdDisc})
-		c.wmu.Lock()
+		c.nc.SetWriteDeadline(time.Now().Add(discTimeout))
 		c.bw.Write(hb[:])
 		c.bw.Flush()
 		c.wmu.Unlock()

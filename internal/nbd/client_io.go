@@ -85,6 +85,10 @@ func (c *Client) do(ctx context.Context, cl *call, flags uint16, length uint32, 
 	// Requests queued behind this one are sent in the same syscall: the
 	// last sender of a burst flushes (pipelined writes cost one write(2)
 	// per burst, not per request).
+	// A peer that stops reading (a stopped process, a black-holed link)
+	// blocks the send once the socket buffer is full: ctx ending tears the
+	// connection down, which ends the send too.
+	stop := context.AfterFunc(ctx, func() { c.fail(ctx.Err()) })
 	c.queued.Add(1)
 	c.wmu.Lock()
 	_, err := c.bw.Write(hb[:])
@@ -95,6 +99,7 @@ func (c *Client) do(ctx context.Context, cl *call, flags uint16, length uint32, 
 		err = c.bw.Flush()
 	}
 	c.wmu.Unlock()
+	stop()
 	if err != nil {
 		c.fail(fmt.Errorf("send nbd request: %w", err))
 	}
