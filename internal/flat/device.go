@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
+	"github.com/extrasphere/extrasphere/internal/failpoint"
 	"golang.org/x/sys/unix"
 )
 
@@ -37,6 +38,13 @@ type Device struct {
 	mu     sync.RWMutex
 	fd     int
 	closed bool
+
+	// syncMu orders syncs against the check of broken (sync.go): every
+	// sync holds it shared while it runs and records its failure, and a
+	// sync that succeeded takes it exclusively before reporting success.
+	syncMu sync.RWMutex
+	broken atomic.Pointer[syncFailure] // first failed sync; never cleared
+	fp     *failpoint.Set              // FailpointDataSync; nil arms none
 
 	// noDSync is set once pwritev2(RWF_DSYNC) returned EOPNOTSUPP; FUA
 	// writes then use pwrite + fdatasync.
@@ -100,6 +108,10 @@ func (d *Device) acquireWrite(ctx context.Context, op string, off, length int64)
 	if d.readOnly {
 		d.mu.RUnlock()
 		return fmt.Errorf("%s %s: %w", op, d.path, blockdev.ErrReadOnly)
+	}
+	if err := d.brokenErr(op); err != nil {
+		d.mu.RUnlock()
+		return err
 	}
 	return nil
 }

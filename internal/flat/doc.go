@@ -30,6 +30,12 @@
 // All handles of one Device share the file, so a Flush covers writes made
 // through any connection (MultiConn).
 //
+// A failed sync is sticky (sync.go): after an fdatasync or a RWF_DSYNC
+// write failed, the page cache may have dropped the data while a retried
+// sync would succeed, so every later Flush and write fails with
+// ErrSyncFailed until the volume is reopened. FailpointDataSync injects
+// that failure in tests.
+//
 // # Holes and zeros
 //
 // Trim punches holes (fallocate PUNCH_HOLE|KEEP_SIZE) over the whole

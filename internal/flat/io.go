@@ -69,7 +69,7 @@ func (d *Device) writeAll(pwrite func(int, []byte, int64) (int, error), p []byte
 // writeFUA writes p durably.
 func (d *Device) writeFUA(p []byte, off int64) error {
 	if !d.noDSync.Load() {
-		err := d.writeAll(d.sys.pwriteDS, p, off)
+		err := d.synced("write", func() error { return d.writeAll(d.sys.pwriteDS, p, off) })
 		if !unsupported(err) {
 			return err
 		}
@@ -90,17 +90,4 @@ func (d *Device) Flush(ctx context.Context) error {
 	}
 	defer d.mu.RUnlock()
 	return d.datasync("flush")
-}
-
-func (d *Device) datasync(op string) error {
-	for {
-		err := d.sys.fdatasync(d.fd)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return d.mapErr(op+" (fdatasync)", err)
-		}
-		return nil
-	}
 }
