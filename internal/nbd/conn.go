@@ -114,6 +114,18 @@ type transmission struct {
 	budget  *semaphore.Weighted // payload bytes in flight
 	workers sync.WaitGroup
 	bufs    *bufPool
+
+	// idle hands a request to a worker waiting for one (dispatch);
+	// closed by run when the reader has returned, which ends the idle
+	// workers.
+	idle chan work
+}
+
+// work is one admitted request for a worker.
+type work struct {
+	req     request
+	payload []byte
+	weight  int64
 }
 
 func newTransmission(c *conn, n *negotiated) *transmission {
@@ -131,6 +143,7 @@ func newTransmission(c *conn, n *negotiated) *transmission {
 		},
 		meta:    n.meta,
 		replies: make(chan *reply, 256),
+		idle:    make(chan work),
 		budget:  semaphore.NewWeighted(c.srv.opts.InflightBytes),
 		bufs:    c.srv.bufs,
 	}
@@ -147,6 +160,7 @@ func (t *transmission) run() {
 	if err != nil && !errors.Is(err, io.EOF) && !t.c.isStopped() {
 		t.c.log.Info("nbd connection ended", "err", err)
 	}
+	close(t.idle) // no more work: idle workers return
 	t.workers.Wait()
 	close(t.replies)
 	<-writerDone
@@ -205,13 +219,29 @@ func (t *transmission) reader() error {
 	}
 }
 
+// dispatch hands a request to an idle worker, or starts one when none is
+// waiting. Workers stay for the connection's life, so a request costs a
+// channel handoff instead of a new goroutine whose stack grows again
+// through the device stack (measured: newproc and stack copies were about
+// a tenth of the daemon's CPU under 4 KiB random writes). Their number is
+// the connection's peak concurrency, which the budget bounds.
 func (t *transmission) dispatch(req request, payload []byte, weight int64) {
-	t.workers.Add(1)
-	go func() {
-		defer t.workers.Done()
-		defer t.budget.Release(weight)
-		t.handle(req, payload)
-	}()
+	w := work{req: req, payload: payload, weight: weight}
+	select {
+	case t.idle <- w:
+	default:
+		t.workers.Add(1)
+		go t.worker(w)
+	}
+}
+
+// worker runs w, then whatever dispatch hands it, until run closes idle.
+func (t *transmission) worker(w work) {
+	defer t.workers.Done()
+	for ok := true; ok; w, ok = <-t.idle {
+		t.handle(w.req, w.payload)
+		t.budget.Release(w.weight)
+	}
 }
 
 // writer sends replies in completion order and flushes the socket buffer
