@@ -11,9 +11,9 @@ import (
 )
 
 // plan decides, chunk by chunk, what runVolume must read: it fills
-// vol.Chunks with the ids it can reuse from prev or knows are null
-// (holes: zero) and returns the indexes of the others. A chunk is reused
-// when prev has the same chunk size and
+// vol.Chunks with the ids it can reuse from prev, then with null ids for
+// the chunks zero marks (holes), and returns the indexes of the others.
+// A chunk is reused when prev has the same chunk size and
 // the same length there, no dirty range touches it, and its id is null or
 // in a pack the repository still has (a chunk missing from the repository
 // is read again, so an incremental backup also repairs what verify found
@@ -40,12 +40,6 @@ func (b *Backup) plan(vol *Volume, opts VolumeOptions, zero []bool) (toRead []in
 		}
 	}
 	for i := range n {
-		if zero != nil && zero[i] {
-			vol.Chunks[i] = ID{}
-			st.ChunksZero++
-			st.BytesZero += int64(vol.ChunkLen(i))
-			continue
-		}
 		if reuse && i < len(prev.Chunks) && !dirty[i] && vol.ChunkLen(i) == prev.ChunkLen(i) {
 			if id := prev.Chunks[i]; id.IsNull() || b.known(id) {
 				vol.Chunks[i] = id
@@ -53,6 +47,12 @@ func (b *Backup) plan(vol *Volume, opts VolumeOptions, zero []bool) (toRead []in
 				st.BytesReused += int64(vol.ChunkLen(i))
 				continue
 			}
+		}
+		if zero != nil && zero[i] {
+			vol.Chunks[i] = ID{}
+			st.ChunksZero++
+			st.BytesZero += int64(vol.ChunkLen(i))
+			continue
 		}
 		toRead = append(toRead, i)
 	}
