@@ -20,6 +20,20 @@ const (
 // maxExtents caps one BlockStatus reply; the caller asks again for the rest.
 const maxExtents = 1024
 
+// maxKernelWriters is how many plain (page-cache) writes of one Device are
+// inside pwrite at once. Linux serializes buffered writes to one file on
+// the inode's lock (i_rwsem, taken exclusively by ext4, xfs, btrfs and
+// the generic path), so more never run in parallel; they only sleep in
+// the kernel. Each sleeping writer blocks an OS thread, which makes Go's
+// runtime hand that thread's P to another thread (sysmon, futex wakes),
+// and the rwsem's wake order is not strictly FIFO, so with 32 requests in
+// flight some waited many turns: the long tail of 4 KiB random writes at
+// QD32. With one writer in the kernel the others wait as parked
+// goroutines, first come first served (a channel's queue), and can be
+// cancelled. Measured on this 2-core machine (fio nbd, alternating 5 s
+// runs): p99 lower in 6 of 6 pairs, IOPS higher in 5 of 6.
+const maxKernelWriters = 1
+
 var _ blockdev.Device = (*Device)(nil)
 
 // Device is an open flat volume. It is safe for concurrent use.
@@ -45,6 +59,10 @@ type Device struct {
 	syncMu sync.RWMutex
 	broken atomic.Pointer[syncFailure] // first failed sync; never cleared
 	fp     *failpoint.Set              // FailpointDataSync; nil arms none
+
+	// writers holds one token per plain write inside pwrite
+	// (maxKernelWriters); a channel so that waiters queue in order.
+	writers chan struct{}
 
 	// noDSync is set once pwritev2(RWF_DSYNC) returned EOPNOTSUPP; FUA
 	// writes then use pwrite + fdatasync.

@@ -35,6 +35,8 @@ func (d *Device) ReadAt(ctx context.Context, p []byte, off int64) error {
 // WriteAt writes p into the page cache (pwrite). With FUA the range is
 // durable on return (pwritev2 RWF_DSYNC, or pwrite + fdatasync). Flags
 // other than FUA are ignored here; the checked device reports them.
+// Plain writes enter the kernel maxKernelWriters at a time, in arrival
+// order; the others wait here, cancellably.
 func (d *Device) WriteAt(ctx context.Context, p []byte, off int64, flags blockdev.WriteFlags) error {
 	if err := d.acquireWrite(ctx, "write", off, int64(len(p))); err != nil {
 		return err
@@ -46,6 +48,12 @@ func (d *Device) WriteAt(ctx context.Context, p []byte, off int64, flags blockde
 	if flags&blockdev.FUA != 0 {
 		return d.writeFUA(p, off)
 	}
+	select {
+	case d.writers <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("write %s: %w", d.path, ctx.Err())
+	}
+	defer func() { <-d.writers }()
 	return d.writeAll(d.sys.pwrite, p, off)
 }
 

@@ -101,6 +101,7 @@ func openExtent(path string, size int64, readOnly, prealloc bool) (*Device, erro
 		blockSize: fsBlock(st.Blksize),
 		sys:       realSys(),
 		fd:        fd,
+		writers:   make(chan struct{}, maxKernelWriters),
 	}
 	d.caps = capsFor(readOnly)
 	return d, nil
