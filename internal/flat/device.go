@@ -64,10 +64,6 @@ type Device struct {
 	// (maxKernelWriters); a channel so that waiters queue in order.
 	writers chan struct{}
 
-	// noDSync is set once pwritev2(RWF_DSYNC) returned EOPNOTSUPP; FUA
-	// writes then use pwrite + fdatasync.
-	noDSync atomic.Bool
-
 	zerosOnce sync.Once
 	zeros     []byte // read-only buffer of zeros for the WriteZeroes fallback
 }

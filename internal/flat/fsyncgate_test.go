@@ -30,7 +30,7 @@ func TestFailedSyncIsSticky(t *testing.T) {
 	if !errors.Is(err, failpoint.ErrInjected) || !errors.Is(err, unix.EIO) {
 		t.Fatalf("Flush with %s armed = %v, want the injected EIO", FailpointDataSync, err)
 	}
-	c.want(t, "failed flush", 1, 0, 0, 0) // the failpoint stood in for fdatasync
+	c.want(t, "failed flush", 1, 0, 0) // the failpoint stood in for fdatasync
 
 	d.fp = nil // the disk "recovers": a real fdatasync would now succeed
 	ops := map[string]func() error{
@@ -49,7 +49,7 @@ func TestFailedSyncIsSticky(t *testing.T) {
 			t.Errorf("%s error %q does not name %s", name, err, d.Path())
 		}
 	}
-	c.want(t, "after the failure", 1, 0, 0, 0) // nothing reached the file
+	c.want(t, "after the failure", 1, 0, 0) // nothing reached the file
 	readBack(t, d, 0, data)
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
@@ -65,11 +65,12 @@ func TestFailedSyncIsSticky(t *testing.T) {
 	}
 }
 
-// A FUA write whose RWF_DSYNC write-back fails breaks the Device too.
-func TestFailedDSyncWriteIsSticky(t *testing.T) {
+// A FUA write whose fdatasync fails breaks the Device too; one whose
+// data write fails with ENOSPC does not (TestFUANoSpaceIsNotSticky).
+func TestFailedFUASyncIsSticky(t *testing.T) {
 	d := openVolume(t, newVolume(t, 1<<20, CreateOptions{}), Options{})
 	defer d.Close()
-	d.sys.pwriteDS = func(int, []byte, int64) (int, error) { return 0, unix.EIO }
+	d.sys.fdatasync = func(int) error { return unix.EIO }
 	ctx := t.Context()
 	if err := d.WriteAt(ctx, []byte("x"), 0, blockdev.FUA); !errors.Is(err, unix.EIO) || errors.Is(err, ErrSyncFailed) {
 		t.Fatalf("FUA write = %v, want the EIO itself", err)

@@ -14,8 +14,8 @@ import (
 const FailpointDataSync = "flat.fdatasync"
 
 // A failed sync is sticky ("fsyncgate"). When writeback of a dirty page
-// fails, Linux reports the error to the next fdatasync (or RWF_DSYNC
-// write) on the file, once, and may then drop the page or mark it clean:
+// fails, Linux reports the error to the next fdatasync on the file,
+// once, and may then drop the page or mark it clean:
 // a retried fdatasync succeeds although the data never reached the disk.
 // So the first failure marks the Device broken, and from then on every
 // Flush and every write (FUA or not) fails with ErrSyncFailed until the
@@ -30,7 +30,7 @@ const FailpointDataSync = "flat.fdatasync"
 type syncFailure struct{ err error }
 
 // synced runs sync, a syscall that reports writeback errors of the file
-// (fdatasync, a RWF_DSYNC write), under the sticky-failure rule above.
+// (fdatasync), under the sticky-failure rule above.
 // Unsupported errors (EOPNOTSUPP, ENOSYS) are returned as they are and do
 // not break the Device: the call did nothing.
 func (d *Device) synced(op string, sync func() error) error {
