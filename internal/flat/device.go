@@ -20,8 +20,8 @@ const (
 // maxExtents caps one BlockStatus reply; the caller asks again for the rest.
 const maxExtents = 1024
 
-// maxKernelWriters is how many plain (page-cache) writes of one Device are
-// inside pwrite at once. Linux serializes buffered writes to one file on
+// maxKernelWriters is how many WriteAt calls of one Device are inside
+// pwrite at once (an fdatasync for FUA comes after, outside the count). Linux serializes buffered writes to one file on
 // the inode's lock (i_rwsem, taken exclusively by ext4, xfs, btrfs and
 // the generic path), so more never run in parallel; they only sleep in
 // the kernel. Each sleeping writer blocks an OS thread, which makes Go's
@@ -60,7 +60,7 @@ type Device struct {
 	broken atomic.Pointer[syncFailure] // first failed sync; never cleared
 	fp     *failpoint.Set              // FailpointDataSync; nil arms none
 
-	// writers holds one token per plain write inside pwrite
+	// writers holds one token per WriteAt inside pwrite
 	// (maxKernelWriters); a channel so that waiters queue in order.
 	writers chan struct{}
 
