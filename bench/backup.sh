@@ -208,9 +208,9 @@ es_full() {
 }
 # Two alternating runs each (dense, thin, dense, thin); the faster run of each counts, which filters
 # out most of what other jobs on a shared machine add.
-read -r DENSE_T1 DENSE_READ < <(es_full dense dense1)
-read -r THIN_T1 THIN_READ < <(es_full thin thin1)
-read -r DENSE_T2 _ < <(es_full dense dense2)
+read -r DENSE_T1 DENSE_READ _ < <(es_full dense dense1)
+read -r THIN_T1 THIN_READ _ < <(es_full thin thin1)
+read -r DENSE_T2 _ _ < <(es_full dense dense2)
 read -r THIN_T2 _ RSS_END < <(es_full thin thin2)
 DENSE_T=$("$PY" -c "print(min($DENSE_T1, $DENSE_T2))")
 THIN_T=$("$PY" -c "print(min($THIN_T1, $THIN_T2))")
