@@ -139,7 +139,8 @@ func (e *Engine) runBackup(ctx context.Context, r *repo.Repo, req BackupRequest,
 			return fmt.Errorf("backup volume %s: %w", v.name, err)
 		}
 		rot := rotated[v.name]
-		opts := repo.VolumeOptions{Meta: map[string]string{metaCBTGeneration: generation(rot.Next.Created)}}
+		opts := repo.VolumeOptions{Meta: map[string]string{metaCBTGeneration: generation(rot.Next.Created)},
+			Zeros: allocationZeros(view)} // a thin volume's holes are not read
 		how := "full"
 		if p := prev[v.name]; p != nil && !req.Full && !rot.Created.IsZero() && p.Meta[metaCBTGeneration] == generation(rot.Created) && p.Size == v.files.Size {
 			opts.Prev = p

@@ -1,6 +1,10 @@
 package failpoint
 
-import "testing"
+import (
+	"errors"
+	"syscall"
+	"testing"
+)
 
 func TestParse(t *testing.T) {
 	s := Parse(" migrate.after-copy, consolidate.before-unlink ,,")
@@ -13,4 +17,22 @@ func TestParse(t *testing.T) {
 		t.Error("armed what was not listed")
 	}
 	s.Hit("not-armed") // must return
+}
+
+func TestErr(t *testing.T) {
+	s := Parse("flat.fdatasync=eio, migrate.after-copy")
+	if !s.Armed("flat.fdatasync") {
+		t.Fatal("flat.fdatasync=eio not armed")
+	}
+	err := s.Err("flat.fdatasync")
+	if !errors.Is(err, ErrInjected) || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Err = %v, want ErrInjected wrapping EIO", err)
+	}
+	s.Hit("flat.fdatasync") // armed to fail, not to kill: must return
+	if err := s.Err("migrate.after-copy"); err != nil {
+		t.Errorf("Err of a kill failpoint = %v, want nil", err)
+	}
+	if err := (*Set)(nil).Err("x"); err != nil {
+		t.Errorf("nil Set Err = %v", err)
+	}
 }

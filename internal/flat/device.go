@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
+	"github.com/extrasphere/extrasphere/internal/failpoint"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,6 +19,20 @@ const (
 
 // maxExtents caps one BlockStatus reply; the caller asks again for the rest.
 const maxExtents = 1024
+
+// maxKernelWriters is how many WriteAt calls of one Device are inside
+// pwrite at once (an fdatasync for FUA comes after, outside the count). Linux serializes buffered writes to one file on
+// the inode's lock (i_rwsem, taken exclusively by ext4, xfs, btrfs and
+// the generic path), so more never run in parallel; they only sleep in
+// the kernel. Each sleeping writer blocks an OS thread, which makes Go's
+// runtime hand that thread's P to another thread (sysmon, futex wakes),
+// and the rwsem's wake order is not strictly FIFO, so with 32 requests in
+// flight some waited many turns: the long tail of 4 KiB random writes at
+// QD32. With one writer in the kernel the others wait as parked
+// goroutines, first come first served (a channel's queue), and can be
+// cancelled. Measured on this 2-core machine (fio nbd, alternating 5 s
+// runs): p99 lower in 6 of 6 pairs, IOPS higher in 5 of 6.
+const maxKernelWriters = 1
 
 var _ blockdev.Device = (*Device)(nil)
 
@@ -38,9 +53,16 @@ type Device struct {
 	fd     int
 	closed bool
 
-	// noDSync is set once pwritev2(RWF_DSYNC) returned EOPNOTSUPP; FUA
-	// writes then use pwrite + fdatasync.
-	noDSync atomic.Bool
+	// syncMu orders syncs against the check of broken (sync.go): every
+	// sync holds it shared while it runs and records its failure, and a
+	// sync that succeeded takes it exclusively before reporting success.
+	syncMu sync.RWMutex
+	broken atomic.Pointer[syncFailure] // first failed sync; never cleared
+	fp     *failpoint.Set              // FailpointDataSync; nil arms none
+
+	// writers holds one token per WriteAt inside pwrite
+	// (maxKernelWriters); a channel so that waiters queue in order.
+	writers chan struct{}
 
 	zerosOnce sync.Once
 	zeros     []byte // read-only buffer of zeros for the WriteZeroes fallback
@@ -100,6 +122,10 @@ func (d *Device) acquireWrite(ctx context.Context, op string, off, length int64)
 	if d.readOnly {
 		d.mu.RUnlock()
 		return fmt.Errorf("%s %s: %w", op, d.path, blockdev.ErrReadOnly)
+	}
+	if err := d.brokenErr(op); err != nil {
+		d.mu.RUnlock()
+		return err
 	}
 	return nil
 }

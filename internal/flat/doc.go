@@ -22,13 +22,19 @@
 //   - Flush calls fdatasync(2) on the flat file: every write that completed
 //     before it reaches stable storage, with the metadata needed to read it
 //     back (block allocation, file size).
-//   - A FUA write uses pwritev2(2) with RWF_DSYNC (durable when the call
-//     returns, for that range only). Kernels or filesystems without it
-//     (EOPNOTSUPP) get pwrite followed by fdatasync.
+//   - A FUA write is pwrite followed by fdatasync. Not pwritev2 with
+//     RWF_DSYNC: its error cannot tell a write that failed with nothing
+//     written (ENOSPC, which the guest recovers from) from a sync that
+//     failed (which must stick, below).
 //   - FUA on WriteZeroes and Trim is an fdatasync after the fallocate.
 //
 // All handles of one Device share the file, so a Flush covers writes made
 // through any connection (MultiConn).
+//
+// A failed sync is sticky (sync.go): after an fdatasync failed, the
+// page cache may have dropped the data while a retried sync would succeed, so every later Flush and write fails with
+// ErrSyncFailed until the volume is reopened. FailpointDataSync injects
+// that failure in tests.
 //
 // # Holes and zeros
 //

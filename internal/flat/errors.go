@@ -24,4 +24,13 @@ var (
 
 	// ErrBadOption: an ddb.extrasphere.* value is not "true" or "false".
 	ErrBadOption = errors.New("bad ddb.extrasphere option in descriptor")
+
+	// ErrSyncFailed: an earlier fdatasync (or durable FUA write) of the
+	// flat file failed, so writes acknowledged since the last successful
+	// flush may not be on disk and a retried sync cannot tell. Every
+	// later Flush and write fails until the volume is reopened; reads
+	// still work. The message carries the first failure's errno.
+	ErrSyncFailed = errors.New("an earlier sync of the flat file failed and writes since the last " +
+		"successful flush may be lost; check the datastore's disk (dmesg), then restart the daemon " +
+		"to reopen the volume and check the guest's filesystem, or restore from a replica or backup")
 )

@@ -31,7 +31,7 @@ func TestErrnoMapping(t *testing.T) {
 			d := openVolume(t, newVolume(t, 1<<20, CreateOptions{}), Options{})
 			defer d.Close()
 			fail := func(int, []byte, int64) (int, error) { return 0, tt.errno }
-			d.sys.pwrite, d.sys.pwriteDS = fail, fail
+			d.sys.pwrite = fail
 			d.sys.fallocate = func(int, uint32, int64, int64) error { return tt.errno }
 			d.sys.fdatasync = func(int) error { return tt.errno }
 			ctx := t.Context()

@@ -33,8 +33,14 @@ func (d *Device) ReadAt(ctx context.Context, p []byte, off int64) error {
 }
 
 // WriteAt writes p into the page cache (pwrite). With FUA the range is
-// durable on return (pwritev2 RWF_DSYNC, or pwrite + fdatasync). Flags
-// other than FUA are ignored here; the checked device reports them.
+// durable on return: pwrite, then fdatasync. (Not pwritev2 with
+// RWF_DSYNC: its error does not say whether the write failed, with
+// nothing written, or the sync, which may have reported and consumed a
+// write-back error of earlier writes; ENOSPC must stay a plain error the
+// guest recovers from, a failed sync must stay sticky.) Flags other than
+// FUA are ignored here; the checked device reports them. Writes enter the
+// kernel maxKernelWriters at a time, in arrival order; the others wait
+// here, cancellably.
 func (d *Device) WriteAt(ctx context.Context, p []byte, off int64, flags blockdev.WriteFlags) error {
 	if err := d.acquireWrite(ctx, "write", off, int64(len(p))); err != nil {
 		return err
@@ -43,10 +49,17 @@ func (d *Device) WriteAt(ctx context.Context, p []byte, off int64, flags blockde
 	if len(p) == 0 {
 		return nil
 	}
-	if flags&blockdev.FUA != 0 {
-		return d.writeFUA(p, off)
+	select {
+	case d.writers <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("write %s: %w", d.path, ctx.Err())
 	}
-	return d.writeAll(d.sys.pwrite, p, off)
+	err := d.writeAll(d.sys.pwrite, p, off)
+	<-d.writers
+	if err == nil && flags&blockdev.FUA != 0 {
+		err = d.datasync("write")
+	}
+	return err
 }
 
 func (d *Device) writeAll(pwrite func(int, []byte, int64) (int, error), p []byte, off int64) error {
@@ -66,23 +79,6 @@ func (d *Device) writeAll(pwrite func(int, []byte, int64) (int, error), p []byte
 	return nil
 }
 
-// writeFUA writes p durably.
-func (d *Device) writeFUA(p []byte, off int64) error {
-	if !d.noDSync.Load() {
-		err := d.writeAll(d.sys.pwriteDS, p, off)
-		if !unsupported(err) {
-			return err
-		}
-		// RWF_DSYNC is checked before any byte is written, so nothing
-		// was written: remember and fall back.
-		d.noDSync.Store(true)
-	}
-	if err := d.writeAll(d.sys.pwrite, p, off); err != nil {
-		return err
-	}
-	return d.datasync("write")
-}
-
 // Flush makes every completed write durable (fdatasync).
 func (d *Device) Flush(ctx context.Context) error {
 	if err := d.acquire(ctx, "flush", 0, 0); err != nil {
@@ -90,17 +86,4 @@ func (d *Device) Flush(ctx context.Context) error {
 	}
 	defer d.mu.RUnlock()
 	return d.datasync("flush")
-}
-
-func (d *Device) datasync(op string) error {
-	for {
-		err := d.sys.fdatasync(d.fd)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return d.mapErr(op+" (fdatasync)", err)
-		}
-		return nil
-	}
 }

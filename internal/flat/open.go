@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
+	"github.com/extrasphere/extrasphere/internal/failpoint"
 	"github.com/extrasphere/extrasphere/internal/vmdk"
 	"golang.org/x/sys/unix"
 )
@@ -18,6 +19,10 @@ type Options struct {
 	// ReadOnly opens the flat file read-only. A descriptor with
 	// ddb.extrasphere.readOnly = "true" is read-only whatever this says.
 	ReadOnly bool
+
+	// Failpoints arms FailpointDataSync (crash and fault tests); nil
+	// arms none.
+	Failpoints *failpoint.Set
 }
 
 // Open opens the volume whose descriptor is descPath. The descriptor must
@@ -46,7 +51,12 @@ func Open(descPath string, opts Options) (*Device, error) {
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(filepath.Dir(descPath), path)
 	}
-	return openExtent(path, desc.Size(), readOnly, prealloc)
+	d, err := openExtent(path, desc.Size(), readOnly, prealloc)
+	if err != nil {
+		return nil, err
+	}
+	d.fp = opts.Failpoints
+	return d, nil
 }
 
 // OpenRaw opens a raw file of at least size bytes as a device of size
@@ -91,6 +101,7 @@ func openExtent(path string, size int64, readOnly, prealloc bool) (*Device, erro
 		blockSize: fsBlock(st.Blksize),
 		sys:       realSys(),
 		fd:        fd,
+		writers:   make(chan struct{}, maxKernelWriters),
 	}
 	d.caps = capsFor(readOnly)
 	return d, nil

@@ -14,7 +14,6 @@ import (
 type sysOps struct {
 	pread     func(fd int, p []byte, off int64) (int, error)
 	pwrite    func(fd int, p []byte, off int64) (int, error)
-	pwriteDS  func(fd int, p []byte, off int64) (int, error) // pwritev2 with RWF_DSYNC
 	fdatasync func(fd int) error
 	fallocate func(fd int, mode uint32, off, length int64) error
 	seek      func(fd int, off int64, whence int) (int64, error)
@@ -22,11 +21,8 @@ type sysOps struct {
 
 func realSys() sysOps {
 	return sysOps{
-		pread:  unix.Pread,
-		pwrite: unix.Pwrite,
-		pwriteDS: func(fd int, p []byte, off int64) (int, error) {
-			return unix.Pwritev2(fd, [][]byte{p}, off, unix.RWF_DSYNC)
-		},
+		pread:     unix.Pread,
+		pwrite:    unix.Pwrite,
 		fdatasync: unix.Fdatasync,
 		fallocate: unix.Fallocate,
 		seek:      unix.Seek,

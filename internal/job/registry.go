@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"sync"
@@ -144,7 +146,12 @@ func (r *Registry) Start(kind, volume string, total int64, fn Func) (*Job, error
 }
 
 // retire records a job's end, moves it to the finished jobs and wakes
-// its waiters.
+// its waiters. When it was the last job running, the memory the jobs
+// used (read buffers, packs, compression windows: hundreds of MiB for a
+// backup or a migration) is handed back to the OS before the waiters
+// wake: an idle daemon should be as small after a job as before it, and
+// Go's runtime otherwise returns freed memory only gradually, after a GC
+// that an idle daemon may not run for minutes.
 func (r *Registry) retire(j *Job) {
 	in := j.Info()
 	if r.store != nil {
@@ -157,7 +164,16 @@ func (r *Registry) retire(j *Job) {
 	r.mu.Lock()
 	delete(r.live, j.id)
 	r.addPastLocked(in)
+	idle := len(r.live) == 0
 	r.mu.Unlock()
+	if idle {
+		// Buffers parked in a sync.Pool (pack and copy buffers) survive
+		// one collection in the pool's victim cache: the first GC moves
+		// them there, the one inside FreeOSMemory frees them and returns
+		// the pages.
+		runtime.GC()
+		debug.FreeOSMemory()
+	}
 	close(j.finish)
 }
 

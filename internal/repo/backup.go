@@ -145,6 +145,13 @@ type VolumeOptions struct {
 	Dirty []Range
 	// Meta is stored with the volume, opaque to the repository.
 	Meta map[string]string
+	// Zeros, if set, walks the ranges the source knows read as zeros
+	// without reading them (the holes of a thin volume, from its
+	// allocation map), calling visit for each. A chunk wholly inside them
+	// gets the null id and is not read, so a full backup of a thin volume
+	// reads only its allocated chunks. Stats count such chunks as zero
+	// (BytesZero) but not as read.
+	Zeros func(ctx context.Context, visit func(Range)) error
 }
 
 // AddVolume backs up one volume: it reads the chunks it cannot reuse,

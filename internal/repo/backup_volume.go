@@ -11,13 +11,14 @@ import (
 )
 
 // plan decides, chunk by chunk, what runVolume must read: it fills
-// vol.Chunks with the ids it can reuse from prev and returns the indexes
-// of the others. A chunk is reused when prev has the same chunk size and
+// vol.Chunks with the ids it can reuse from prev, then with null ids for
+// the chunks zero marks (holes), and returns the indexes of the others.
+// A chunk is reused when prev has the same chunk size and
 // the same length there, no dirty range touches it, and its id is null or
 // in a pack the repository still has (a chunk missing from the repository
 // is read again, so an incremental backup also repairs what verify found
 // missing).
-func (b *Backup) plan(vol *Volume, opts VolumeOptions) (toRead []int, st BackupStats) {
+func (b *Backup) plan(vol *Volume, opts VolumeOptions, zero []bool) (toRead []int, st BackupStats) {
 	n := len(vol.Chunks)
 	prev := opts.Prev
 	reuse := prev != nil && opts.Dirty != nil && prev.ChunkSize == vol.ChunkSize && len(prev.Chunks) == prev.NumChunks()
@@ -47,16 +48,54 @@ func (b *Backup) plan(vol *Volume, opts VolumeOptions) (toRead []int, st BackupS
 				continue
 			}
 		}
+		if zero != nil && zero[i] {
+			vol.Chunks[i] = ID{}
+			st.ChunksZero++
+			st.BytesZero += int64(vol.ChunkLen(i))
+			continue
+		}
 		toRead = append(toRead, i)
 	}
 	return toRead, st
 }
 
+// holeChunks marks the chunks of vol that lie wholly inside the ranges
+// zeros visits; nil when zeros is nil.
+func holeChunks(ctx context.Context, vol *Volume, zeros func(context.Context, func(Range)) error) ([]bool, error) {
+	if zeros == nil {
+		return nil, nil
+	}
+	zero := make([]bool, len(vol.Chunks))
+	cs := int64(vol.ChunkSize)
+	err := zeros(ctx, func(r Range) {
+		if r.Off < 0 || r.Len <= 0 || r.Off >= vol.Size {
+			return
+		}
+		end := vol.Size // clip without overflowing Off+Len
+		if r.Len < vol.Size-r.Off {
+			end = r.Off + r.Len
+		}
+		first := (r.Off + cs - 1) / cs // the first chunk starting inside r
+		for i := first; i < int64(len(zero)); i++ {
+			chunkEnd := min((i+1)*cs, vol.Size) // the last chunk may be short
+			if chunkEnd > end {
+				break
+			}
+			zero[i] = true
+		}
+	})
+	return zero, err
+}
+
 // runVolume backs up vol from src: plan, then the worker pipeline.
 func (b *Backup) runVolume(ctx context.Context, vol *Volume, src Source, opts VolumeOptions) (BackupStats, error) {
-	toRead, st := b.plan(vol, opts)
+	zero, err := holeChunks(ctx, vol, opts.Zeros)
+	if err != nil {
+		return BackupStats{}, fmt.Errorf("back up volume %s: allocation map: %w", vol.Name, err)
+	}
+	toRead, st := b.plan(vol, opts, zero)
 	st.BytesTotal = vol.Size
-	b.progress(st.BytesReused)
+	b.progress(st.BytesReused + st.BytesZero)
 	var next atomic.Int64
 	var mu sync.Mutex // guards st while workers merge into it
 	g, gctx := errgroup.WithContext(ctx)
@@ -70,7 +109,7 @@ func (b *Backup) runVolume(ctx context.Context, vol *Volume, src Source, opts Vo
 			return err
 		})
 	}
-	err := g.Wait()
+	err = g.Wait()
 	if cerr := ctx.Err(); cerr != nil {
 		err = cerr // cancelled: say so, whatever the workers saw first
 	}

@@ -40,8 +40,17 @@ const (
 
 // newCodec builds the codec of a repository. master is the 32-byte master
 // key of an encrypted repository, nil for an unencrypted one; repoID
-// salts the subkey derivation.
-func newCodec(master []byte, repoID string) (*codec, error) {
+// salts the subkey derivation; chunkSize is the repository's.
+//
+// Memory: every object is compressed on its own (EncodeAll), so a match
+// can never reach further back than the object's start, and a window
+// larger than a chunk buys nothing for chunks (metadata objects are
+// lists of random ids). The encoder's window is therefore the chunk size
+// rounded up to a power of two, and it keeps a history of about that per
+// pooled encoder instead of zstd's default 8 MiB window (16 MiB each):
+// the codec lives as long as the daemon keeps the repository open. The
+// decoders keep their buffers small between calls (low-memory mode).
+func newCodec(master []byte, repoID string, chunkSize int) (*codec, error) {
 	c := &codec{}
 	if master != nil {
 		dataKey, err := hkdf.Key(sha256.New, master, []byte(repoID), labelData, 32)
@@ -56,22 +65,35 @@ func newCodec(master []byte, repoID string) (*codec, error) {
 		}
 	}
 	var err error
-	c.enc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false))
+	c.enc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(false),
+		zstd.WithWindowSize(encoderWindow(chunkSize)), zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		return nil, fmt.Errorf("zstd encoder: %w", err)
 	}
-	c.chunkDec, err = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxChunkSize), zstd.WithDecoderConcurrency(0))
+	c.chunkDec, err = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxChunkSize), zstd.WithDecoderConcurrency(0),
+		zstd.WithDecoderLowmem(true))
 	if err != nil {
 		c.enc.Close()
 		return nil, fmt.Errorf("zstd decoder: %w", err)
 	}
-	c.metaDec, err = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxMetaSize), zstd.WithDecoderConcurrency(2))
+	c.metaDec, err = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxMetaSize), zstd.WithDecoderConcurrency(2),
+		zstd.WithDecoderLowmem(true))
 	if err != nil {
 		c.enc.Close()
 		c.chunkDec.Close()
 		return nil, fmt.Errorf("zstd decoder: %w", err)
 	}
 	return c, nil
+}
+
+// encoderWindow is the smallest power of two zstd accepts as a window
+// that holds a whole chunk of chunkSize bytes.
+func encoderWindow(chunkSize int) int {
+	w := zstd.MinWindowSize
+	for w < chunkSize && w < zstd.MaxWindowSize {
+		w <<= 1
+	}
+	return w
 }
 
 func (c *codec) close() {

@@ -3,6 +3,7 @@ package repo
 import (
 	"crypto/rand"
 	"fmt"
+	"runtime/debug"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -37,9 +38,14 @@ const (
 // wrapAD binds a wrapped key to its repository: must not change.
 func wrapAD(repoID string) []byte { return []byte("extrasphere-repo v1 master key " + repoID) }
 
-// kek derives the key-encryption key from a password.
+// kek derives the key-encryption key from a password. Argon2id fills
+// p.MemoryKiB (64 MiB by default) on purpose; that memory is garbage when
+// it returns, so it is handed back to the OS at once instead of staying in
+// the daemon's RSS until the runtime's scavenger gets to it.
 func kek(password, salt []byte, p KDFParams) []byte {
-	return argon2.IDKey(password, salt, p.Time, p.MemoryKiB, p.Threads, 32)
+	k := argon2.IDKey(password, salt, p.Time, p.MemoryKiB, p.Threads, 32)
+	debug.FreeOSMemory()
+	return k
 }
 
 // newEncryption makes a random master key and wraps it under password.

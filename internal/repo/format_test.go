@@ -11,11 +11,11 @@ import (
 )
 
 func testCodecs(t testing.TB) map[string]*codec {
-	plain, err := newCodec(nil, "00112233445566778899aabbccddeeff")
+	plain, err := newCodec(nil, "00112233445566778899aabbccddeeff", testChunk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	enc, err := newCodec(bytes.Repeat([]byte{7}, 32), "00112233445566778899aabbccddeeff")
+	enc, err := newCodec(bytes.Repeat([]byte{7}, 32), "00112233445566778899aabbccddeeff", testChunk)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,7 @@ type BackupStats struct {
 	BytesTotal    int64 `json:"bytes_total"`    // sum of the volume sizes
 	BytesReused   int64 `json:"bytes_reused"`   // not read: ids taken from the previous backup
 	BytesRead     int64 `json:"bytes_read"`     // read from the sources
-	BytesZero     int64 `json:"bytes_zero"`     // read, all zero: null ids, nothing stored
+	BytesZero     int64 `json:"bytes_zero"`     // all zero (read, or a hole the source's allocation map named): null ids, nothing stored
 	BytesDeduped  int64 `json:"bytes_deduped"`  // read, already in the repository (or in this backup)
 	BytesNew      int64 `json:"bytes_new"`      // plaintext of the chunks uploaded
 	BytesStored   int64 `json:"bytes_stored"`   // bytes stored: chunk blobs (compressed, encrypted), pack headers, index objects; not the manifest

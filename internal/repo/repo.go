@@ -146,7 +146,7 @@ func Open(ctx context.Context, b backend.Backend, password []byte) (*Repo, error
 }
 
 func newRepo(b backend.Backend, cfg Config, master []byte) (*Repo, error) {
-	c, err := newCodec(master, cfg.ID)
+	c, err := newCodec(master, cfg.ID, int(cfg.ChunkSize))
 	if err != nil {
 		return nil, fmt.Errorf("open repository %s: %w", b.Location(), err)
 	}
