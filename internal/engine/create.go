@@ -133,7 +133,7 @@ func (e *Engine) openCommitted(ctx context.Context, ent *dsEntry, name, what str
 		ent.ds.RemoveVolume(name)
 		return nil, err
 	}
-	dev, layers, err := buildStack(ctx, files, tracking, nil, e.openRestoreSource)
+	dev, layers, err := buildStack(ctx, files, tracking, nil, e.openRestoreSource, e.cfg.Failpoints)
 	if err != nil {
 		ent.ds.RemoveVolume(name)
 		return nil, fmt.Errorf("%s %s: %w", what, name, err)

@@ -316,7 +316,7 @@ func (e *Engine) scanDatastore(ctx context.Context, ent *dsEntry) []*volume {
 			v.files = rf
 			e.removeOrphans(f.Name, rf.Chain.Orphans)
 			if v.cbt, v.err = e.openCBT(f.Name, rf.Size); v.err == nil { // cbt: load the bitmaps
-				v.dev, v.layers, v.err = buildStack(ctx, rf, v.cbt, nil, e.openRestoreSource)
+				v.dev, v.layers, v.err = buildStack(ctx, rf, v.cbt, nil, e.openRestoreSource, e.cfg.Failpoints)
 			}
 		}
 		if v.err != nil {

@@ -78,7 +78,7 @@ func (e *Engine) rewriteReadOnly(ctx context.Context, f datastore.VolumeFiles, o
 		return datastore.VolumeFiles{}, nil, nil, fmt.Errorf("set read-only on volume %s: %w", f.Name, err)
 	}
 	nf.Chain = f.Chain // only the base descriptor changed
-	dev, layers, err = buildStack(ctx, nf, st, mir, e.openRestoreSource)
+	dev, layers, err = buildStack(ctx, nf, st, mir, e.openRestoreSource, e.cfg.Failpoints)
 	if err != nil {
 		return nf, nil, nil, fmt.Errorf("set read-only on volume %s: reopen: %w", f.Name, err)
 	}

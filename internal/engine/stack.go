@@ -9,6 +9,7 @@ import (
 	"github.com/extrasphere/extrasphere/internal/cbt"
 	"github.com/extrasphere/extrasphere/internal/chain"
 	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/failpoint"
 	"github.com/extrasphere/extrasphere/internal/flat"
 	"github.com/extrasphere/extrasphere/internal/gate"
 	"github.com/extrasphere/extrasphere/internal/mirror"
@@ -28,9 +29,10 @@ import (
 //
 // openLayers builds what is below the gate; a pivot calls it (or
 // chain.Extend) again and wraps the result the same way via wrapInner.
-// st is the volume's tracking state, which outlives every stack.
-func buildStack(ctx context.Context, f datastore.VolumeFiles, st *cbt.State, mir *mirror.Mirror, src restoreSource) (dev, layers blockdev.Device, err error) {
-	layers, err = openLayers(ctx, f, src)
+// st is the volume's tracking state, which outlives every stack; fp arms
+// the flat files' fdatasync failpoint (fault tests; nil in production).
+func buildStack(ctx context.Context, f datastore.VolumeFiles, st *cbt.State, mir *mirror.Mirror, src restoreSource, fp *failpoint.Set) (dev, layers blockdev.Device, err error) {
+	layers, err = openLayers(ctx, f, src, fp)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -63,10 +65,10 @@ func wrapInner(st *cbt.State, mir *mirror.Mirror, dev blockdev.Device) blockdev.
 // A base whose descriptor says ddb.extrasphere.restoreFrom is being
 // restored instantly from a backup (instant.go): it opens as a fill.Device
 // over the flat file and the backup, which src opens.
-func openLayers(ctx context.Context, f datastore.VolumeFiles, src restoreSource) (blockdev.Device, error) {
+func openLayers(ctx context.Context, f datastore.VolumeFiles, src restoreSource, fp *failpoint.Set) (blockdev.Device, error) {
 	nd := len(f.Chain.Deltas)
 	shared := !f.Chain.BaseOwn // the base belongs to the origin of a clone
-	fb, err := flat.Open(f.DescriptorPath, flat.Options{ReadOnly: f.ReadOnly || shared})
+	fb, err := flat.Open(f.DescriptorPath, flat.Options{ReadOnly: f.ReadOnly || shared, Failpoints: fp})
 	if err != nil {
 		return nil, fmt.Errorf("open volume %s: %w", f.Name, err)
 	}
