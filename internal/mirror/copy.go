@@ -29,9 +29,15 @@ func (m *Mirror) copyLoop() {
 		m.mu.Lock()
 		for c := r.first; c < r.first+r.n; c++ {
 			delete(m.copying, c)
+			// Copied, and not marked again meanwhile (a dropped
+			// connection marks what its journal holds): the replica
+			// now has every write acknowledged on it.
+			if err == nil && !m.dirty.test(c) && m.owed.clear(c) {
+				m.nowed--
+			}
 		}
 		if err != nil {
-			m.markChunksLocked(r.first, r.first+r.n-1)
+			m.markChunksLocked(r.first, r.first+r.n-1, false) // owed stays as it was
 		}
 		m.cond.Broadcast()
 		var finish bool

@@ -5,7 +5,9 @@
 // recorded it and before the local layers have it.
 //
 // A Mirror holds the replica connection, the set of 64 KiB chunks the
-// replica lacks ("dirty"), and the copier that sends those chunks. A
+// replica lacks ("dirty"; those holding an acknowledged write the replica
+// lacks are also "owed", see "Trims" below), and the copier that sends
+// the dirty chunks. A
 // Filter (one per stack; a pivot builds a new one over the new layers)
 // passes I/O to the local layers and, for writes, to the replica.
 //
@@ -57,7 +59,7 @@
 // a crash of this daemon the journal (plus the extents its activity log
 // held hot) is the dirty set the mirror starts with.
 //
-// Writes the replica lacks. A write (or trim, or zeroing) whose chunks the
+// Writes the replica lacks. A write (or zeroing) whose chunks the
 // replica does not have when the local layers completed it is acknowledged
 // only as follows; it is never acknowledged otherwise:
 //
@@ -69,6 +71,24 @@
 //	                             write: and a replica flush succeeded after)
 //	released (mirror rm)         at once: no replica is required any more
 //
+// Trims are not such writes. A trim is not sent: its chunks are marked
+// dirty, and the copier sends what the local layers hold afterwards. After
+// a trim the range's content is unspecified (NBD_CMD_TRIM), so a replica
+// that still holds the old bytes lacks no acknowledged write: a trim is
+// acknowledged once the local layers completed it, under every policy,
+// and records no divergence. The mirror therefore keeps two sets: dirty
+// (chunks to copy) and owed (the chunks among them, or being copied, that
+// hold an acknowledged write the replica lacks: a write not sent through,
+// a failed replica write, what a dropped connection's journal holds). The
+// rules above and FLUSH's below look only at owed. A write to a chunk
+// dirty only from a trim goes through like one to a clean chunk (the copy
+// of the chunk waits for it and sends it again). The state still counts
+// every dirty chunk: a mirror with trimmed chunks left to copy is
+// resyncing, not in-sync, so that in-sync keeps meaning the replica is
+// byte-equal to the volume (Close flushes it and resets the journal only
+// then, and "mirror create --wait" returns on it). Trims on an in-sync
+// mirror therefore make it resync for a moment; nothing is recorded.
+//
 // A write the block policy holds back fails instead (EIO to the client;
 // its data is on the volume and its chunks stay in the journal, so the
 // replica gets them later) when its context ends (the client went away),
@@ -78,7 +98,8 @@
 // FLUSH (flushReplica): with policy block it succeeds only once every
 // write acknowledged before it is on the replica and a replica flush after
 // that succeeded; with degrade (or paused) a replica that could not be
-// flushed, or lacks chunks, makes the flush record the divergence first.
+// flushed, or lacks owed chunks, makes the flush record the divergence
+// first.
 //
 // Every wait ends. Waits for another request (an overlapping write, a copy
 // of the same chunk) last at most one replica request, which is bounded by

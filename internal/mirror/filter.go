@@ -54,7 +54,7 @@ func (f *Filter) WriteZeroes(ctx context.Context, off, n int64, flags blockdev.W
 
 // Trim is not sent as such: what a trimmed range reads back depends on
 // the layers, so its chunks are marked and the copier sends what the
-// local side holds afterwards.
+// local side holds afterwards. It is no divergence (package doc, "Trims").
 func (f *Filter) Trim(ctx context.Context, off, n int64, flags blockdev.WriteFlags) error {
 	return f.m.write(ctx, op{name: "trim", off: off, n: n, fua: flags&blockdev.FUA != 0,
 		local: func(ctx context.Context) error { return f.next.Trim(ctx, off, n, flags) }})
@@ -79,16 +79,18 @@ func (f *Filter) Close() error { return f.next.Close() }
 //
 //   - Before the first full sync, or released: the connected replica, if
 //     any, is flushed; nothing is promised.
-//   - Policy block (not paused): it waits until no chunk is dirty or being
-//     copied and a replica is connected, then flushes that connection. A
-//     write acknowledged before the call is then on that connection (a
+//   - Policy block (not paused): it waits until no chunk is owed (dirty
+//     or being copied with a write the replica lacks; a chunk dirty only
+//     from a trim is not waited for) and a replica is connected, then
+//     flushes that connection. A write acknowledged before the call is
+//     then on that connection (a
 //     write whose connection dropped since had its chunks marked dirty and
 //     copied again), so the flush covers it. A failed flush drops the
 //     replica and the wait starts again. The wait ends as waitLocked says
 //     (close, daemon stop, ctx): the flush then fails.
 //   - Policy degrade, or paused: if the replica is connected with nothing
-//     dirty, it is flushed; if it is not, or the flush fails, and chunks
-//     are dirty (the replica lacks acknowledged writes), the divergence is
+//     owed, it is flushed; if it is not, or the flush fails, and chunks
+//     are owed (the replica lacks acknowledged writes), the divergence is
 //     recorded durably (the journal holds the chunks, OnDegrade sets the
 //     record's flag) before the flush succeeds.
 func (m *Mirror) flushReplica(ctx context.Context) error {
@@ -97,7 +99,7 @@ func (m *Mirror) flushReplica(ctx context.Context) error {
 		block := m.synced && !m.released && !m.paused && m.opts.Policy == Block
 		if block {
 			err := m.waitLocked(ctx, true, func() bool {
-				return m.paused || m.released || (m.target != nil && m.ndirty == 0 && len(m.copying) == 0)
+				return m.paused || m.released || (m.target != nil && m.nowed == 0)
 			})
 			if err != nil {
 				m.mu.Unlock()
@@ -109,7 +111,7 @@ func (m *Mirror) flushReplica(ctx context.Context) error {
 			}
 		}
 		t, gen := m.target, m.tgen
-		clean := t != nil && m.ndirty == 0 && len(m.copying) == 0
+		clean := t != nil && m.nowed == 0
 		synced, released := m.synced, m.released
 		m.mu.Unlock()
 		var err error
@@ -132,10 +134,11 @@ func (m *Mirror) flushReplica(ctx context.Context) error {
 			return nil
 		}
 		// The replica could not be flushed, or is not there: it lacks
-		// acknowledged writes exactly if chunks are dirty (a dropped
-		// connection marks everything the journal holds).
+		// acknowledged writes exactly if chunks are owed (a dropped
+		// connection marks everything the journal holds; a chunk dirty
+		// only from a trim lacks no write).
 		m.mu.Lock()
-		lacks := m.ndirty > 0 || len(m.copying) > 0
+		lacks := m.nowed > 0
 		m.mu.Unlock()
 		if !lacks {
 			return nil

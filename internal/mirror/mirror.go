@@ -108,8 +108,17 @@ type Mirror struct {
 	mu   sync.Mutex // guards every field below
 	cond *sync.Cond // signalled on: dirty cleared, writers drained, copying done, target changes, close
 
-	dirty    bitset           // chunks the replica lacks
-	ndirty   int64            // bits set in dirty
+	dirty  bitset // chunks to copy: the replica may differ from the volume there
+	ndirty int64  // bits set in dirty
+	// owed: chunks the replica lacks an acknowledged write on (a write
+	// not sent through, a failed replica write, what a dropped
+	// connection's journal holds). A subset of dirty and copying: a chunk
+	// dirty only because a trim changed it is not owed (after a trim the
+	// range's content is unspecified, so old bytes there lack no write).
+	// A chunk leaves owed when a copy of it succeeded and nothing marked it
+	// again meanwhile.
+	owed     bitset
+	nowed    int64            // bits set in owed
 	writers  map[int64]int32  // writes in flight per chunk
 	inflight map[uint64]Range // writes in flight, by sequence number
 	wseq     uint64
@@ -156,7 +165,7 @@ func New(opts Options) (*Mirror, error) {
 		return nil, fmt.Errorf("mirror of volume %s: size %d, dialer set %v: invalid options", opts.Volume, opts.Size, opts.Dial != nil)
 	}
 	n := (opts.Size + ChunkSize - 1) / ChunkSize
-	m := &Mirror{opts: opts, nchunks: n, dirty: newBitset(n), writers: map[int64]int32{}, inflight: map[uint64]Range{}, copying: map[int64]bool{},
+	m := &Mirror{opts: opts, nchunks: n, dirty: newBitset(n), owed: newBitset(n), writers: map[int64]int32{}, inflight: map[uint64]Range{}, copying: map[int64]bool{},
 		synced: opts.Synced, since: time.Now(), stop: make(chan struct{})}
 	m.cond = sync.NewCond(&m.mu)
 	for _, r := range opts.Dirty {

@@ -7,8 +7,11 @@ import (
 )
 
 // op is one write-like request: what it does locally and on the replica.
-// remote nil means the replica gets no request: the chunks are marked
-// dirty and the copier sends what the local layers then hold (trim).
+// remote nil means the replica gets no request (trim): the chunks are
+// marked dirty but not owed, and the copier sends what the local layers
+// then hold. Such a request is acknowledged as soon as the local layers
+// completed it: after a trim the range's content is unspecified, so a
+// replica that still holds the old bytes lacks no acknowledged write.
 type op struct {
 	name   string
 	off, n int64
@@ -34,9 +37,12 @@ func (m *Mirror) write(ctx context.Context, o op) error {
 		return fmt.Errorf("%s at %d+%d on volume %s: %w", o.name, o.off, o.n, m.opts.Volume, err)
 	}
 	t, gen := m.target, m.tgen
-	through := t != nil && o.remote != nil && !m.anyDirtyLocked(fc, lc)
+	// A chunk dirty only from a trim does not stop a write through: the
+	// write reaches the replica now, and the copy of the chunk, which
+	// waits for it (writers), sends it again with the rest.
+	through := t != nil && o.remote != nil && !m.anyOwedLocked(fc, lc)
 	if !through {
-		m.markChunksLocked(fc, lc)
+		m.markChunksLocked(fc, lc, o.remote != nil)
 		m.setStateLocked()
 	}
 	for c := fc; c <= lc; c++ {
@@ -74,7 +80,7 @@ func (m *Mirror) write(ctx context.Context, o op) error {
 	}
 	m.cond.Broadcast()
 	if through && rerr != nil {
-		m.markChunksLocked(fc, lc)
+		m.markChunksLocked(fc, lc, true)
 		m.replicaFailedLocked(gen, fmt.Errorf("%s at %d+%d on the replica: %w", o.name, o.off, o.n, rerr))
 	}
 	if lerr != nil {
@@ -83,7 +89,7 @@ func (m *Mirror) write(ctx context.Context, o op) error {
 			// The replica took what the local layers did not (a local
 			// error, or a cancelled caller: the replica's request does not
 			// share its cancellation): the chunks differ until copied.
-			m.markChunksLocked(fc, lc)
+			m.markChunksLocked(fc, lc, true)
 			m.setStateLocked()
 			m.cond.Broadcast()
 		}
@@ -95,10 +101,10 @@ func (m *Mirror) write(ctx context.Context, o op) error {
 		}
 		return lerr
 	}
-	dirty := !through || rerr != nil
+	owes := o.remote != nil && (!through || rerr != nil)
 	m.mu.Unlock()
-	if !dirty {
-		return nil
+	if !owes {
+		return nil // through, or a trim (op)
 	}
 	return m.settle(ctx, o, fc, lc, rerr != nil)
 }
@@ -118,7 +124,7 @@ func (m *Mirror) settle(ctx context.Context, o op, fc, lc int64, failed bool) er
 	}
 	if m.opts.Policy == Block && !m.paused {
 		err := m.waitLocked(ctx, true, func() bool {
-			return m.paused || m.released || (!m.anyDirtyLocked(fc, lc) && !m.copyingAnyLocked(fc, lc))
+			return m.paused || m.released || !m.anyOwedLocked(fc, lc)
 		})
 		paused, released := m.paused, m.released
 		m.mu.Unlock()
@@ -229,32 +235,38 @@ func (m *Mirror) copyingAnyLocked(fc, lc int64) bool {
 	return false
 }
 
-func (m *Mirror) anyDirtyLocked(fc, lc int64) bool {
-	if m.ndirty == 0 {
+// anyOwedLocked reports whether the replica lacks an acknowledged write
+// on a chunk of fc..lc (dirty or being copied).
+func (m *Mirror) anyOwedLocked(fc, lc int64) bool {
+	if m.nowed == 0 {
 		return false
 	}
 	for c := fc; c <= lc; c++ {
-		if m.dirty.test(c) {
+		if m.owed.test(c) {
 			return true
 		}
 	}
 	return false
 }
 
-// markChunksLocked marks chunks fc..lc dirty.
-func (m *Mirror) markChunksLocked(fc, lc int64) {
+// markChunksLocked marks chunks fc..lc dirty and, if owed (the replica
+// lacks a write there, not only a trim), owed.
+func (m *Mirror) markChunksLocked(fc, lc int64, owed bool) {
 	for c := fc; c <= lc; c++ {
 		if m.dirty.set(c) {
 			m.ndirty++
 		}
+		if owed && m.owed.set(c) {
+			m.nowed++
+		}
 	}
 }
 
-// markLocked marks the chunks holding [off, off+n) dirty.
+// markLocked marks the chunks holding [off, off+n) dirty and owed.
 func (m *Mirror) markLocked(off, n int64) {
 	if n <= 0 || off >= m.opts.Size {
 		return
 	}
 	n = min(n, m.opts.Size-off)
-	m.markChunksLocked(off/ChunkSize, (off+n-1)/ChunkSize)
+	m.markChunksLocked(off/ChunkSize, (off+n-1)/ChunkSize, true)
 }
