@@ -8,7 +8,7 @@
 #                (-race -tags extrasphere_checked: the daemon the interop tests run)
 #   unit         go test -race ./...
 #   guest        tests/guest/build.sh tests/guest/out (the TCG test guest, cached)
-#   integration  go test -tags integration -count=1 -timeout 26m ./tests/...
+#   integration  go test -tags integration -count=1 -timeout 32m ./tests/...
 #   fuzz         scripts/fuzz-smoke.sh (every Fuzz target, FUZZTIME=200000x runs each)
 #
 # Every stage runs even if an earlier one failed (except deps), so one run shows every problem; the
@@ -89,7 +89,7 @@ stage_integration() {
   fi
   EXTRASPHERE_BIN="$ROOT/bin/extrasphere-checked" ES_GUEST_DIR="$ROOT/tests/guest/out" \
     GORACE=halt_on_error=1 \
-    "${GOTEST[@]}" -tags integration -count=1 -timeout 26m ./tests/...
+    "${GOTEST[@]}" -tags integration -count=1 -timeout 32m ./tests/...
 }
 
 total_start=$SECONDS
