@@ -233,35 +233,7 @@ func (s *TokenStore) write(tokens []tokenRecord) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(s.path, append(data, '\n'), 0o600)
-}
-
-// writeFileAtomic replaces path with data: temp file, fsync, rename,
-// fsync of the directory.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	f, err := fsx.CreateTemp(path)
-	if err != nil {
-		return fmt.Errorf("create %s: %w", path, err)
-	}
-	tmp := f.Name()
-	err = f.Chmod(mode)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return fsx.SyncDir(filepath.Dir(path))
+	return fsx.WriteFileAtomic(s.path, append(data, '\n'), 0o600)
 }
 
 // readLimited reads all of r, failing if it holds more than limit bytes.

@@ -99,3 +99,33 @@ func WriteNew(path string, data []byte) error {
 	}
 	return f.Close()
 }
+
+// WriteFileAtomic replaces path with data, with mode: a temp file in the
+// same directory, fsync, rename over path, fsync of the directory. A
+// crash leaves the old file or the new one, never a mix; a failed write
+// removes the temp file.
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
+	f, err := CreateTemp(path)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	tmp := f.Name()
+	err = f.Chmod(mode)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return SyncDir(filepath.Dir(path))
+}

@@ -1,9 +1,7 @@
 package pki
 
 import (
-	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/extrasphere/extrasphere/internal/fsx"
 )
@@ -26,33 +24,8 @@ const (
 // dirMode is the PKI directory's mode: it holds private keys.
 const dirMode = 0o700
 
-// WriteFile writes data to path atomically with mode: temp file in the
-// same directory, fsync, rename, fsync of the directory.
+// WriteFile writes data to path atomically with mode (fsx.WriteFileAtomic):
+// the CLI writes a client's files with it too.
 func WriteFile(path string, data []byte, mode os.FileMode) error {
-	f, err := fsx.CreateTemp(path)
-	if err != nil {
-		return fmt.Errorf("create %s: %w", path, err)
-	}
-	tmp := f.Name()
-	err = f.Chmod(mode)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err == nil {
-		err = fsx.SyncDir(filepath.Dir(path))
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return fsx.WriteFileAtomic(path, data, mode)
 }
