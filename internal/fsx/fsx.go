@@ -105,6 +105,18 @@ func WriteNew(path string, data []byte) error {
 // crash leaves the old file or the new one, never a mix; a failed write
 // removes the temp file.
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
+	return writeAtomic(path, data, mode, os.Rename)
+}
+
+// WriteFileNoReplace is WriteFileAtomic for a file that must not exist
+// yet: the rename fails with fs.ErrExist if path exists (RenameNoReplace).
+func WriteFileNoReplace(path string, data []byte, mode os.FileMode) error {
+	return writeAtomic(path, data, mode, RenameNoReplace)
+}
+
+// writeAtomic writes data to a temp file next to path, fsyncs it, moves
+// it to path with rename and fsyncs the directory.
+func writeAtomic(path string, data []byte, mode os.FileMode, rename func(src, dst string) error) error {
 	f, err := CreateTemp(path)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
@@ -121,7 +133,7 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, path)
+		err = rename(tmp, path)
 	}
 	if err != nil {
 		os.Remove(tmp)

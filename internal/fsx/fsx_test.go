@@ -80,3 +80,16 @@ func TestWriteFileAtomic(t *testing.T) {
 		t.Fatal("write into a missing directory succeeded")
 	}
 }
+
+func TestWriteFileNoReplace(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	if err := WriteFileNoReplace(path, []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFileNoReplace(path, []byte("b"), 0o644); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("second write: %v, want fs.ErrExist", err)
+	}
+	if got, err := os.ReadFile(path); err != nil || string(got) != "a" {
+		t.Fatalf("read %q, %v; want the first content", got, err)
+	}
+}

@@ -197,37 +197,13 @@ func (id *Identity) CertPEM() string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: id.Cert.Leaf.Raw}))
 }
 
-// writeFile writes data to path through a temp file: write, fsync, then
-// rename (noReplace: fail with fs.ErrExist if path exists). The caller
-// fsyncs the directory.
+// writeFile writes data to path atomically (fsx.WriteFileAtomic), or
+// with noReplace failing with fs.ErrExist if path exists.
 func writeFile(path string, data []byte, mode os.FileMode, noReplace bool) error {
-	f, err := fsx.CreateTemp(path)
-	if err != nil {
-		return fmt.Errorf("create %s: %w", path, err)
+	if noReplace {
+		return fsx.WriteFileNoReplace(path, data, mode)
 	}
-	tmp := f.Name()
-	err = f.Chmod(mode)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		if noReplace {
-			err = fsx.RenameNoReplace(tmp, path)
-		} else {
-			err = os.Rename(tmp, path)
-		}
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return fsx.WriteFileAtomic(path, data, mode)
 }
 
 // removeTemps removes temp files an interrupted write left in dir. A
