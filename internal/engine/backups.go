@@ -39,7 +39,7 @@ func (e *Engine) ListBackups(ctx context.Context, repoName string) ([]BackupInfo
 	if err != nil {
 		return nil, err
 	}
-	ms, err := r.List(ctx)
+	ms, err := r.Summaries(ctx)
 	if err != nil {
 		return nil, repoError(repoName, err)
 	}
@@ -107,7 +107,7 @@ func (e *Engine) PruneBackups(ctx context.Context, req PruneRequest) (PruneRepor
 	if err != nil {
 		return PruneReport{}, err
 	}
-	ms, err := r.List(ctx)
+	ms, err := r.Summaries(ctx)
 	if err != nil {
 		return PruneReport{}, repoError(req.Repo, err)
 	}

@@ -184,7 +184,7 @@ func (b *Backup) startVolume(name string, src Source, opts VolumeOptions) (*Volu
 	if size >= 0 && size <= maxVolumeSize {
 		vol.Chunks = make([]ID, vol.NumChunks())
 	}
-	if err := vol.validate(); err != nil {
+	if err := vol.validate(true); err != nil {
 		return nil, fmt.Errorf("back up volume %s: %v: %w", name, err, ErrInvalid)
 	}
 	if opts.Prev != nil && opts.Prev.Name != name {

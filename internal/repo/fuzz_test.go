@@ -91,8 +91,15 @@ func FuzzDecodeManifest(f *testing.F) {
 		}
 		for _, obj := range objs {
 			got, err := c.decodeManifest(m.ID, repoID, obj)
+			sum, serr := c.parseManifest(m.ID, repoID, obj, false)
+			if (err == nil) != (serr == nil) {
+				t.Fatalf("full decode: %v; summary decode: %v", err, serr)
+			}
 			if err != nil {
 				continue
+			}
+			if sum.ID != got.ID || sum.Stats != got.Stats || len(sum.Volumes) != len(got.Volumes) {
+				t.Fatalf("summary %+v differs from the manifest %+v", sum, got)
 			}
 			b2, err := encodeManifestBody(got, repoID)
 			if err != nil {

@@ -115,7 +115,11 @@ func validName(s string) bool {
 }
 
 // Validate checks a manifest (decoded, or about to be written).
-func (m *Manifest) Validate() error {
+func (m *Manifest) Validate() error { return m.validate(true) }
+
+// validate checks m; without tables its volumes hold no chunk ids (a
+// summary, see Repo.Summaries).
+func (m *Manifest) validate(tables bool) error {
 	if !validBackupID(m.ID) {
 		return fmt.Errorf("manifest id %q: %w", m.ID, ErrCorrupt)
 	}
@@ -141,7 +145,7 @@ func (m *Manifest) Validate() error {
 	}
 	seen := map[string]bool{}
 	for _, v := range m.Volumes {
-		if err := v.validate(); err != nil {
+		if err := v.validate(tables); err != nil {
 			return err
 		}
 		if seen[v.Name] {
@@ -152,14 +156,14 @@ func (m *Manifest) Validate() error {
 	return nil
 }
 
-func (v *Volume) validate() error {
+func (v *Volume) validate(tables bool) error {
 	if !validName(v.Name) {
 		return fmt.Errorf("volume name %q: %w", v.Name, ErrCorrupt)
 	}
 	if v.Size < 0 || v.Size > maxVolumeSize || !validChunkSize(v.ChunkSize) {
 		return fmt.Errorf("volume %s: size %d, chunk size %d: %w", v.Name, v.Size, v.ChunkSize, ErrCorrupt)
 	}
-	if len(v.Chunks) != v.NumChunks() {
+	if tables && len(v.Chunks) != v.NumChunks() {
 		return fmt.Errorf("volume %s: %d chunk ids for %d chunks: %w", v.Name, len(v.Chunks), v.NumChunks(), ErrCorrupt)
 	}
 	if len(v.Meta) > maxMeta {
@@ -229,6 +233,12 @@ func encodeManifestBody(m *Manifest, repoID string) ([]byte, error) {
 // decodeManifestBody parses a body and checks it belongs under id in
 // repository repoID.
 func decodeManifestBody(body []byte, id, repoID string) (*Manifest, error) {
+	return parseManifestBody(body, id, repoID, true)
+}
+
+// parseManifestBody is decodeManifestBody; without tables the volumes get
+// no chunk ids (their count is still checked against the header's).
+func parseManifestBody(body []byte, id, repoID string, tables bool) (*Manifest, error) {
 	if len(body) < 4 {
 		return nil, fmt.Errorf("manifest body of %d bytes: %w", len(body), ErrCorrupt)
 	}
@@ -276,14 +286,19 @@ func decodeManifestBody(body []byte, id, repoID string) (*Manifest, error) {
 	}
 	m := &Manifest{ID: h.ID, Time: h.Time, Host: h.Host, Group: h.Group, Tags: h.Tags, Stats: h.Stats}
 	for _, vj := range h.Volumes {
-		v := &Volume{Name: vj.Name, Size: vj.Size, ChunkSize: vj.ChunkSize, Meta: vj.Meta, Chunks: make([]ID, vj.Chunks)}
-		for i := range v.Chunks {
-			copy(v.Chunks[i][:], ids[i*len(ID{}):])
+		v := &Volume{Name: vj.Name, Size: vj.Size, ChunkSize: vj.ChunkSize, Meta: vj.Meta}
+		if tables {
+			v.Chunks = make([]ID, vj.Chunks)
+			for i := range v.Chunks {
+				copy(v.Chunks[i][:], ids[i*len(ID{}):])
+			}
+		} else if validChunkSize(vj.ChunkSize) && vj.Size >= 0 && vj.Chunks != v.NumChunks() {
+			return nil, fmt.Errorf("volume %s: %d chunk ids for %d chunks: %w", v.Name, vj.Chunks, v.NumChunks(), ErrCorrupt)
 		}
 		ids = ids[vj.Chunks*len(ID{}):]
 		m.Volumes = append(m.Volumes, v)
 	}
-	if err := m.Validate(); err != nil {
+	if err := m.validate(tables); err != nil {
 		return nil, err
 	}
 	return m, nil

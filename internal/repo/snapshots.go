@@ -21,15 +21,25 @@ func (r *Repo) encodeManifest(m *Manifest) ([]byte, error) {
 
 // decodeManifest opens and parses a manifest object stored under id.
 func (c *codec) decodeManifest(id, repoID string, obj []byte) (*Manifest, error) {
+	return c.parseManifest(id, repoID, obj, true)
+}
+
+// parseManifest is decodeManifest, without the chunk tables unless tables.
+func (c *codec) parseManifest(id, repoID string, obj []byte, tables bool) (*Manifest, error) {
 	body, err := c.decode(magicManifest, manifestKey(id), obj, maxMetaSize, nil)
 	if err != nil {
 		return nil, err
 	}
-	return decodeManifestBody(body, id, repoID)
+	return parseManifestBody(body, id, repoID, tables)
 }
 
 // loadManifest reads backup id (exact); errors are *ManifestError.
 func (r *Repo) loadManifest(ctx context.Context, id string) (*Manifest, error) {
+	return r.readManifest(ctx, id, true)
+}
+
+// readManifest is loadManifest, without the chunk tables unless tables.
+func (r *Repo) readManifest(ctx context.Context, id string, tables bool) (*Manifest, error) {
 	obj, err := r.b.Get(ctx, manifestKey(id))
 	if errors.Is(err, backend.ErrNotExist) {
 		return nil, fmt.Errorf("backup %s: %w", id, ErrNotFound)
@@ -37,7 +47,7 @@ func (r *Repo) loadManifest(ctx context.Context, id string) (*Manifest, error) {
 	if err != nil {
 		return nil, &ManifestError{Backup: id, Err: err}
 	}
-	m, err := r.codec.decodeManifest(id, r.cfg.ID, obj)
+	m, err := r.codec.parseManifest(id, r.cfg.ID, obj, tables)
 	if err != nil {
 		return nil, &ManifestError{Backup: id, Err: err}
 	}
@@ -65,7 +75,14 @@ func (r *Repo) IDs(ctx context.Context) ([]string, error) {
 // List reads every manifest, oldest first (by time, then id). Manifests
 // that cannot be read are left out and reported in the error (errors.Join
 // of *ManifestError), so a non-nil error may come with the readable ones.
-func (r *Repo) List(ctx context.Context) ([]*Manifest, error) {
+func (r *Repo) List(ctx context.Context) ([]*Manifest, error) { return r.list(ctx, true) }
+
+// Summaries is List without the chunk tables: every Volume's Chunks is
+// nil. Listing and retention planning need no more, and a table is 5 MiB
+// per 10 GiB of disk.
+func (r *Repo) Summaries(ctx context.Context) ([]*Manifest, error) { return r.list(ctx, false) }
+
+func (r *Repo) list(ctx context.Context, tables bool) ([]*Manifest, error) {
 	ids, err := r.IDs(ctx)
 	if err != nil {
 		return nil, err
@@ -73,7 +90,7 @@ func (r *Repo) List(ctx context.Context) ([]*Manifest, error) {
 	var ms []*Manifest
 	var errs []error
 	for _, id := range ids {
-		m, err := r.loadManifest(ctx, id)
+		m, err := r.readManifest(ctx, id, tables)
 		switch {
 		case errors.Is(err, ErrNotFound):
 			continue // forgotten meanwhile

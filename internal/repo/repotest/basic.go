@@ -152,6 +152,16 @@ func testFullRestore(t *testing.T, e *env) {
 	if err != nil || len(ms) != 1 || ms[0].ID != m.ID {
 		t.Fatalf("List: %v, %v", ms, err)
 	}
+	sums, err := r.Summaries(ctx)
+	if err != nil || len(sums) != 1 || sums[0].ID != m.ID || sums[0].Stats != m.Stats || len(sums[0].Volumes) != len(m.Volumes) {
+		t.Fatalf("Summaries: %v, %v", sums, err)
+	}
+	for i, sv := range sums[0].Volumes {
+		if mv := m.Volumes[i]; sv.Name != mv.Name || sv.Size != mv.Size || sv.ChunkSize != mv.ChunkSize || sv.Chunks != nil {
+			t.Errorf("summary volume %s: size %d, chunk size %d, %d chunk ids; want %s, %d, %d and no table",
+				sv.Name, sv.Size, sv.ChunkSize, len(sv.Chunks), mv.Name, mv.Size, mv.ChunkSize)
+		}
+	}
 	res := verifyClean(t, r)
 	if res.Backups != 1 || res.Chunks != d || res.ChunksRead != d || res.Unreferenced != 0 || res.Packs != len(packs) ||
 		res.PacksRead != len(packs) || res.OrphanPacks != 0 {
