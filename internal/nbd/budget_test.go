@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/memdev"
 )
 
@@ -50,9 +51,9 @@ func (d *countingDev) ReadAt(ctx context.Context, p []byte, off int64) error {
 	return d.Device.ReadAt(ctx, p, off)
 }
 
-// startLimited runs a server with opts on a unix socket with one 64 MiB
-// export "disk" backed by dev.
-func startLimited(t *testing.T, dev *countingDev, opts Options) (*Server, *testServer) {
+// startLimited runs a server with opts on a unix socket with one export
+// "disk" backed by dev.
+func startLimited(t *testing.T, dev blockdev.Device, opts Options) (*Server, *testServer) {
 	t.Helper()
 	exp := &testExports{devs: map[string]*Export{"disk": {Name: "disk", Device: dev}}}
 	srv := NewServer(exp, opts)

@@ -51,7 +51,7 @@ func (t *transmission) handle(req request, payload []byte, tk ticket) bool {
 	}
 	r := newReply()
 	r.simple(req.handle, 0)
-	t.replies <- r
+	t.send(r)
 	return false
 }
 
@@ -82,7 +82,7 @@ func (t *transmission) read(req request, tk ticket) bool {
 	}
 	r.data, r.buf, r.pool = buf, buf, t.bufs
 	r.owner, r.tk = t, tk
-	t.replies <- r
+	t.send(r)
 	return true
 }
 
@@ -124,7 +124,7 @@ func (t *transmission) blockStatus(req request) {
 		}
 		r.chunk(req.handle, flags, chunkBlockStatus, len(p), nil)
 		r.data = p
-		t.replies <- r
+		t.send(r)
 	}
 }
 
@@ -162,7 +162,7 @@ func (t *transmission) sendError(req request, errno uint32, msg string) {
 	structured := t.sess.structured && (req.typ == cmdRead || req.typ == cmdBlockStatus)
 	if !structured {
 		r.simple(req.handle, errno)
-		t.replies <- r
+		t.send(r)
 		return
 	}
 	if len(msg) > maxStringLen {
@@ -173,7 +173,7 @@ func (t *transmission) sendError(req request, errno uint32, msg string) {
 	binary.BigEndian.PutUint16(e[4:], uint16(len(msg)))
 	r.chunk(req.handle, chunkFlagDone, chunkError, len(msg), e[:])
 	r.data = []byte(msg)
-	t.replies <- r
+	t.send(r)
 }
 
 func (t *transmission) logErr(req request, err error) {

@@ -1,0 +1,113 @@
+package nbd
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+
+	"github.com/extrasphere/extrasphere/internal/memdev"
+)
+
+// gatedDev blocks every ReadAt at offset 0 until release is closed or its
+// ctx ends; reads elsewhere go straight through.
+type gatedDev struct {
+	*memdev.Device
+	started   chan struct{} // closed by the first blocked read
+	once      atomic.Bool
+	release   chan struct{}
+	cancelled atomic.Int64
+}
+
+func newGatedDev() *gatedDev {
+	return &gatedDev{Device: memdev.New(64<<20, false), started: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (d *gatedDev) ReadAt(ctx context.Context, p []byte, off int64) error {
+	if off == 0 {
+		if d.once.CompareAndSwap(false, true) {
+			close(d.started)
+		}
+		select {
+		case <-ctx.Done():
+			d.cancelled.Add(1)
+			return ctx.Err()
+		case <-d.release:
+		}
+	}
+	return d.Device.ReadAt(ctx, p, off)
+}
+
+// startGated serves dev and opens a connection to it.
+func startGated(t *testing.T, dev *gatedDev) (*Server, *rawConn) {
+	t.Helper()
+	srv, s := startLimited(t, dev, Options{})
+	c := dialRaw(t, s)
+	c.open("disk", false)
+	return srv, c
+}
+
+// A lone request runs on the reader's goroutine (lead). While it is
+// blocked, a request sent after it is still read and answered: the reader
+// role moved on (takeOver).
+func TestBlockedRequestDoesNotStopReading(t *testing.T) {
+	dev := newGatedDev()
+	_, c := startGated(t, dev)
+	c.request(cmdRead, 0, 1, 0, 4096, nil)
+	<-dev.started
+	c.request(cmdRead, 0, 2, 4096, 4096, nil)
+	if h, e := c.simpleReply(); h != 2 || e != 0 {
+		t.Fatalf("reply handle %d errno %d, want 2 (the read behind the blocked one) and 0", h, e)
+	}
+	c.read(make([]byte, 4096))
+	close(dev.release)
+	if h, e := c.simpleReply(); h != 1 || e != 0 {
+		t.Fatalf("reply handle %d errno %d, want 1 and 0", h, e)
+	}
+	c.read(make([]byte, 4096))
+}
+
+// A disconnect cancels a lone blocked request too, although it holds the
+// goroutine that was reading.
+func TestDisconnectCancelsLoneRequest(t *testing.T) {
+	dev := newGatedDev()
+	srv, c := startGated(t, dev)
+	c.request(cmdRead, 0, 1, 0, 4096, nil)
+	<-dev.started
+	c.nc.Close()
+	waitFor(t, "the read to be cancelled", func() bool { return dev.cancelled.Load() == 1 })
+	waitFor(t, "the connection to end", func() bool { return srv.Connections("disk") == 0 })
+	if n := srv.MemoryInUse(); n != 0 {
+		t.Fatalf("%d bytes of budget held after the disconnect", n)
+	}
+}
+
+// Back-to-back requests at queue depth 1, each run in line, each answered.
+func TestQueueDepthOneInLine(t *testing.T) {
+	dev := newGatedDev()
+	close(dev.release)
+	_, c := startGated(t, dev)
+	buf := make([]byte, 4096)
+	for i := range 200 {
+		h := uint64(i + 1)
+		for j := range buf {
+			buf[j] = byte(i)
+		}
+		c.request(cmdWrite, 0, h, uint64(i%16)*4096, 4096, buf)
+		if got, e := c.simpleReply(); got != h || e != 0 {
+			t.Fatalf("write %d: reply handle %d errno %d", i, got, e)
+		}
+		c.request(cmdFlush, 0, h+1000, 0, 0, nil)
+		if got, e := c.simpleReply(); got != h+1000 || e != 0 {
+			t.Fatalf("flush %d: reply handle %d errno %d", i, got, e)
+		}
+		c.request(cmdRead, 0, h+2000, uint64(i%16)*4096, 4096, nil)
+		if got, e := c.simpleReply(); got != h+2000 || e != 0 {
+			t.Fatalf("read %d: reply handle %d errno %d", i, got, e)
+		}
+		got := make([]byte, 4096)
+		c.read(got)
+		if got[0] != byte(i) || got[4095] != byte(i) {
+			t.Fatalf("read %d: got %d, want %d", i, got[0], byte(i))
+		}
+	}
+}
