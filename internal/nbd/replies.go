@@ -15,27 +15,30 @@ import (
 func (t *transmission) writer() {
 	for r := range t.replies {
 		t.wmu.Lock()
-		t.writeLocked(r, len(t.replies) == 0)
-		t.wmu.Unlock()
-		r.free()
-	}
-	t.wmu.Lock()
-	defer t.wmu.Unlock()
-	if t.werr == nil {
-		if err := t.c.bw.Flush(); err != nil {
-			t.werr = err
-			t.writeFailed(err)
+		// Everything already queued goes into the buffer before one flush;
+		// only this goroutine receives, so a non-empty queue has a reply.
+		for {
+			t.writeLocked(r, false)
+			r.free()
+			if len(t.replies) == 0 {
+				break
+			}
+			r = <-t.replies
 		}
+		t.flushLocked()
+		t.wmu.Unlock()
 	}
 }
 
-// send hands r to the writer. A worker whose request is the only one in
-// flight, finding the writer idle, writes and flushes r itself: a client
-// at queue depth 1 then gets its reply without a goroutine hand-off (one
-// wake-up less per request), while pipelined replies still go through the
-// writer and share syscalls.
+// send hands r to the writer, except the reply of a FLUSH or FUA write
+// run in line (lead), which that goroutine writes and flushes itself when
+// the writer is idle: a client waiting on its flushes (queue depth 1 with
+// fsync, a guest's journal) gets the answer without a hand-off. Other
+// replies always go through the writer, so the reader returns at once to
+// requests pipelined behind them (measured at queue depth 32: replies
+// written by the reader took p99 from 0.9 to 1.6 ms).
 func (t *transmission) send(r *reply) {
-	if t.active.Load() == 1 && len(t.replies) == 0 && t.wmu.TryLock() {
+	if t.inl.Load() != 0 && t.inlSelf.Load() && t.active.Load() == 1 && len(t.replies) == 0 && t.wmu.TryLock() {
 		t.writeLocked(r, true)
 		t.wmu.Unlock()
 		r.free()
@@ -50,11 +53,23 @@ func (t *transmission) writeLocked(r *reply, flush bool) {
 	if t.werr != nil {
 		return
 	}
-	err := writeReply(t.c.bw, r)
-	if err == nil && flush {
-		err = t.c.bw.Flush()
+	if err := writeReply(t.c.bw, r); err != nil {
+		t.werr = err
+		t.writeFailed(err)
+		return
 	}
-	if err != nil {
+	if flush {
+		t.flushLocked()
+	}
+}
+
+// flushLocked sends what the buffer holds unless an earlier write failed;
+// wmu is held.
+func (t *transmission) flushLocked() {
+	if t.werr != nil {
+		return
+	}
+	if err := t.c.bw.Flush(); err != nil {
 		t.werr = err
 		t.writeFailed(err)
 	}

@@ -44,6 +44,8 @@ type transmission struct {
 	gen      atomic.Uint64
 	takeover *time.Timer
 
+	inlSelf atomic.Bool // the request run in line writes its own reply (send)
+
 	// wmu serialises the socket's reply writes: the writer's, and a lone
 	// worker's own (send). It guards c.bw, dw and werr.
 	wmu  sync.Mutex
@@ -119,9 +121,9 @@ func (t *transmission) run() {
 // goroutine holds the role at a time.
 //
 // A request that finds nothing else in flight and nothing pipelined behind
-// it (a client at queue depth 1) is run right here, and its reply written
-// here too (send): no goroutine hand-off on its way, which on this path
-// cost more than the device (bench/RESULTS.md, QD1 write+FLUSH). Should it
+// it (a client at queue depth 1) is run right here, and a FLUSH's reply is
+// written here too (send): no goroutine hand-off on its way, which on this
+// path cost more than the device (bench/RESULTS.md, QD1 write+FLUSH). Should it
 // take longer than takeoverAfter, takeOver gives the reader role to a new
 // goroutine, so that a disconnect is still seen (and cancels the request)
 // and pipelined requests are still read; this one then ends with its
@@ -152,14 +154,18 @@ const takeoverAfter = time.Millisecond
 func (t *transmission) inline(w work) bool {
 	g := t.gen.Add(1)
 	t.active.Add(1)
+	t.inlSelf.Store(w.req.typ == cmdFlush || w.req.flags&cmdFlagFUA != 0)
 	t.inl.Store(g)
 	t.takeover.Reset(takeoverAfter)
 	if !t.handle(w.req, w.payload, w.tk) {
 		t.release(w.tk)
 	}
 	t.active.Add(-1)
+	if !t.inl.CompareAndSwap(g, 0) {
+		return false // taken over: the timer is the new reader's now, not ours to stop
+	}
 	t.takeover.Stop()
-	return t.inl.CompareAndSwap(g, 0)
+	return true
 }
 
 // takeOver, run by the takeover timer, makes its goroutine the reader if
