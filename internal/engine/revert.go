@@ -54,14 +54,18 @@ func (e *Engine) RevertSnapshot(ctx context.Context, vol, name string) (Snapshot
 	}
 	c := v.layers.(*chain.Chain)
 	base, deltas := c.Layers()
+	nd, err := chain.New(base, append(append([]chain.Delta(nil), deltas[:k]...), chain.Extent{Extent: ext}))
+	if err != nil {
+		// The installed chain keeps serving (its deleted layers stay open);
+		// the next start opens the new delta over the snapshot (recoverTop).
+		ext.Close()
+		return SnapshotInfo{}, fmt.Errorf("revert volume %s: %w; restart the daemon to finish the revert", vol, err)
+	}
+	h.Replace(v.wrap(nd))
+	// Only now that the new chain serves: the layers above k go.
 	for _, d := range deltas[k:] {
 		d.Close()
 	}
-	nd, err := chain.New(base, append(append([]chain.Delta(nil), deltas[:k]...), chain.Extent{Extent: ext}))
-	if err != nil {
-		return SnapshotInfo{}, fmt.Errorf("revert volume %s: %w", vol, err)
-	}
-	h.Replace(v.wrap(nd))
 	e.mu.Lock()
 	v.layers = nd
 	v.files.Chain.Deltas = append(v.files.Chain.Deltas[:k:k], path)
