@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/catalog"
 	"github.com/extrasphere/extrasphere/internal/cbt"
 	"github.com/extrasphere/extrasphere/internal/gate"
@@ -184,7 +185,7 @@ func (e *Engine) attachMirror(v *volume, rec catalog.Mirror) error {
 	j := &journal{st: v.cbt, g: g}
 	dirty := j.Ranges()
 	if !rec.Synced {
-		dirty = []mirror.Range{{Off: 0, Len: v.files.Size}}
+		dirty = []blockdev.Range{{Off: 0, Len: v.files.Size}}
 	}
 	me := &mirrorEntry{rec: rec}
 	m, err := mirror.New(mirror.Options{Volume: v.name, Size: v.files.Size, Policy: mirror.Policy(rec.Policy),
@@ -288,7 +289,7 @@ func (j *journal) Mark(off, n int64) error { return j.st.MarkRange(MirrorBitmap,
 // then either finished (and, if the replica lacks it, dirty in the mirror,
 // which ok checks) or not yet recorded by the tracker. Without the hold, a
 // write between the tracker and the mirror could lose its bit to the reset.
-func (j *journal) Rotate(ok func() bool) ([]mirror.Range, bool, error) {
+func (j *journal) Rotate(ok func() bool) ([]blockdev.Range, bool, error) {
 	if j.g != nil {
 		h := j.g.Hold()
 		defer h.Release()
@@ -297,24 +298,22 @@ func (j *journal) Rotate(ok func() bool) ([]mirror.Range, bool, error) {
 		return nil, false, nil
 	}
 	r, err := j.st.Rotate(MirrorBitmap, now())
-	return toRanges(r.Dirty), err == nil, err
+	return r.Dirty, err == nil, err
 }
 
-func (j *journal) Ranges() []mirror.Range {
+func (j *journal) Ranges() []blockdev.Range {
 	r, err := j.st.Ranges(MirrorBitmap)
 	if err != nil {
 		// No journal: nothing says what the replica lacks, so everything.
-		return []mirror.Range{{Off: 0, Len: j.st.Size()}}
+		return []blockdev.Range{{Off: 0, Len: j.st.Size()}}
 	}
-	return toRanges(r)
-}
-
-func toRanges(in []cbt.Range) []mirror.Range {
-	out := make([]mirror.Range, len(in))
-	for i, r := range in {
-		out[i] = mirror.Range{Off: r.Off, Len: r.Len}
+	if r == nil {
+		// Clean: empty, not nil, as it always was. A failback response
+		// carries this set to the peer, whose older versions read
+		// "dirty":[], never null.
+		r = []blockdev.Range{}
 	}
-	return out
+	return r
 }
 
 // startMirrors attaches every recorded mirror at start, before the

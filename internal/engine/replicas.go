@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/catalog"
 	"github.com/extrasphere/extrasphere/internal/fence"
 	"github.com/extrasphere/extrasphere/internal/gate"
@@ -407,8 +408,8 @@ type FailbackRequest struct {
 // FailbackResponse is what the old source lacks compared with the
 // failed-over side: everything it wrote that may not have reached it.
 type FailbackResponse struct {
-	Dirty   []mirror.Range `json:"dirty"`
-	NBDPort string         `json:"nbd_port"`
+	Dirty   []blockdev.Range `json:"dirty"`
+	NBDPort string           `json:"nbd_port"`
 }
 
 // Failback mirrors a failed-over volume back to the node it came from,
@@ -539,7 +540,7 @@ func (e *Engine) AcceptFailback(ctx context.Context, p node.Peer, req FailbackRe
 		return FailbackResponse{}, err
 	}
 	if already { // a retried failback: resend everything, it is safe
-		return FailbackResponse{Dirty: []mirror.Range{{Off: 0, Len: size}}, NBDPort: port}, nil
+		return FailbackResponse{Dirty: []blockdev.Range{{Off: 0, Len: size}}, NBDPort: port}, nil
 	}
 	me := v.mir.Load()
 	if me == nil {
@@ -560,7 +561,7 @@ func (e *Engine) AcceptFailback(ctx context.Context, p node.Peer, req FailbackRe
 	}
 	dirty := (&journal{st: v.cbt}).Ranges()
 	if !rec.Synced {
-		dirty = []mirror.Range{{Off: 0, Len: size}}
+		dirty = []blockdev.Range{{Off: 0, Len: size}}
 	}
 	if err := e.detachMirror(ctx, v); err != nil {
 		e.log.Warn("stop mirror for failback", "volume", req.Volume, "err", err)
@@ -596,5 +597,5 @@ func (e *Engine) failbackIntoNew(ctx context.Context, p node.Peer, req FailbackR
 		return FailbackResponse{}, err
 	}
 	e.log.Warn("failback into a new volume: full copy", "volume", req.Volume, "source", p.Name+"/"+req.SourceVolume)
-	return FailbackResponse{Dirty: []mirror.Range{{Off: 0, Len: req.Size}}, NBDPort: port}, nil
+	return FailbackResponse{Dirty: []blockdev.Range{{Off: 0, Len: req.Size}}, NBDPort: port}, nil
 }

@@ -179,27 +179,27 @@ func (j *journal) Mark(off, n int64) error {
 	return nil
 }
 
-func (j *journal) Rotate(ok func() bool) ([]Range, bool, error) {
+func (j *journal) Rotate(ok func() bool) ([]blockdev.Range, bool, error) {
 	if !ok() {
 		return nil, false, nil
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	var out []Range
+	var out []blockdev.Range
 	for c := range j.set {
-		out = append(out, Range{c * ChunkSize, ChunkSize})
+		out = append(out, blockdev.Range{Off: c * ChunkSize, Len: ChunkSize})
 	}
 	j.set = map[int64]bool{}
 	j.rotates++
 	return out, true, nil
 }
 
-func (j *journal) Ranges() []Range {
+func (j *journal) Ranges() []blockdev.Range {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	var out []Range
+	var out []blockdev.Range
 	for c := range j.set {
-		out = append(out, Range{c * ChunkSize, ChunkSize})
+		out = append(out, blockdev.Range{Off: c * ChunkSize, Len: ChunkSize})
 	}
 	return out
 }
@@ -240,9 +240,9 @@ func newSetup(t *testing.T, size int64, policy Policy, synced bool, tune ...func
 	t.Helper()
 	s := &setup{local: memdev.New(size, false), rep: newReplica(size), j: newJournal()}
 	fill(t, s.local, 0, size/2, 1)
-	var dirty []Range
+	var dirty []blockdev.Range
 	if !synced {
-		dirty = []Range{{0, size}}
+		dirty = []blockdev.Range{{Off: 0, Len: size}}
 	}
 	opts := Options{Volume: "v", Size: size, Policy: policy, Dial: s.rep.dial, Journal: s.j,
 		Dirty: dirty, Synced: synced, Workers: 2, CopyBytes: 256 << 10,

@@ -14,9 +14,6 @@ import (
 // ChunkSize is the unit of the dirty set: the CBT granularity.
 const ChunkSize = 64 << 10
 
-// Range is a run of bytes, [Off, Off+Len).
-type Range struct{ Off, Len int64 }
-
 // Dialer opens a new connection to the replica. An error wrapping
 // ErrRefused stops the mirror; any other is retried with backoff.
 type Dialer func(ctx context.Context) (blockdev.Device, error)
@@ -32,9 +29,9 @@ type Journal interface {
 	// (the engine holds the volume's I/O around ok and the reset: a
 	// local-only write whose bit the reset cleared would otherwise be
 	// missing from the journal after a crash). done is false if ok said no.
-	Rotate(ok func() bool) (old []Range, done bool, err error)
+	Rotate(ok func() bool) (old []blockdev.Range, done bool, err error)
 	// Ranges is what the journal holds now.
-	Ranges() []Range
+	Ranges() []blockdev.Range
 }
 
 // Options configure a Mirror.
@@ -48,7 +45,7 @@ type Options struct {
 	Journal Journal
 	// Dirty is what the replica lacks at start; Synced says the replica
 	// was in sync once (false: this is the first copy, state syncing).
-	Dirty  []Range
+	Dirty  []blockdev.Range
 	Synced bool
 	// OnDegrade is called once, before the first write the replica lacks
 	// is acknowledged, each time the mirror leaves in-sync (the engine
@@ -118,9 +115,9 @@ type Mirror struct {
 	// A chunk leaves owed when a copy of it succeeded and nothing marked it
 	// again meanwhile.
 	owed     bitset
-	nowed    int64            // bits set in owed
-	writers  map[int64]int32  // writes in flight per chunk
-	inflight map[uint64]Range // writes in flight, by sequence number
+	nowed    int64                     // bits set in owed
+	writers  map[int64]int32           // writes in flight per chunk
+	inflight map[uint64]blockdev.Range // writes in flight, by sequence number
 	wseq     uint64
 	copying  map[int64]bool // chunks being copied
 	cursor   int64          // where the copier looks next
@@ -165,7 +162,7 @@ func New(opts Options) (*Mirror, error) {
 		return nil, fmt.Errorf("mirror of volume %s: size %d, dialer set %v: invalid options", opts.Volume, opts.Size, opts.Dial != nil)
 	}
 	n := (opts.Size + ChunkSize - 1) / ChunkSize
-	m := &Mirror{opts: opts, nchunks: n, dirty: newBitset(n), owed: newBitset(n), writers: map[int64]int32{}, inflight: map[uint64]Range{}, copying: map[int64]bool{},
+	m := &Mirror{opts: opts, nchunks: n, dirty: newBitset(n), owed: newBitset(n), writers: map[int64]int32{}, inflight: map[uint64]blockdev.Range{}, copying: map[int64]bool{},
 		synced: opts.Synced, since: time.Now(), stop: make(chan struct{})}
 	m.cond = sync.NewCond(&m.mu)
 	for _, r := range opts.Dirty {

@@ -235,7 +235,7 @@ func TestCheckpointResetsJournal(t *testing.T) {
 func TestSmallReplicaRefused(t *testing.T) {
 	rep := newReplica(testSize / 2)
 	m, err := New(Options{Volume: "v", Size: testSize, Policy: Degrade, Dial: rep.dial,
-		Dirty: []Range{{0, testSize}}, MinBackoff: time.Millisecond})
+		Dirty: []blockdev.Range{{Off: 0, Len: testSize}}, MinBackoff: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 )
 
 // watchdog bounds a wait that must end; it is a hang detector, not a
@@ -133,10 +135,10 @@ func TestCloseDoesNotWaitForHungRequest(t *testing.T) {
 	}
 }
 
-func (s *setup) inflight() map[uint64]Range {
+func (s *setup) inflight() map[uint64]blockdev.Range {
 	s.m.mu.Lock()
 	defer s.m.mu.Unlock()
-	out := map[uint64]Range{}
+	out := map[uint64]blockdev.Range{}
 	for k, v := range s.m.inflight {
 		out[k] = v
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 )
 
 // op is one write-like request: what it does locally and on the replica.
@@ -50,7 +52,7 @@ func (m *Mirror) write(ctx context.Context, o op) error {
 	}
 	m.wseq++
 	id := m.wseq
-	m.inflight[id] = Range{o.off, o.n}
+	m.inflight[id] = blockdev.Range{Off: o.off, Len: o.n}
 	m.mu.Unlock()
 
 	var lerr, rerr error
