@@ -39,7 +39,7 @@ func TestFailbackResponseCleanWire(t *testing.T) {
 	if _, err := st.Enable(MirrorBitmap, now()); err != nil {
 		t.Fatal(err)
 	}
-	got, err := json.Marshal(FailbackResponse{Dirty: (&journal{st: st}).Ranges(), NBDPort: "1"})
+	got, err := json.Marshal(FailbackResponse{Dirty: (&dirtyLog{st: st}).Ranges(), NBDPort: "1"})
 	if err != nil {
 		t.Fatal(err)
 	}

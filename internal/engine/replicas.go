@@ -457,7 +457,7 @@ func (e *Engine) Failback(ctx context.Context, name string) (MirrorInfo, error) 
 	if err := e.Node().PeerClient(p.Addr, p.Fingerprint).Do(ctx, "POST", "/peer/v1/failback", req, &resp); err != nil {
 		return MirrorInfo{}, peerError(name, p, err)
 	}
-	// What the old source lacks joins the journal, durably, before the
+	// What the old source lacks joins the dirty log, durably, before the
 	// record says we are the source.
 	for _, d := range resp.Dirty {
 		if err := v.cbt.MarkRange(MirrorBitmap, d.Off, d.Len); err != nil {
@@ -559,7 +559,7 @@ func (e *Engine) AcceptFailback(ctx context.Context, p node.Peer, req FailbackRe
 			"split brain: volume %s on node %s acknowledged writes that never reached %s, and %s/%s was written after failover. Neither side is overwritten. Keep one: see README, \"Split brain\"",
 			req.Volume, e.nodeName(), p.Name, p.Name, req.SourceVolume)
 	}
-	dirty := (&journal{st: v.cbt}).Ranges()
+	dirty := (&dirtyLog{st: v.cbt}).Ranges()
 	if !rec.Synced {
 		dirty = []blockdev.Range{{Off: 0, Len: size}}
 	}
@@ -581,7 +581,7 @@ func (e *Engine) AcceptFailback(ctx context.Context, p node.Peer, req FailbackRe
 		return FailbackResponse{}, fmt.Errorf("failback into %s: %w", req.Volume, err)
 	}
 	if err := v.cbt.Remove(MirrorBitmap); err != nil {
-		e.log.Warn("remove mirror journal", "volume", req.Volume, "err", err)
+		e.log.Warn("remove mirror dirty log", "volume", req.Volume, "err", err)
 	}
 	e.mu.Lock()
 	v.replica = &rr

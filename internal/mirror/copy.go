@@ -30,7 +30,7 @@ func (m *Mirror) copyLoop() {
 		for c := r.first; c < r.first+r.n; c++ {
 			delete(m.copying, c)
 			// Copied, and not marked again meanwhile (a dropped
-			// connection marks what its journal holds): the replica
+			// connection marks what its dirty log holds): the replica
 			// now has every write acknowledged on it.
 			if err == nil && !m.dirty.test(c) && m.owed.clear(c) {
 				m.nowed--
@@ -151,7 +151,7 @@ func (m *Mirror) copyRun(r run, buf []byte) error {
 }
 
 // finishSync flushes the replica after the last dirty chunk was copied;
-// then the mirror is in sync and the journal is reset.
+// then the mirror is in sync and the dirty log is reset.
 func (m *Mirror) finishSync(gen uint64, t blockdev.Device) {
 	ctx, cancel := m.remoteCtx(context.Background())
 	err := t.Flush(ctx)
