@@ -67,7 +67,7 @@ func copyIn(ctx context.Context, dev blockdev.Device, src *os.File, srcSize int6
 				return fmt.Errorf("read source at %d: %w", p.Off, err)
 			}
 			clear(b[n:])
-			if !isZero(b) {
+			if !blockdev.IsZero(b) {
 				if err := dev.WriteAt(gctx, b, p.Off, 0); err != nil {
 					return fmt.Errorf("write volume at %d: %w", p.Off, err)
 				}
@@ -127,7 +127,7 @@ func copyOut(ctx context.Context, dev blockdev.Device, path string, j *job.Job) 
 			if err := dev.ReadAt(gctx, b, p.Off); err != nil {
 				return fmt.Errorf("read volume at %d: %w", p.Off, err)
 			}
-			if !isZero(b) {
+			if !blockdev.IsZero(b) {
 				if _, err := f.WriteAt(b, p.Off); err != nil {
 					return fmt.Errorf("write %s at %d: %w", path, p.Off, err)
 				}

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"errors"
 	"os"
 
@@ -80,10 +79,4 @@ func alignSpans(spans []blockdev.Range, a, limit int64) []blockdev.Range {
 		out = append(out, blockdev.Range{Off: start, Len: end - start})
 	}
 	return out
-}
-
-// isZero reports whether b is all zero bytes. Comparing b with itself
-// shifted by one byte uses the runtime's vectorized memequal.
-func isZero(b []byte) bool {
-	return len(b) == 0 || (b[0] == 0 && bytes.Equal(b[1:], b[:len(b)-1]))
 }

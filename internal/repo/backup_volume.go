@@ -1,7 +1,6 @@
 package repo
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -161,7 +160,7 @@ func (w *chunkWorker) run(ctx context.Context, toRead []int, next *atomic.Int64)
 // store classifies one chunk (zero, known, new) and packs a new one.
 func (w *chunkWorker) store(ctx context.Context, p []byte) (ID, error) {
 	r := w.b.r
-	if bytes.Equal(p, r.zeros[:len(p)]) {
+	if blockdev.IsZero(p) {
 		w.st.ChunksZero++
 		w.st.BytesZero += int64(len(p))
 		return ID{}, nil
