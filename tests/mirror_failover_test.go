@@ -87,9 +87,9 @@ func mtFailover(t *testing.T, src, dst *daemon) {
 	}
 }
 
-// mtJournalEmpty polls until vol's mirror journal (CBT bitmap "mirror") is empty: the mirror's
+// mtDirtyLogEmpty polls until the dirty log of vol's mirror (CBT bitmap "mirror") is empty: the mirror's
 // periodic checkpoint reset it. A watchdog bound, not a timing threshold.
-func mtJournalEmpty(t *testing.T, d *daemon, vol string) {
+func mtDirtyLogEmpty(t *testing.T, d *daemon, vol string) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -105,7 +105,7 @@ func mtJournalEmpty(t *testing.T, d *daemon, vol string) {
 		case dirty == 0:
 			return
 		case time.Now().After(deadline):
-			t.Fatalf("the mirror journal of %s still holds %d bytes", vol, dirty)
+			t.Fatalf("the dirty log of %s's mirror still holds %d bytes", vol, dirty)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -136,10 +136,10 @@ func TestMirrorFailoverFailback(t *testing.T) {
 	if b, err := os.ReadFile(src.logPath); err != nil || strings.Contains(string(b), "mirror degraded") {
 		t.Fatalf("src's log after trims in sync (read error %v): want no \"mirror degraded\" line", err)
 	}
-	// The journal (bitmap "mirror") keeps what the replica may not have made durable until the
+	// The dirty log (bitmap "mirror") keeps what the replica may not have made durable until the
 	// next checkpoint; a request that finds the replica gone marks it all as lacking, trims and
 	// writes alike. Wait for that checkpoint, so the FLUSH below finds nothing lacking.
-	mtJournalEmpty(t, src, "vm1")
+	mtDirtyLogEmpty(t, src, "vm1")
 	mtFailover(t, src, dst)
 
 	// The source notices at its next request to the replica (here a FLUSH, which is no write:
@@ -252,7 +252,7 @@ func mtMirrorSummary(t *testing.T, d *daemon) []string {
 
 // TestMirrorBadInput (issue 5): each mistake is refused with exit 1 and a message that names the
 // volume (or target) and says what to do; nothing changes: no mirror, no replica file, no
-// journal bitmap appears.
+// dirty-log bitmap appears.
 func TestMirrorBadInput(t *testing.T) {
 	d := startDaemonOpts(t, daemonOpts{Node: true, Name: "n1"})
 	d.CreateVolume("vm1", "64M")
@@ -304,7 +304,7 @@ func TestMirrorBadInput(t *testing.T) {
 		t.Errorf("a refused mirror create left the target file vm2.flat (stat: %v)", err)
 	}
 	if out := d.CLI("cbt", "list", "vm2", "--json"); strings.Contains(out, `"mirror"`) {
-		t.Errorf("a refused mirror create left a mirror journal on vm2:\n%s", out)
+		t.Errorf("a refused mirror create left its dirty log (bitmap \"mirror\") on vm2:\n%s", out)
 	}
 	if got := mtMirrorSummary(t, d); len(got) != 1 || !strings.HasPrefix(got[0], "vm1 source ") {
 		t.Errorf("mirrors: %q, want only vm1's", got)

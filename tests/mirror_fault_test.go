@@ -56,7 +56,7 @@ func TestMirrorTargetRestart(t *testing.T) {
 	t.Logf("target restarted: states %v; resync copied %d bytes (first copy %d, volume %d, fio region %d)",
 		seen, resync, first.BytesCopied, volSize, fioSize)
 	// Only chunks fio wrote are resent: at most its region (twice, should a reconnect re-mark the
-	// journal mid-resync), never a full copy of the volume.
+	// dirty log mid-resync), never a full copy of the volume.
 	if resync <= 0 || resync > 2*fioSize {
 		t.Errorf("resync copied %d bytes, want some and at most 2x the %d bytes fio writes (a full copy is %d)", resync, fioSize, volSize)
 	}

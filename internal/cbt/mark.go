@@ -1,6 +1,10 @@
 package cbt
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/extrasphere/extrasphere/internal/blockdev"
+)
 
 // MarkRange makes [off, off+n) dirty in bitmap name, durably: its bitmap
 // pages are written and fdatasync'ed before it returns. The mirror uses
@@ -26,7 +30,7 @@ func (s *State) MarkRange(name string, off, n int64) error {
 }
 
 // Ranges lists the dirty runs of bitmap name, clipped to the volume.
-func (s *State) Ranges(name string) ([]Range, error) {
+func (s *State) Ranges(name string) ([]blockdev.Range, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := s.findLocked(name)

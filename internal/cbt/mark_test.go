@@ -3,6 +3,8 @@ package cbt
 import (
 	"testing"
 	"time"
+
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 )
 
 // MarkRange survives a crash (no clean Close): the pages are on disk.
@@ -32,7 +34,7 @@ func TestMarkRangeDurable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Range{Off: 3 * Granularity, Len: Granularity}
+	want := blockdev.Range{Off: 3 * Granularity, Len: Granularity}
 	found := false
 	for _, r := range got {
 		if r.Off <= want.Off && r.Off+r.Len >= want.Off+want.Len {

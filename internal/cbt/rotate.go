@@ -4,15 +4,14 @@ import (
 	"fmt"
 	"slices"
 	"time"
-)
 
-// Range is a run of dirty bytes, [Off, Off+Len).
-type Range struct{ Off, Len int64 }
+	"github.com/extrasphere/extrasphere/internal/blockdev"
+)
 
 // Rotated is what Rotate took from the old bitmap.
 type Rotated struct {
-	Dirty   []Range   // the old bitmap's dirty ranges, clipped to the volume
-	Created time.Time // when the old bitmap was created or last rotated; zero if there was none
+	Dirty   []blockdev.Range // the old bitmap's dirty ranges, clipped to the volume
+	Created time.Time        // when the old bitmap was created or last rotated; zero if there was none
 	Next    BitmapInfo
 }
 
@@ -58,14 +57,14 @@ func (s *State) Rotate(name string, now time.Time) (Rotated, error) {
 }
 
 // rangesLocked lists b's dirty runs in bytes, clipped to the volume.
-func (s *State) rangesLocked(b *bitmap) []Range {
-	var out []Range
+func (s *State) rangesLocked(b *bitmap) []blockdev.Range {
+	var out []blockdev.Range
 	for blk := int64(0); blk < b.nbits; {
 		dirty := b.test(blk)
 		end := b.runEnd(blk, dirty)
 		if dirty {
 			off := blk * Granularity
-			out = append(out, Range{Off: off, Len: min(end*Granularity, s.size) - off})
+			out = append(out, blockdev.Range{Off: off, Len: min(end*Granularity, s.size) - off})
 		}
 		blk = end
 	}

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 )
 
 // Rotate hands back exactly the old generation's dirty ranges, starts a
@@ -26,7 +28,7 @@ func TestRotate(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Adjacent dirty blocks come as one run.
-	want := []Range{{0, 128 << 10}, {5 << 20, 64 << 10}, {16 << 20, 1000}}
+	want := []blockdev.Range{{Off: 0, Len: 128 << 10}, {Off: 5 << 20, Len: 64 << 10}, {Off: 16 << 20, Len: 1000}}
 	if !slices.Equal(r.Dirty, want) {
 		t.Errorf("dirty ranges %v, want %v", r.Dirty, want)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/cbt"
 	"github.com/extrasphere/extrasphere/internal/job"
 	"github.com/extrasphere/extrasphere/internal/repo"
@@ -144,9 +145,11 @@ func (e *Engine) runBackup(ctx context.Context, r *repo.Repo, req BackupRequest,
 		how := "full"
 		if p := prev[v.name]; p != nil && !req.Full && !rot.Created.IsZero() && p.Meta[metaCBTGeneration] == generation(rot.Created) && p.Size == v.files.Size {
 			opts.Prev = p
-			opts.Dirty = make([]repo.Range, len(rot.Dirty))
-			for i, d := range rot.Dirty {
-				opts.Dirty[i] = repo.Range{Off: d.Off, Len: d.Len}
+			opts.Dirty = rot.Dirty
+			if opts.Dirty == nil {
+				// Nothing changed since Prev: an empty set, not nil
+				// (nil would make repo read the whole volume).
+				opts.Dirty = []blockdev.Range{}
 			}
 			how = "incremental"
 		}

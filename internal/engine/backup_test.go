@@ -11,7 +11,8 @@ import (
 // Backups of a running volume: the first is full, the next incremental
 // (reading only what CBT says changed), each restores byte for byte to a
 // file and to a new volume, the backup snapshot is gone afterwards, and
-// prune keeps what the policy says.
+// prune keeps what the policy says. The last round changes nothing: an
+// empty CBT set still makes an incremental backup that reads nothing.
 func TestBackupRestore(t *testing.T) {
 	dir := t.TempDir()
 	e := openEngine(t, dir)
@@ -35,8 +36,8 @@ func TestBackupRestore(t *testing.T) {
 	write(0, 6<<20)
 	var images [][]byte
 	var ids []string
-	for round := range 3 {
-		if round > 0 {
+	for round := range 4 {
+		if round > 0 && round < 3 {
 			write(int64(round)*(3<<20)+12345, 100<<10)
 		}
 		ji, err := e.Backup(t.Context(), BackupRequest{Volumes: []string{"b"}})
@@ -58,6 +59,9 @@ func TestBackupRestore(t *testing.T) {
 		}
 		if round > 0 && last.Stats.BytesRead > 512<<10 {
 			t.Errorf("incremental backup %d read %d bytes for a 100 KiB change: CBT was not used", round, last.Stats.BytesRead)
+		}
+		if round == 3 && last.Stats.BytesRead != 0 {
+			t.Errorf("backup %d of an unchanged volume read %d bytes, want 0", round, last.Stats.BytesRead)
 		}
 		if snaps, _ := e.ListSnapshots(t.Context(), "b"); len(snaps) != 0 {
 			t.Fatalf("snapshots left after backup %d: %v", round, snaps)
@@ -91,7 +95,7 @@ func TestBackupRestore(t *testing.T) {
 		t.Fatalf("verify: %+v %v", rep, err)
 	}
 	pr, err := e.PruneBackups(t.Context(), PruneRequest{KeepLast: 1})
-	if err != nil || len(pr.Keep) != 1 || len(pr.Forget) != 2 || pr.Keep[0].ID != ids[2] {
+	if err != nil || len(pr.Keep) != 1 || len(pr.Forget) != 3 || pr.Keep[0].ID != ids[3] {
 		t.Fatalf("prune: %+v %v", pr, err)
 	}
 	if _, err := e.Restore(t.Context(), RestoreRequest{Backup: ids[0], ToVolume: "b3"}); err == nil {

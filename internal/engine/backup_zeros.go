@@ -6,7 +6,6 @@ import (
 	"slices"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
-	"github.com/extrasphere/extrasphere/internal/repo"
 )
 
 // allocationZeros walks dev's base:allocation map for a backup
@@ -15,11 +14,11 @@ import (
 // chunk a fill device knows is null) is visited, so the backup skips it
 // without reading. nil when dev serves no allocation map: every chunk is
 // then read.
-func allocationZeros(dev blockdev.Device) func(context.Context, func(repo.Range)) error {
+func allocationZeros(dev blockdev.Device) func(context.Context, func(blockdev.Range)) error {
 	if !slices.Contains(dev.Caps().MetaContexts, blockdev.MetaBaseAllocation) {
 		return nil
 	}
-	return func(ctx context.Context, visit func(repo.Range)) error {
+	return func(ctx context.Context, visit func(blockdev.Range)) error {
 		size := dev.Size()
 		for off := int64(0); off < size; {
 			ext, err := dev.BlockStatus(ctx, blockdev.MetaBaseAllocation, off, size-off)
@@ -32,7 +31,7 @@ func allocationZeros(dev blockdev.Device) func(context.Context, func(repo.Range)
 					return fmt.Errorf("block status at %d: extent of %d bytes: %w", off, e.Length, blockdev.ErrContractViolation)
 				}
 				if e.Flags&blockdev.StateZero != 0 {
-					visit(repo.Range{Off: off, Len: e.Length})
+					visit(blockdev.Range{Off: off, Len: e.Length})
 				}
 				off += e.Length
 			}

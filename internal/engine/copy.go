@@ -67,7 +67,7 @@ func copyIn(ctx context.Context, dev blockdev.Device, src *os.File, srcSize int6
 				return fmt.Errorf("read source at %d: %w", p.Off, err)
 			}
 			clear(b[n:])
-			if !isZero(b) {
+			if !blockdev.IsZero(b) {
 				if err := dev.WriteAt(gctx, b, p.Off, 0); err != nil {
 					return fmt.Errorf("write volume at %d: %w", p.Off, err)
 				}
@@ -127,7 +127,7 @@ func copyOut(ctx context.Context, dev blockdev.Device, path string, j *job.Job) 
 			if err := dev.ReadAt(gctx, b, p.Off); err != nil {
 				return fmt.Errorf("read volume at %d: %w", p.Off, err)
 			}
-			if !isZero(b) {
+			if !blockdev.IsZero(b) {
 				if _, err := f.WriteAt(b, p.Off); err != nil {
 					return fmt.Errorf("write %s at %d: %w", path, p.Off, err)
 				}
@@ -160,17 +160,17 @@ const statusChunk = 1 << 30
 // according to base:allocation. Without that context, or when it fails,
 // the rest of the device counts as data (zero chunks are still skipped
 // after reading).
-func deviceDataSpans(ctx context.Context, dev blockdev.Device, size int64) []span {
+func deviceDataSpans(ctx context.Context, dev blockdev.Device, size int64) []blockdev.Range {
 	if !slices.Contains(dev.Caps().MetaContexts, blockdev.MetaBaseAllocation) {
-		return []span{{0, size}}
+		return []blockdev.Range{{Off: 0, Len: size}}
 	}
-	var out []span
+	var out []blockdev.Range
 	add := func(off, n int64) {
 		if k := len(out); k > 0 && out[k-1].Off+out[k-1].Len == off {
 			out[k-1].Len += n
 			return
 		}
-		out = append(out, span{off, n})
+		out = append(out, blockdev.Range{Off: off, Len: n})
 	}
 	for off := int64(0); off < size; {
 		exts, err := dev.BlockStatus(ctx, blockdev.MetaBaseAllocation, off, min(size-off, statusChunk))

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -24,7 +23,6 @@ func copyDevice(ctx context.Context, dst, src blockdev.Device, rate int64, progr
 	}
 	chunk := chunkSize(dst.Caps())
 	pool := sync.Pool{New: func() any { b := make([]byte, chunk); return &b }}
-	zero := make([]byte, chunk)
 	var done atomic.Int64
 	lim := newLimiter(rate)
 	g, gctx := errgroup.WithContext(ctx)
@@ -51,7 +49,7 @@ func copyDevice(ctx context.Context, dst, src blockdev.Device, rate int64, progr
 						if err := src.ReadAt(gctx, b, p); err != nil {
 							return fmt.Errorf("copy: read at %d: %w", p, err)
 						}
-						if !bytes.Equal(b, zero[:n]) {
+						if !blockdev.IsZero(b) {
 							if err := dst.WriteAt(gctx, b, p, 0); err != nil {
 								return fmt.Errorf("copy: write at %d: %w", p, err)
 							}

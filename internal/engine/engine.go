@@ -394,13 +394,13 @@ func (e *Engine) Close() error {
 			defer wg.Done()
 			if err := devs[i].Flush(context.Background()); errors.Is(err, mirror.ErrStopping) {
 				// The volume is flushed; its replica lacks writes (policy
-				// block, StopMirrorWaits): the journal resends them at the
+				// block, StopMirrorWaits): the dirty log resends them at the
 				// next start.
 				e.log.Warn("stop: the replica lacks writes; they are resent at the next start", "volume", v.name)
 			} else if err != nil {
 				errsOf[i] = append(errsOf[i], fmt.Errorf("flush volume %s: %w", v.name, err))
 			}
-			if err := closeMirror(v); err != nil { // mirror: an in-sync replica is flushed, its journal reset
+			if err := closeMirror(v); err != nil { // mirror: an in-sync replica is flushed, its dirty log reset
 				errsOf[i] = append(errsOf[i], err)
 			}
 		}()

@@ -1,30 +1,28 @@
 package engine
 
 import (
-	"bytes"
 	"errors"
 	"os"
 
 	"golang.org/x/sys/unix"
-)
 
-// span is a byte range [Off, Off+Len).
-type span struct{ Off, Len int64 }
+	"github.com/extrasphere/extrasphere/internal/blockdev"
+)
 
 // dataSpans lists the ranges of f below size that may hold data, using
 // SEEK_DATA/SEEK_HOLE to skip holes without reading them. Where the
 // filesystem or file type does not support them, the whole range is one
 // span (and zero blocks are still skipped after reading).
-func dataSpans(f *os.File, size int64) []span {
+func dataSpans(f *os.File, size int64) []blockdev.Range {
 	fd := int(f.Fd())
-	var out []span
+	var out []blockdev.Range
 	for off := int64(0); off < size; {
 		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
 		if errors.Is(err, unix.ENXIO) {
 			break // only a hole up to EOF remains
 		}
 		if err != nil {
-			return append(out, span{off, size - off})
+			return append(out, blockdev.Range{Off: off, Len: size - off})
 		}
 		if data >= size {
 			break
@@ -34,9 +32,9 @@ func dataSpans(f *os.File, size int64) []span {
 			hole = size
 		}
 		if hole <= data { // cannot happen on a sane filesystem; do not loop
-			return append(out, span{data, size - data})
+			return append(out, blockdev.Range{Off: data, Len: size - data})
 		}
-		out = append(out, span{data, hole - data})
+		out = append(out, blockdev.Range{Off: data, Len: hole - data})
 		off = hole
 	}
 	return out
@@ -44,28 +42,28 @@ func dataSpans(f *os.File, size int64) []span {
 
 // chunks splits spans into pieces of at most n bytes that start on
 // multiples of n, so a worker's I/O stays aligned.
-func chunks(spans []span, n int64) []span {
-	var out []span
+func chunks(spans []blockdev.Range, n int64) []blockdev.Range {
+	var out []blockdev.Range
 	for _, s := range spans {
 		for off, end := s.Off, s.Off+s.Len; off < end; {
 			next := (off/n + 1) * n
 			if next > end {
 				next = end
 			}
-			out = append(out, span{off, next - off})
+			out = append(out, blockdev.Range{Off: off, Len: next - off})
 			off = next
 		}
 	}
 	return out
 }
 
-// alignSpans widens every span to multiples of a (a power of two or any
+// alignSpans widens every range to multiples of a (a power of two or any
 // positive size), clamped to limit, and merges overlaps.
-func alignSpans(spans []span, a, limit int64) []span {
+func alignSpans(spans []blockdev.Range, a, limit int64) []blockdev.Range {
 	if a <= 1 {
 		return spans
 	}
-	var out []span
+	var out []blockdev.Range
 	for _, s := range spans {
 		start := s.Off / a * a
 		end := (s.Off + s.Len + a - 1) / a * a
@@ -78,13 +76,7 @@ func alignSpans(spans []span, a, limit int64) []span {
 			}
 			continue
 		}
-		out = append(out, span{start, end - start})
+		out = append(out, blockdev.Range{Off: start, Len: end - start})
 	}
 	return out
-}
-
-// isZero reports whether b is all zero bytes. Comparing b with itself
-// shifted by one byte uses the runtime's vectorized memequal.
-func isZero(b []byte) bool {
-	return len(b) == 0 || (b[0] == 0 && bytes.Equal(b[1:], b[:len(b)-1]))
 }

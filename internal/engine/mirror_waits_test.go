@@ -171,7 +171,7 @@ func TestMirrorPauseWithBlockedWrite(t *testing.T) {
 }
 
 // A daemon stop with a held-back write: StopMirrorWaits fails it (EIO to
-// an NBD client), and Close returns. The write's chunk is in the journal
+// an NBD client), and Close returns. The write's chunk is in the dirty log
 // (the next start resends it).
 func TestMirrorStopWithBlockedWrite(t *testing.T) {
 	dir := t.TempDir()
@@ -200,6 +200,6 @@ func TestMirrorStopWithBlockedWrite(t *testing.T) {
 		covered = covered || (r.Off <= 1<<20 && r.Off+r.Len >= 1<<20+4096)
 	}
 	if !covered {
-		t.Fatalf("after the stop the journal holds %v, not the failed write at 1 MiB", rs)
+		t.Fatalf("after the stop the dirty log holds %v, not the failed write at 1 MiB", rs)
 	}
 }

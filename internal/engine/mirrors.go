@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/catalog"
 	"github.com/extrasphere/extrasphere/internal/cbt"
 	"github.com/extrasphere/extrasphere/internal/gate"
@@ -19,11 +20,11 @@ import (
 // Mirrors. A volume has at most one mirror. Its record (target, policy,
 // generation, whether the replica was ever in sync, whether this side
 // holds acknowledged writes the replica lacks) is in the catalog; what
-// the replica lacks is the volume's CBT bitmap "mirror" (the journal,
+// the replica lacks is the volume's CBT bitmap "mirror" (the dirty log,
 // crash-safe through the activity log). The mirror's filter sits in the
 // stack below the tracker (wrapInner).
 
-// MirrorBitmap is the CBT bitmap that journals what a mirror's replica may
+// MirrorBitmap is the CBT bitmap that records what a mirror's replica may
 // lack. A failover enables it too: it then records what the failed-over
 // volume wrote, which failback sends.
 const MirrorBitmap = "mirror"
@@ -111,9 +112,9 @@ func (e *Engine) CreateMirror(ctx context.Context, o MirrorOptions) (MirrorInfo,
 	if err := e.prepareTarget(ctx, spec, &rec, v.files.Size); err != nil {
 		return MirrorInfo{}, err
 	}
-	// The journal first, all dirty: a crash from here on resumes with a
+	// The dirty log first, all dirty: a crash from here on resumes with a
 	// full copy.
-	if err := ensureJournal(v.cbt, true); err != nil {
+	if err := ensureDirtyLog(v.cbt, true); err != nil {
 		return MirrorInfo{}, fmt.Errorf("mirror %s: %w", o.Volume, err)
 	}
 	if err := e.cat.PutMirror(rec); err != nil {
@@ -151,23 +152,23 @@ func (e *Engine) mirrorableVolume(name string) (*volume, error) {
 	return v, nil
 }
 
-// ensureJournal enables the mirror bitmap; all marks every block dirty.
-func ensureJournal(st *cbt.State, all bool) error {
+// ensureDirtyLog enables the mirror bitmap; all marks every block dirty.
+func ensureDirtyLog(st *cbt.State, all bool) error {
 	if !st.Has(MirrorBitmap) {
 		if _, err := st.Enable(MirrorBitmap, now()); err != nil {
-			return fmt.Errorf("enable the mirror journal: %w", err)
+			return fmt.Errorf("enable the mirror's dirty log: %w", err)
 		}
 	}
 	if all {
 		if err := st.MarkRange(MirrorBitmap, 0, st.Size()); err != nil {
-			return fmt.Errorf("mark the mirror journal: %w", err)
+			return fmt.Errorf("mark the mirror's dirty log: %w", err)
 		}
 	}
 	return nil
 }
 
 // attachMirror starts the mirror of rec on v and inserts its filter. The
-// replica lacks what the journal holds; before the first full copy,
+// replica lacks what the dirty log holds; before the first full copy,
 // everything. The caller holds v.snapMu.
 func (e *Engine) attachMirror(v *volume, rec catalog.Mirror) error {
 	e.mu.Lock()
@@ -181,14 +182,14 @@ func (e *Engine) attachMirror(v *volume, rec catalog.Mirror) error {
 	if err != nil {
 		return err
 	}
-	j := &journal{st: v.cbt, g: g}
+	j := &dirtyLog{st: v.cbt, g: g}
 	dirty := j.Ranges()
 	if !rec.Synced {
-		dirty = []mirror.Range{{Off: 0, Len: v.files.Size}}
+		dirty = []blockdev.Range{{Off: 0, Len: v.files.Size}}
 	}
 	me := &mirrorEntry{rec: rec}
 	m, err := mirror.New(mirror.Options{Volume: v.name, Size: v.files.Size, Policy: mirror.Policy(rec.Policy),
-		Dial: dial, Journal: j, Dirty: dirty, Synced: rec.Synced, Logger: e.log,
+		Dial: dial, DirtyLog: j, Dirty: dirty, Synced: rec.Synced, Logger: e.log,
 		OnDegrade: func(cause error) error { return e.recordDiverged(me, cause) },
 		OnChange:  func(s mirror.Status) { e.recordSynced(me, s) }})
 	if err != nil {
@@ -276,19 +277,19 @@ func (e *Engine) recordSynced(me *mirrorEntry, s mirror.Status) {
 	me.rec = r
 }
 
-// journal adapts the volume's mirror bitmap to mirror.Journal.
-type journal struct {
+// dirtyLog adapts the volume's mirror bitmap to mirror.DirtyLog.
+type dirtyLog struct {
 	st *cbt.State
 	g  *gate.Gate // the volume's gate, held around a reset; nil only where no I/O can run
 }
 
-func (j *journal) Mark(off, n int64) error { return j.st.MarkRange(MirrorBitmap, off, n) }
+func (j *dirtyLog) Mark(off, n int64) error { return j.st.MarkRange(MirrorBitmap, off, n) }
 
 // Rotate resets the bitmap while the volume's I/O is held: every write is
 // then either finished (and, if the replica lacks it, dirty in the mirror,
 // which ok checks) or not yet recorded by the tracker. Without the hold, a
 // write between the tracker and the mirror could lose its bit to the reset.
-func (j *journal) Rotate(ok func() bool) ([]mirror.Range, bool, error) {
+func (j *dirtyLog) Rotate(ok func() bool) ([]blockdev.Range, bool, error) {
 	if j.g != nil {
 		h := j.g.Hold()
 		defer h.Release()
@@ -297,24 +298,22 @@ func (j *journal) Rotate(ok func() bool) ([]mirror.Range, bool, error) {
 		return nil, false, nil
 	}
 	r, err := j.st.Rotate(MirrorBitmap, now())
-	return toRanges(r.Dirty), err == nil, err
+	return r.Dirty, err == nil, err
 }
 
-func (j *journal) Ranges() []mirror.Range {
+func (j *dirtyLog) Ranges() []blockdev.Range {
 	r, err := j.st.Ranges(MirrorBitmap)
 	if err != nil {
-		// No journal: nothing says what the replica lacks, so everything.
-		return []mirror.Range{{Off: 0, Len: j.st.Size()}}
+		// No dirty log: nothing says what the replica lacks, so everything.
+		return []blockdev.Range{{Off: 0, Len: j.st.Size()}}
 	}
-	return toRanges(r)
-}
-
-func toRanges(in []cbt.Range) []mirror.Range {
-	out := make([]mirror.Range, len(in))
-	for i, r := range in {
-		out[i] = mirror.Range{Off: r.Off, Len: r.Len}
+	if r == nil {
+		// Clean: empty, not nil, as it always was. A failback response
+		// carries this set to the peer, whose older versions read
+		// "dirty":[], never null.
+		r = []blockdev.Range{}
 	}
-	return out
+	return r
 }
 
 // startMirrors attaches every recorded mirror at start, before the
@@ -333,7 +332,7 @@ func (e *Engine) startMirrors() {
 			e.log.Error("mirror not started: its volume is not served", "volume", rec.Volume)
 			continue
 		}
-		if err := ensureJournal(v.cbt, false); err != nil {
+		if err := ensureDirtyLog(v.cbt, false); err != nil {
 			e.log.Error("mirror not started", "volume", rec.Volume, "err", err)
 			continue
 		}
@@ -353,7 +352,7 @@ func (e *Engine) startMirrors() {
 const mirrorCloseTimeout = 7 * time.Second
 
 // closeMirror stops v's mirror at a clean stop (after the NBD server
-// drained): an in-sync replica is flushed and the journal reset.
+// drained): an in-sync replica is flushed and the dirty log reset.
 func closeMirror(v *volume) error {
 	me := v.mir.Load()
 	if me == nil {
@@ -366,7 +365,7 @@ func closeMirror(v *volume) error {
 
 // StopMirrorWaits ends every wait for a replica, for a daemon stop: a
 // write or flush the block policy holds back fails now (EIO to the
-// client; its chunks stay in the journal and are resent at the next
+// client; its chunks stay in the dirty log and are resent at the next
 // start), and so does every later one that would wait. Writes a healthy
 // replica completes are unaffected. serve calls it before draining the
 // NBD connections, which could otherwise wait for ever on such a write.
@@ -509,7 +508,7 @@ func (e *Engine) RemoveMirror(ctx context.Context, name string) error {
 		return fmt.Errorf("remove mirror of %s: %w", name, err)
 	}
 	if err := v.cbt.Remove(MirrorBitmap); err != nil && !errors.Is(err, cbt.ErrBitmapNotFound) {
-		e.log.Warn("remove mirror journal", "volume", name, "err", err)
+		e.log.Warn("remove mirror dirty log", "volume", name, "err", err)
 	}
 	if cerr != nil {
 		e.log.Warn("stop mirror", "volume", name, "err", cerr)

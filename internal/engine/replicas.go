@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/catalog"
 	"github.com/extrasphere/extrasphere/internal/fence"
 	"github.com/extrasphere/extrasphere/internal/gate"
@@ -407,8 +408,8 @@ type FailbackRequest struct {
 // FailbackResponse is what the old source lacks compared with the
 // failed-over side: everything it wrote that may not have reached it.
 type FailbackResponse struct {
-	Dirty   []mirror.Range `json:"dirty"`
-	NBDPort string         `json:"nbd_port"`
+	Dirty   []blockdev.Range `json:"dirty"`
+	NBDPort string           `json:"nbd_port"`
 }
 
 // Failback mirrors a failed-over volume back to the node it came from,
@@ -456,7 +457,7 @@ func (e *Engine) Failback(ctx context.Context, name string) (MirrorInfo, error) 
 	if err := e.Node().PeerClient(p.Addr, p.Fingerprint).Do(ctx, "POST", "/peer/v1/failback", req, &resp); err != nil {
 		return MirrorInfo{}, peerError(name, p, err)
 	}
-	// What the old source lacks joins the journal, durably, before the
+	// What the old source lacks joins the dirty log, durably, before the
 	// record says we are the source.
 	for _, d := range resp.Dirty {
 		if err := v.cbt.MarkRange(MirrorBitmap, d.Off, d.Len); err != nil {
@@ -539,7 +540,7 @@ func (e *Engine) AcceptFailback(ctx context.Context, p node.Peer, req FailbackRe
 		return FailbackResponse{}, err
 	}
 	if already { // a retried failback: resend everything, it is safe
-		return FailbackResponse{Dirty: []mirror.Range{{Off: 0, Len: size}}, NBDPort: port}, nil
+		return FailbackResponse{Dirty: []blockdev.Range{{Off: 0, Len: size}}, NBDPort: port}, nil
 	}
 	me := v.mir.Load()
 	if me == nil {
@@ -558,9 +559,9 @@ func (e *Engine) AcceptFailback(ctx context.Context, p node.Peer, req FailbackRe
 			"split brain: volume %s on node %s acknowledged writes that never reached %s, and %s/%s was written after failover. Neither side is overwritten. Keep one: see README, \"Split brain\"",
 			req.Volume, e.nodeName(), p.Name, p.Name, req.SourceVolume)
 	}
-	dirty := (&journal{st: v.cbt}).Ranges()
+	dirty := (&dirtyLog{st: v.cbt}).Ranges()
 	if !rec.Synced {
-		dirty = []mirror.Range{{Off: 0, Len: size}}
+		dirty = []blockdev.Range{{Off: 0, Len: size}}
 	}
 	if err := e.detachMirror(ctx, v); err != nil {
 		e.log.Warn("stop mirror for failback", "volume", req.Volume, "err", err)
@@ -580,7 +581,7 @@ func (e *Engine) AcceptFailback(ctx context.Context, p node.Peer, req FailbackRe
 		return FailbackResponse{}, fmt.Errorf("failback into %s: %w", req.Volume, err)
 	}
 	if err := v.cbt.Remove(MirrorBitmap); err != nil {
-		e.log.Warn("remove mirror journal", "volume", req.Volume, "err", err)
+		e.log.Warn("remove mirror dirty log", "volume", req.Volume, "err", err)
 	}
 	e.mu.Lock()
 	v.replica = &rr
@@ -596,5 +597,5 @@ func (e *Engine) failbackIntoNew(ctx context.Context, p node.Peer, req FailbackR
 		return FailbackResponse{}, err
 	}
 	e.log.Warn("failback into a new volume: full copy", "volume", req.Volume, "source", p.Name+"/"+req.SourceVolume)
-	return FailbackResponse{Dirty: []mirror.Range{{Off: 0, Len: req.Size}}, NBDPort: port}, nil
+	return FailbackResponse{Dirty: []blockdev.Range{{Off: 0, Len: req.Size}}, NBDPort: port}, nil
 }

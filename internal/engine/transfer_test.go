@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/job"
 )
 
@@ -87,7 +88,7 @@ func TestImportExportRaw(t *testing.T) {
 		t.Fatalf("importing marker left after a finished import: %v", err)
 	}
 	got := readThrough(t, e, "imp", int(in.Size), 0)
-	if !bytes.Equal(got[:size], want) || !isZero(got[size:]) {
+	if !bytes.Equal(got[:size], want) || !blockdev.IsZero(got[size:]) {
 		t.Fatal("imported bytes differ from the source")
 	}
 	if in.Allocated >= in.Size/2 {
@@ -185,8 +186,8 @@ func TestQemuImgMissing(t *testing.T) {
 }
 
 func TestSpans(t *testing.T) {
-	got := chunks([]span{{100, 3000}, {5000, 10}}, 1024)
-	want := []span{{100, 924}, {1024, 1024}, {2048, 1024}, {3072, 28}, {5000, 10}}
+	got := chunks([]blockdev.Range{{Off: 100, Len: 3000}, {Off: 5000, Len: 10}}, 1024)
+	want := []blockdev.Range{{Off: 100, Len: 924}, {Off: 1024, Len: 1024}, {Off: 2048, Len: 1024}, {Off: 3072, Len: 28}, {Off: 5000, Len: 10}}
 	if len(got) != len(want) {
 		t.Fatalf("chunks %v, want %v", got, want)
 	}
@@ -195,13 +196,10 @@ func TestSpans(t *testing.T) {
 			t.Fatalf("chunks %v, want %v", got, want)
 		}
 	}
-	al := alignSpans([]span{{100, 10}, {600, 10}, {5000, 10}}, 512, 5100)
-	wantAl := []span{{0, 1024}, {4608, 492}}
+	al := alignSpans([]blockdev.Range{{Off: 100, Len: 10}, {Off: 600, Len: 10}, {Off: 5000, Len: 10}}, 512, 5100)
+	wantAl := []blockdev.Range{{Off: 0, Len: 1024}, {Off: 4608, Len: 492}}
 	if len(al) != 2 || al[0] != wantAl[0] || al[1] != wantAl[1] {
 		t.Fatalf("alignSpans %v, want %v", al, wantAl)
-	}
-	if !isZero(nil) || !isZero(make([]byte, 4097)) || isZero(append(make([]byte, 4096), 1)) || isZero([]byte{1, 0}) {
-		t.Fatal("isZero")
 	}
 }
 

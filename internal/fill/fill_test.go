@@ -27,7 +27,7 @@ func (s *memSource) Size() int64    { return int64(len(s.data)) }
 func (s *memSource) ChunkSize() int { return s.chunk }
 func (s *memSource) IsZero(c int) bool {
 	end := min((c+1)*s.chunk, len(s.data))
-	return bytes.Count(s.data[c*s.chunk:end], []byte{0}) == end-c*s.chunk
+	return blockdev.IsZero(s.data[c*s.chunk : end])
 }
 func (s *memSource) Close() error { s.closed = true; return nil }
 

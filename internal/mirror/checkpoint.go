@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// checkpointLoop resets the journal now and then while the mirror is in
+// checkpointLoop resets the dirty log now and then while the mirror is in
 // sync, so a crash of this daemon resyncs only the last few seconds.
 func (m *Mirror) checkpointLoop() {
 	defer m.wg.Done()
@@ -22,17 +22,17 @@ func (m *Mirror) checkpointLoop() {
 	}
 }
 
-// checkpoint flushes the replica, then resets the journal: the reset
+// checkpoint flushes the replica, then resets the dirty log: the reset
 // happens only after the flush succeeded, and only if no write entered the
 // mirror since before the flush (and none was in flight then), so that
 // everything the reset clears is durable on the replica. The reset runs
-// with the volume's I/O held (Journal.Rotate), which drains the writes
+// with the volume's I/O held (DirtyLog.Rotate), which drains the writes
 // between the tracker and the mirror. On a busy volume a checkpoint may
-// find no such quiet moment; the journal then keeps growing until one
+// find no such quiet moment; the dirty log then keeps growing until one
 // comes (a crash resyncs more, nothing is lost). A failed flush drops the
-// replica; everything the journal holds becomes dirty and is resent.
+// replica; everything the dirty log holds becomes dirty and is resent.
 func (m *Mirror) checkpoint() {
-	j := m.opts.Journal
+	j := m.opts.DirtyLog
 	if j == nil {
 		return
 	}
@@ -66,7 +66,7 @@ func (m *Mirror) checkpoint() {
 			m.wseq == seq && len(m.inflight) == 0
 	})
 	if err != nil {
-		m.opts.Logger.Warn("mirror checkpoint: reset journal", "volume", m.opts.Volume, "err", err)
-		// the journal still holds everything
+		m.opts.Logger.Warn("mirror checkpoint: reset dirty log", "volume", m.opts.Volume, "err", err)
+		// the dirty log still holds everything
 	}
 }

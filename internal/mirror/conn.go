@@ -13,7 +13,7 @@ import (
 type deviceWriter = blockdev.Device
 
 // replicaFailedLocked handles a failed request on connection gen: the
-// connection is dropped (once per connection), everything the journal
+// connection is dropped (once per connection), everything the dirty log
 // holds becomes dirty (the replica may not have made it durable), and the
 // reconnect loop starts.
 func (m *Mirror) replicaFailedLocked(gen uint64, err error) {
@@ -23,8 +23,8 @@ func (m *Mirror) replicaFailedLocked(gen uint64, err error) {
 	m.opts.Logger.Warn("mirror replica failed", "volume", m.opts.Volume, "err", err)
 	m.failLocked(err)
 	m.dropLocked(err)
-	if m.opts.Journal != nil {
-		for _, r := range m.opts.Journal.Ranges() {
+	if m.opts.DirtyLog != nil {
+		for _, r := range m.opts.DirtyLog.Ranges() {
 			m.markLocked(r.Off, r.Len)
 		}
 	}

@@ -30,7 +30,7 @@ func (m *Mirror) copyLoop() {
 		for c := r.first; c < r.first+r.n; c++ {
 			delete(m.copying, c)
 			// Copied, and not marked again meanwhile (a dropped
-			// connection marks what its journal holds): the replica
+			// connection marks what its dirty log holds): the replica
 			// now has every write acknowledged on it.
 			if err == nil && !m.dirty.test(c) && m.owed.clear(c) {
 				m.nowed--
@@ -137,7 +137,7 @@ func (m *Mirror) copyRun(r run, buf []byte) error {
 	rctx, cancel := m.remoteCtx(ctx)
 	defer cancel()
 	var err error
-	if isZero(p) && r.t.Caps().Zero {
+	if blockdev.IsZero(p) && r.t.Caps().Zero {
 		err = r.t.WriteZeroes(rctx, off, n, 0)
 	} else {
 		err = r.t.WriteAt(rctx, p, off, 0)
@@ -151,7 +151,7 @@ func (m *Mirror) copyRun(r run, buf []byte) error {
 }
 
 // finishSync flushes the replica after the last dirty chunk was copied;
-// then the mirror is in sync and the journal is reset.
+// then the mirror is in sync and the dirty log is reset.
 func (m *Mirror) finishSync(gen uint64, t blockdev.Device) {
 	ctx, cancel := m.remoteCtx(context.Background())
 	err := t.Flush(ctx)
@@ -174,19 +174,4 @@ func (m *Mirror) finishSync(gen uint64, t blockdev.Device) {
 	m.mu.Unlock()
 	m.changed()
 	m.checkpoint()
-}
-
-func isZero(p []byte) bool {
-	for len(p) >= 8 {
-		if p[0]|p[1]|p[2]|p[3]|p[4]|p[5]|p[6]|p[7] != 0 {
-			return false
-		}
-		p = p[8:]
-	}
-	for _, b := range p {
-		if b != 0 {
-			return false
-		}
-	}
-	return true
 }

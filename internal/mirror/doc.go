@@ -47,16 +47,16 @@
 // finished, so the source never holds two sessions at once (the only
 // guarantee a third-party NBD target gets: it cannot tell them apart).
 //
-// Crash safety: the Journal is a persistent superset of the chunks the
+// Crash safety: the DirtyLog is a persistent superset of the chunks the
 // replica may lack (the engine uses the volume's "mirror" CBT bitmap, whose
 // activity log makes every write crash-safe without an I/O per write). The
 // tracker sets its bits before a write comes here. It is reset (Rotate) only
 // at a checkpoint, and only after a replica flush succeeded: in sync,
 // nothing dirty, and no write entered the mirror since before that flush,
 // so everything the reset clears is durable on the replica. When the
-// replica fails, everything the journal holds is marked dirty: that covers
+// replica fails, everything the dirty log holds is marked dirty: that covers
 // the writes the replica acknowledged but may not have made durable. After
-// a crash of this daemon the journal (plus the extents its activity log
+// a crash of this daemon the dirty log (plus the extents its activity log
 // held hot) is the dirty set the mirror starts with.
 //
 // Writes the replica lacks. A write (or zeroing) whose chunks the
@@ -65,7 +65,7 @@
 //
 //	before the first full sync   at once (nothing is promised yet)
 //	policy degrade, or paused    once the divergence is recorded durably:
-//	                             its chunks are in the journal and OnDegrade
+//	                             its chunks are in the dirty log and OnDegrade
 //	                             (the record's diverged flag) succeeded
 //	policy block                 once the copier has sent its chunks (a FUA
 //	                             write: and a replica flush succeeded after)
@@ -79,18 +79,18 @@
 // and records no divergence. The mirror therefore keeps two sets: dirty
 // (chunks to copy) and owed (the chunks among them, or being copied, that
 // hold an acknowledged write the replica lacks: a write not sent through,
-// a failed replica write, what a dropped connection's journal holds). The
+// a failed replica write, what a dropped connection's dirty log holds). The
 // rules above and FLUSH's below look only at owed. A write to a chunk
 // dirty only from a trim goes through like one to a clean chunk (the copy
 // of the chunk waits for it and sends it again). The state still counts
 // every dirty chunk: a mirror with trimmed chunks left to copy is
 // resyncing, not in-sync, so that in-sync keeps meaning the replica is
-// byte-equal to the volume (Close flushes it and resets the journal only
+// byte-equal to the volume (Close flushes it and resets the dirty log only
 // then, and "mirror create --wait" returns on it). Trims on an in-sync
 // mirror therefore make it resync for a moment; nothing is recorded.
 //
 // A write the block policy holds back fails instead (EIO to the client;
-// its data is on the volume and its chunks stay in the journal, so the
+// its data is on the volume and its chunks stay in the dirty log, so the
 // replica gets them later) when its context ends (the client went away),
 // when the daemon stops (StopWaits: ErrStopping) or when the mirror closes
 // (ErrClosed). A pause acknowledges it as a write made while paused.

@@ -91,7 +91,7 @@ func (f *Filter) Close() error { return f.next.Close() }
 //   - Policy degrade, or paused: if the replica is connected with nothing
 //     owed, it is flushed; if it is not, or the flush fails, and chunks
 //     are owed (the replica lacks acknowledged writes), the divergence is
-//     recorded durably (the journal holds the chunks, OnDegrade sets the
+//     recorded durably (the dirty log holds the chunks, OnDegrade sets the
 //     record's flag) before the flush succeeds.
 func (m *Mirror) flushReplica(ctx context.Context) error {
 	for {
@@ -135,7 +135,7 @@ func (m *Mirror) flushReplica(ctx context.Context) error {
 		}
 		// The replica could not be flushed, or is not there: it lacks
 		// acknowledged writes exactly if chunks are owed (a dropped
-		// connection marks everything the journal holds; a chunk dirty
+		// connection marks everything the dirty log holds; a chunk dirty
 		// only from a trim lacks no write).
 		m.mu.Lock()
 		lacks := m.nowed > 0

@@ -161,16 +161,16 @@ func (c *conn) BlockStatus(ctx context.Context, meta string, off, n int64) ([]bl
 }
 func (c *conn) Close() error { c.broken.Store(true); return nil }
 
-// journal is an in-memory Journal that counts what it is asked.
-type journal struct {
+// dirtyLog is an in-memory DirtyLog that counts what it is asked.
+type dirtyLog struct {
 	mu      sync.Mutex
 	set     map[int64]bool // chunk indexes
 	rotates int
 }
 
-func newJournal() *journal { return &journal{set: map[int64]bool{}} }
+func newDirtyLog() *dirtyLog { return &dirtyLog{set: map[int64]bool{}} }
 
-func (j *journal) Mark(off, n int64) error {
+func (j *dirtyLog) Mark(off, n int64) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	for c := off / ChunkSize; c <= (off+n-1)/ChunkSize; c++ {
@@ -179,36 +179,36 @@ func (j *journal) Mark(off, n int64) error {
 	return nil
 }
 
-func (j *journal) Rotate(ok func() bool) ([]Range, bool, error) {
+func (j *dirtyLog) Rotate(ok func() bool) ([]blockdev.Range, bool, error) {
 	if !ok() {
 		return nil, false, nil
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	var out []Range
+	var out []blockdev.Range
 	for c := range j.set {
-		out = append(out, Range{c * ChunkSize, ChunkSize})
+		out = append(out, blockdev.Range{Off: c * ChunkSize, Len: ChunkSize})
 	}
 	j.set = map[int64]bool{}
 	j.rotates++
 	return out, true, nil
 }
 
-func (j *journal) Ranges() []Range {
+func (j *dirtyLog) Ranges() []blockdev.Range {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	var out []Range
+	var out []blockdev.Range
 	for c := range j.set {
-		out = append(out, Range{c * ChunkSize, ChunkSize})
+		out = append(out, blockdev.Range{Off: c * ChunkSize, Len: ChunkSize})
 	}
 	return out
 }
 
-// tracked plays the CBT tracker above the filter: it marks the journal
+// tracked plays the CBT tracker above the filter: it marks the dirty log
 // before passing a write down, as the real stack does.
 type tracked struct {
 	blockdev.Device
-	j *journal
+	j *dirtyLog
 }
 
 func (t *tracked) WriteAt(ctx context.Context, p []byte, off int64, f blockdev.WriteFlags) error {
@@ -231,20 +231,20 @@ func (t *tracked) Trim(ctx context.Context, off, n int64, f blockdev.WriteFlags)
 type setup struct {
 	local *memdev.Device
 	rep   *replica
-	j     *journal
+	j     *dirtyLog
 	m     *Mirror
 	dev   blockdev.Device // tracker over filter over local
 }
 
 func newSetup(t *testing.T, size int64, policy Policy, synced bool, tune ...func(*Options)) *setup {
 	t.Helper()
-	s := &setup{local: memdev.New(size, false), rep: newReplica(size), j: newJournal()}
+	s := &setup{local: memdev.New(size, false), rep: newReplica(size), j: newDirtyLog()}
 	fill(t, s.local, 0, size/2, 1)
-	var dirty []Range
+	var dirty []blockdev.Range
 	if !synced {
-		dirty = []Range{{0, size}}
+		dirty = []blockdev.Range{{Off: 0, Len: size}}
 	}
-	opts := Options{Volume: "v", Size: size, Policy: policy, Dial: s.rep.dial, Journal: s.j,
+	opts := Options{Volume: "v", Size: size, Policy: policy, Dial: s.rep.dial, DirtyLog: s.j,
 		Dirty: dirty, Synced: synced, Workers: 2, CopyBytes: 256 << 10,
 		MinBackoff: time.Millisecond, MaxBackoff: 20 * time.Millisecond, Checkpoint: 50 * time.Millisecond}
 	for _, f := range tune {

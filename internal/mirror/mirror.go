@@ -14,27 +14,24 @@ import (
 // ChunkSize is the unit of the dirty set: the CBT granularity.
 const ChunkSize = 64 << 10
 
-// Range is a run of bytes, [Off, Off+Len).
-type Range struct{ Off, Len int64 }
-
 // Dialer opens a new connection to the replica. An error wrapping
 // ErrRefused stops the mirror; any other is retried with backoff.
 type Dialer func(ctx context.Context) (blockdev.Device, error)
 
-// Journal is the persistent superset of the chunks the replica may lack
+// DirtyLog is the persistent superset of the chunks the replica may lack
 // (see the package doc). Its writes are recorded by the volume's tracker;
 // the mirror only reads it, re-marks ranges and resets it.
-type Journal interface {
+type DirtyLog interface {
 	// Mark adds [off, off+n) durably.
 	Mark(off, n int64) error
-	// Rotate resets the journal durably and returns what it held, if ok
+	// Rotate resets the dirty log durably and returns what it held, if ok
 	// still says so once no write is between the tracker and the mirror
 	// (the engine holds the volume's I/O around ok and the reset: a
 	// local-only write whose bit the reset cleared would otherwise be
-	// missing from the journal after a crash). done is false if ok said no.
-	Rotate(ok func() bool) (old []Range, done bool, err error)
-	// Ranges is what the journal holds now.
-	Ranges() []Range
+	// missing from the dirty log after a crash). done is false if ok said no.
+	Rotate(ok func() bool) (old []blockdev.Range, done bool, err error)
+	// Ranges is what the dirty log holds now.
+	Ranges() []blockdev.Range
 }
 
 // Options configure a Mirror.
@@ -43,12 +40,12 @@ type Options struct {
 	Size   int64
 	Policy Policy
 	Dial   Dialer
-	// Journal records what the replica may lack; nil keeps it in memory
+	// DirtyLog records what the replica may lack; nil keeps it in memory
 	// only (tests).
-	Journal Journal
+	DirtyLog DirtyLog
 	// Dirty is what the replica lacks at start; Synced says the replica
 	// was in sync once (false: this is the first copy, state syncing).
-	Dirty  []Range
+	Dirty  []blockdev.Range
 	Synced bool
 	// OnDegrade is called once, before the first write the replica lacks
 	// is acknowledged, each time the mirror leaves in-sync (the engine
@@ -63,7 +60,7 @@ type Options struct {
 	CopyBytes  int64         // bytes per copy request (default 1 MiB)
 	MinBackoff time.Duration // reconnect backoff, doubling (default 100 ms)
 	MaxBackoff time.Duration // its cap (default 5 s)
-	Checkpoint time.Duration // journal reset period while in sync (default 10 s)
+	Checkpoint time.Duration // dirty-log reset period while in sync (default 10 s)
 	// Timeout bounds every request to the replica (default 5 s): a
 	// replica that does not answer in time (a cut link sends no reset) is
 	// dropped like one that failed.
@@ -112,15 +109,15 @@ type Mirror struct {
 	ndirty int64  // bits set in dirty
 	// owed: chunks the replica lacks an acknowledged write on (a write
 	// not sent through, a failed replica write, what a dropped
-	// connection's journal holds). A subset of dirty and copying: a chunk
+	// connection's dirty log holds). A subset of dirty and copying: a chunk
 	// dirty only because a trim changed it is not owed (after a trim the
 	// range's content is unspecified, so old bytes there lack no write).
 	// A chunk leaves owed when a copy of it succeeded and nothing marked it
 	// again meanwhile.
 	owed     bitset
-	nowed    int64            // bits set in owed
-	writers  map[int64]int32  // writes in flight per chunk
-	inflight map[uint64]Range // writes in flight, by sequence number
+	nowed    int64                     // bits set in owed
+	writers  map[int64]int32           // writes in flight per chunk
+	inflight map[uint64]blockdev.Range // writes in flight, by sequence number
 	wseq     uint64
 	copying  map[int64]bool // chunks being copied
 	cursor   int64          // where the copier looks next
@@ -165,7 +162,7 @@ func New(opts Options) (*Mirror, error) {
 		return nil, fmt.Errorf("mirror of volume %s: size %d, dialer set %v: invalid options", opts.Volume, opts.Size, opts.Dial != nil)
 	}
 	n := (opts.Size + ChunkSize - 1) / ChunkSize
-	m := &Mirror{opts: opts, nchunks: n, dirty: newBitset(n), owed: newBitset(n), writers: map[int64]int32{}, inflight: map[uint64]Range{}, copying: map[int64]bool{},
+	m := &Mirror{opts: opts, nchunks: n, dirty: newBitset(n), owed: newBitset(n), writers: map[int64]int32{}, inflight: map[uint64]blockdev.Range{}, copying: map[int64]bool{},
 		synced: opts.Synced, since: time.Now(), stop: make(chan struct{})}
 	m.cond = sync.NewCond(&m.mu)
 	for _, r := range opts.Dirty {
@@ -195,10 +192,10 @@ func (m *Mirror) Filter(next blockdev.Device) blockdev.Device {
 func (m *Mirror) Pause() {
 	m.mu.Lock()
 	m.paused = true
-	if m.target != nil && m.opts.Journal != nil {
+	if m.target != nil && m.opts.DirtyLog != nil {
 		// The connection ends without a flush: what it was sent since
 		// the last checkpoint may not be durable there (as on a failure).
-		for _, r := range m.opts.Journal.Ranges() {
+		for _, r := range m.opts.DirtyLog.Ranges() {
 			m.markLocked(r.Off, r.Len)
 		}
 	}
@@ -251,7 +248,7 @@ func (m *Mirror) StopWaits() {
 }
 
 // Close stops the mirror. If the replica is in sync it is flushed and the
-// journal reset, so the next start has nothing to resync; otherwise the
+// dirty log reset, so the next start has nothing to resync; otherwise the
 // replica connection is dropped first, so that requests in flight end at
 // once. A write it holds back fails with ErrClosed; writes through old
 // Filters fail with ErrClosed afterwards. Close returns when ctx ends even
@@ -282,14 +279,14 @@ func (m *Mirror) Close(ctx context.Context) error {
 		return nil
 	}
 	var err error
-	if clean && m.opts.Journal != nil {
+	if clean && m.opts.DirtyLog != nil {
 		// Flush, then reset: the reset clears only what the flush made
 		// durable (no write entered since; see checkpoint).
 		fctx, cancel := context.WithTimeout(ctx, m.opts.Timeout)
 		err = t.Flush(fctx)
 		cancel()
 		if err == nil {
-			_, _, err = m.opts.Journal.Rotate(func() bool {
+			_, _, err = m.opts.DirtyLog.Rotate(func() bool {
 				m.mu.Lock()
 				defer m.mu.Unlock()
 				return len(m.inflight) == 0 && m.wseq == seq

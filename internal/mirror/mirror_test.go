@@ -102,7 +102,7 @@ func TestDegradeAndResync(t *testing.T) {
 	waitState(t, s.m, StateInSync)
 	sameContent(t, s.local, s.rep.dev)
 	resent := s.m.Status().BytesCopied - copiedBefore
-	// The 16 chunks, plus what the journal held since the last checkpoint.
+	// The 16 chunks, plus what the dirty log held since the last checkpoint.
 	if resent < 16*ChunkSize || resent > testSize/2 {
 		t.Fatalf("resync sent %d bytes for 16 dirty chunks", resent)
 	}
@@ -217,15 +217,15 @@ func TestFlappingReplicaUnderLoad(t *testing.T) {
 	}
 }
 
-// The checkpoint resets the journal while in sync.
-func TestCheckpointResetsJournal(t *testing.T) {
+// The checkpoint resets the dirty log while in sync.
+func TestCheckpointResetsDirtyLog(t *testing.T) {
 	s := newSetup(t, testSize, Degrade, false)
 	waitState(t, s.m, StateInSync)
 	fill(t, s.dev, 0, 4096, 3)
 	deadline := time.Now().Add(10 * time.Second)
 	for len(s.j.Ranges()) != 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("journal still holds %v", s.j.Ranges())
+			t.Fatalf("dirty log still holds %v", s.j.Ranges())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -235,7 +235,7 @@ func TestCheckpointResetsJournal(t *testing.T) {
 func TestSmallReplicaRefused(t *testing.T) {
 	rep := newReplica(testSize / 2)
 	m, err := New(Options{Volume: "v", Size: testSize, Policy: Degrade, Dial: rep.dial,
-		Dirty: []Range{{0, testSize}}, MinBackoff: time.Millisecond})
+		Dirty: []blockdev.Range{{Off: 0, Len: testSize}}, MinBackoff: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 )
 
 // watchdog bounds a wait that must end; it is a hang detector, not a
@@ -61,7 +63,7 @@ func TestBlockedWritePause(t *testing.T) {
 		t.Fatal("a write the replica lacks was acknowledged after pause without the divergence recorded")
 	}
 	if !hasChunk(s.j, 3) {
-		t.Fatal("the journal lacks the chunk of the write acknowledged while paused")
+		t.Fatal("the dirty log lacks the chunk of the write acknowledged while paused")
 	}
 }
 
@@ -80,7 +82,7 @@ func TestBlockedWriteRelease(t *testing.T) {
 }
 
 // StopWaits (the daemon stops) fails the write instead of acknowledging
-// it; its chunk stays in the journal. A later write that would wait fails
+// it; its chunk stays in the dirty log. A later write that would wait fails
 // at once, and so does a flush.
 func TestBlockedWriteStopWaits(t *testing.T) {
 	s := newSetup(t, testSize, Block, false)
@@ -96,7 +98,7 @@ func TestBlockedWriteStopWaits(t *testing.T) {
 		t.Fatalf("a flush after StopWaits: %v, want ErrStopping", err)
 	}
 	if !hasChunk(s.j, 3) || !hasChunk(s.j, 7) {
-		t.Fatal("the journal lacks the chunks of the failed writes")
+		t.Fatal("the dirty log lacks the chunks of the failed writes")
 	}
 }
 
@@ -133,10 +135,10 @@ func TestCloseDoesNotWaitForHungRequest(t *testing.T) {
 	}
 }
 
-func (s *setup) inflight() map[uint64]Range {
+func (s *setup) inflight() map[uint64]blockdev.Range {
 	s.m.mu.Lock()
 	defer s.m.mu.Unlock()
-	out := map[uint64]Range{}
+	out := map[uint64]blockdev.Range{}
 	for k, v := range s.m.inflight {
 		out[k] = v
 	}
@@ -235,12 +237,12 @@ func TestDegradeFlushRecordsDivergence(t *testing.T) {
 		t.Fatal("a FLUSH succeeded without the replica and without recording the divergence")
 	}
 	if !hasChunk(s.j, 0) {
-		t.Fatal("the journal lacks the chunk the replica may not have made durable")
+		t.Fatal("the dirty log lacks the chunk the replica may not have made durable")
 	}
 }
 
-// The checkpoint resets the journal only after a replica flush succeeded:
-// a failing flush finds the journal still holding what it covers.
+// The checkpoint resets the dirty log only after a replica flush succeeded:
+// a failing flush finds the dirty log still holding what it covers.
 func TestCheckpointFlushesBeforeReset(t *testing.T) {
 	s := newSetup(t, testSize, Degrade, false, func(o *Options) { o.Checkpoint = time.Hour })
 	waitState(t, s.m, StateInSync)
@@ -260,18 +262,18 @@ func TestCheckpointFlushesBeforeReset(t *testing.T) {
 	case -1:
 		t.Fatal("the checkpoint did not flush the replica")
 	case 0:
-		t.Fatal("the checkpoint reset the journal before the replica flush succeeded")
+		t.Fatal("the checkpoint reset the dirty log before the replica flush succeeded")
 	}
 }
 
-func hasChunk(j *journal, c int64) bool {
+func hasChunk(j *dirtyLog, c int64) bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.set[c]
 }
 
 // Policy degrade: a FLUSH the replica cannot complete records no
-// divergence when the replica lacks nothing (the journal was reset after
+// divergence when the replica lacks nothing (the dirty log was reset after
 // a flush covered everything), so a failover after it is no split brain.
 func TestDegradeFlushNothingLacking(t *testing.T) {
 	var recorded atomic.Int64
@@ -280,7 +282,7 @@ func TestDegradeFlushNothingLacking(t *testing.T) {
 	deadline := time.Now().Add(watchdog)
 	for len(s.j.Ranges()) != 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("journal still holds %v", s.j.Ranges())
+			t.Fatalf("dirty log still holds %v", s.j.Ranges())
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -307,7 +309,7 @@ func TestPauseResendsUnflushed(t *testing.T) {
 	}
 }
 
-// checkpointNow runs checkpoints until one reset the journal and none
+// checkpointNow runs checkpoints until one reset the dirty log and none
 // runs (one may be running already: the end of the first copy starts one).
 func (m *Mirror) checkpointNow(t *testing.T) {
 	t.Helper()
@@ -317,11 +319,11 @@ func (m *Mirror) checkpointNow(t *testing.T) {
 		m.mu.Lock()
 		running := m.ckpt
 		m.mu.Unlock()
-		if len(m.opts.Journal.Ranges()) == 0 && !running {
+		if len(m.opts.DirtyLog.Ranges()) == 0 && !running {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no checkpoint reset the journal: it holds %v", m.opts.Journal.Ranges())
+			t.Fatalf("no checkpoint reset the dirty log: it holds %v", m.opts.DirtyLog.Ranges())
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 )
 
 // op is one write-like request: what it does locally and on the replica.
@@ -50,7 +52,7 @@ func (m *Mirror) write(ctx context.Context, o op) error {
 	}
 	m.wseq++
 	id := m.wseq
-	m.inflight[id] = Range{o.off, o.n}
+	m.inflight[id] = blockdev.Range{Off: o.off, Len: o.n}
 	m.mu.Unlock()
 
 	var lerr, rerr error
@@ -94,8 +96,8 @@ func (m *Mirror) write(ctx context.Context, o op) error {
 			m.cond.Broadcast()
 		}
 		m.mu.Unlock()
-		if took && m.opts.Journal != nil {
-			if err := m.opts.Journal.Mark(fc*ChunkSize, (lc-fc+1)*ChunkSize); err != nil {
+		if took && m.opts.DirtyLog != nil {
+			if err := m.opts.DirtyLog.Mark(fc*ChunkSize, (lc-fc+1)*ChunkSize); err != nil {
 				return fmt.Errorf("%w; and record what the replica holds in excess on volume %s: %w", lerr, m.opts.Volume, err)
 			}
 		}
@@ -115,7 +117,7 @@ func (m *Mirror) write(ctx context.Context, o op) error {
 // once. Policy block: once the copier has sent its chunks (and, for FUA,
 // the replica flushed them); it fails if the daemon stops, the mirror
 // closes or ctx ends first. Policy degrade, or paused by the user: at
-// once, after the divergence is recorded durably (journal and OnDegrade).
+// once, after the divergence is recorded durably (dirty log and OnDegrade).
 func (m *Mirror) settle(ctx context.Context, o op, fc, lc int64, failed bool) error {
 	m.mu.Lock()
 	if !m.synced || m.released {
@@ -143,10 +145,10 @@ func (m *Mirror) settle(ctx context.Context, o op, fc, lc int64, failed bool) er
 	} else {
 		m.mu.Unlock()
 	}
-	if failed && m.opts.Journal != nil {
+	if failed && m.opts.DirtyLog != nil {
 		// The tracker set these bits, but a checkpoint may have reset
-		// the journal since: make them durable again before the ack.
-		if err := m.opts.Journal.Mark(fc*ChunkSize, (lc-fc+1)*ChunkSize); err != nil {
+		// the dirty log since: make them durable again before the ack.
+		if err := m.opts.DirtyLog.Mark(fc*ChunkSize, (lc-fc+1)*ChunkSize); err != nil {
 			return fmt.Errorf("%s on volume %s: record what the replica lacks: %w", o.name, m.opts.Volume, err)
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 )
 
 // Source is what a volume is backed up from. blockdev.Device satisfies
@@ -17,9 +19,6 @@ type Source interface {
 	ReadAt(ctx context.Context, p []byte, off int64) error
 	Size() int64
 }
-
-// Range is a byte range of a volume: [Off, Off+Len).
-type Range struct{ Off, Len int64 }
 
 // BackupOptions configure a backup.
 type BackupOptions struct {
@@ -142,7 +141,7 @@ type VolumeOptions struct {
 	// a chunk that touches no dirty range reuses Prev's id without being
 	// read. nil means everything changed; an empty non-nil slice means
 	// nothing did.
-	Dirty []Range
+	Dirty []blockdev.Range
 	// Meta is stored with the volume, opaque to the repository.
 	Meta map[string]string
 	// Zeros, if set, walks the ranges the source knows read as zeros
@@ -151,7 +150,7 @@ type VolumeOptions struct {
 	// gets the null id and is not read, so a full backup of a thin volume
 	// reads only its allocated chunks. Stats count such chunks as zero
 	// (BytesZero) but not as read.
-	Zeros func(ctx context.Context, visit func(Range)) error
+	Zeros func(ctx context.Context, visit func(blockdev.Range)) error
 }
 
 // AddVolume backs up one volume: it reads the chunks it cannot reuse,

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/repo/backend"
 )
 
@@ -34,7 +35,7 @@ func TestBackupMisuse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.AddVolume(ctx, "w", src, VolumeOptions{Prev: v, Dirty: []Range{}}); !errors.Is(err, ErrInvalid) {
+	if _, err := b.AddVolume(ctx, "w", src, VolumeOptions{Prev: v, Dirty: []blockdev.Range{}}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("previous backup of another volume: %v", err)
 	}
 	if _, err := b.AddVolume(ctx, "v", src, VolumeOptions{}); !errors.Is(err, ErrInvalid) {

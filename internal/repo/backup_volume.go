@@ -1,13 +1,14 @@
 package repo
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"sync"
 	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 )
 
 // plan decides, chunk by chunk, what runVolume must read: it fills
@@ -61,13 +62,13 @@ func (b *Backup) plan(vol *Volume, opts VolumeOptions, zero []bool) (toRead []in
 
 // holeChunks marks the chunks of vol that lie wholly inside the ranges
 // zeros visits; nil when zeros is nil.
-func holeChunks(ctx context.Context, vol *Volume, zeros func(context.Context, func(Range)) error) ([]bool, error) {
+func holeChunks(ctx context.Context, vol *Volume, zeros func(context.Context, func(blockdev.Range)) error) ([]bool, error) {
 	if zeros == nil {
 		return nil, nil
 	}
 	zero := make([]bool, len(vol.Chunks))
 	cs := int64(vol.ChunkSize)
-	err := zeros(ctx, func(r Range) {
+	err := zeros(ctx, func(r blockdev.Range) {
 		if r.Off < 0 || r.Len <= 0 || r.Off >= vol.Size {
 			return
 		}
@@ -159,7 +160,7 @@ func (w *chunkWorker) run(ctx context.Context, toRead []int, next *atomic.Int64)
 // store classifies one chunk (zero, known, new) and packs a new one.
 func (w *chunkWorker) store(ctx context.Context, p []byte) (ID, error) {
 	r := w.b.r
-	if bytes.Equal(p, r.zeros[:len(p)]) {
+	if blockdev.IsZero(p) {
 		w.st.ChunksZero++
 		w.st.BytesZero += int64(len(p))
 		return ID{}, nil

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/repo"
 	"github.com/extrasphere/extrasphere/internal/repo/backend/local"
 )
@@ -118,13 +119,13 @@ func benchBackupRestore(b *testing.B, size int64) {
 		}
 		m1, full := backup(repo.VolumeOptions{})
 		rng := rand.New(rand.NewPCG(3, 4))
-		var dirty []repo.Range
+		var dirty []blockdev.Range
 		n := size / synthChunk / 100
 		for int64(len(im.gen)) < n {
 			i := rng.Int64N(size / synthChunk)
 			if im.gen[i] == 0 {
 				im.gen[i]++
-				dirty = append(dirty, repo.Range{Off: i * synthChunk, Len: synthChunk})
+				dirty = append(dirty, blockdev.Range{Off: i * synthChunk, Len: synthChunk})
 			}
 		}
 		m2, incr := backup(repo.VolumeOptions{Prev: m1.Volumes[0], Dirty: dirty})

@@ -6,18 +6,20 @@ import (
 	"errors"
 	"sync"
 	"testing"
+
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 )
 
 // countingSource records every range read from it.
 type countingSource struct {
 	memSource
 	mu    sync.Mutex // guards reads
-	reads []Range
+	reads []blockdev.Range
 }
 
 func (c *countingSource) ReadAt(ctx context.Context, p []byte, off int64) error {
 	c.mu.Lock()
-	c.reads = append(c.reads, Range{Off: off, Len: int64(len(p))})
+	c.reads = append(c.reads, blockdev.Range{Off: off, Len: int64(len(p))})
 	c.mu.Unlock()
 	return c.memSource.ReadAt(ctx, p, off)
 }
@@ -31,19 +33,19 @@ func TestBackupSkipsHoles(t *testing.T) {
 	const n = 16*testChunk + 100 // the last chunk is short
 	data := make(memSource, n)
 	// Data in chunks 2, 3 (only its first half), 9 and the short last one.
-	for _, d := range []Range{{2 * testChunk, testChunk}, {3 * testChunk, testChunk / 2}, {9 * testChunk, testChunk}, {16 * testChunk, 100}} {
+	for _, d := range []blockdev.Range{{Off: 2 * testChunk, Len: testChunk}, {Off: 3 * testChunk, Len: testChunk / 2}, {Off: 9 * testChunk, Len: testChunk}, {Off: 16 * testChunk, Len: 100}} {
 		for i := d.Off; i < d.Off+d.Len; i++ {
 			data[i] = byte(i*7 + 1)
 		}
 	}
-	holes := []Range{
-		{0, 2 * testChunk},
-		{3*testChunk + testChunk/2, 5*testChunk + testChunk/2}, // half of chunk 3, chunks 4-8
-		{10 * testChunk, 6*testChunk + 50},                     // chunks 10-15 and half of the last one
-		{n + 10, 10},                                           // past the end: ignored
+	holes := []blockdev.Range{
+		{Off: 0, Len: 2 * testChunk},
+		{Off: 3*testChunk + testChunk/2, Len: 5*testChunk + testChunk/2}, // half of chunk 3, chunks 4-8
+		{Off: 10 * testChunk, Len: 6*testChunk + 50},                     // chunks 10-15 and half of the last one
+		{Off: n + 10, Len: 10},                                           // past the end: ignored
 	}
 	src := &countingSource{memSource: data}
-	m := backupOne(t, r, "v", src, VolumeOptions{Zeros: func(_ context.Context, visit func(Range)) error {
+	m := backupOne(t, r, "v", src, VolumeOptions{Zeros: func(_ context.Context, visit func(blockdev.Range)) error {
 		for _, h := range holes {
 			visit(h)
 		}
@@ -79,7 +81,7 @@ func TestBackupZerosError(t *testing.T) {
 	r := newTestRepo(t, nil, nil)
 	boom := errors.New("boom")
 	_, err := tryBackupOne(t.Context(), r, "v", randomData(1, 4*testChunk), VolumeOptions{
-		Zeros: func(context.Context, func(Range)) error { return boom }})
+		Zeros: func(context.Context, func(blockdev.Range)) error { return boom }})
 	if !errors.Is(err, boom) {
 		t.Fatalf("backup = %v, want the allocation map's error", err)
 	}

@@ -33,7 +33,6 @@ type Repo struct {
 	b     backend.Backend
 	cfg   Config
 	codec *codec
-	zeros []byte // cfg.ChunkSize zero bytes, never written
 
 	host string
 	pid  int
@@ -151,7 +150,7 @@ func newRepo(b backend.Backend, cfg Config, master []byte) (*Repo, error) {
 		return nil, fmt.Errorf("open repository %s: %w", b.Location(), err)
 	}
 	host, _ := os.Hostname()
-	return &Repo{b: b, cfg: cfg, codec: c, zeros: make([]byte, cfg.ChunkSize), host: host, pid: os.Getpid(),
+	return &Repo{b: b, cfg: cfg, codec: c, host: host, pid: os.Getpid(),
 		lockStale: DefaultLockStale, lockRefresh: DefaultLockRefresh, sweepBatch: 256}, nil
 }
 

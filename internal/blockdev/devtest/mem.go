@@ -142,7 +142,7 @@ func (d *Mem) BlockStatus(ctx context.Context, meta string, off, n int64) ([]blo
 	for pos, end := off, off+n; pos < end && len(out) < 64; {
 		next := min((pos/4096+1)*4096, end)
 		var flags uint32
-		if !slices.ContainsFunc(d.data[pos:next], func(b byte) bool { return b != 0 }) {
+		if blockdev.IsZero(d.data[pos:next]) {
 			flags = blockdev.StateZero
 		}
 		if k := len(out); k > 0 && out[k-1].Flags == flags {

@@ -129,22 +129,19 @@ func firstDiff(a, b []byte) int {
 	return -1
 }
 
-// span is one request range used by several subtests.
-type span struct{ off, n int64 }
-
 // spans are the interesting ranges of a device: aligned and unaligned,
 // crossing 4 KiB blocks, at the start and at the last byte. Those that
 // break MinBlock or the size are dropped.
-func (m *model) spans() []span {
+func (m *model) spans() []blockdev.Range {
 	s := m.size
-	all := []span{
-		{0, 4096}, {4096, 8192}, {512, 512}, {0, 512}, {s - 4096, 4096}, {s - 512, 512},
-		{1 << 16, 1 << 17}, {0, 1 << 20},
-		{1, 1}, {4095, 2}, {100, 10000}, {511, 1025}, {8191, 4097}, {s - 1, 1}, {s - 4097, 4097}, {s - 3000, 3000},
+	all := []blockdev.Range{
+		{Off: 0, Len: 4096}, {Off: 4096, Len: 8192}, {Off: 512, Len: 512}, {Off: 0, Len: 512}, {Off: s - 4096, Len: 4096}, {Off: s - 512, Len: 512},
+		{Off: 1 << 16, Len: 1 << 17}, {Off: 0, Len: 1 << 20},
+		{Off: 1, Len: 1}, {Off: 4095, Len: 2}, {Off: 100, Len: 10000}, {Off: 511, Len: 1025}, {Off: 8191, Len: 4097}, {Off: s - 1, Len: 1}, {Off: s - 4097, Len: 4097}, {Off: s - 3000, Len: 3000},
 	}
-	var out []span
+	var out []blockdev.Range
 	for _, sp := range all {
-		if sp.off >= 0 && sp.n > 0 && sp.off+sp.n <= s && sp.off%m.mb == 0 && sp.n%m.mb == 0 && sp.n <= m.chunk() {
+		if sp.Off >= 0 && sp.Len > 0 && sp.Off+sp.Len <= s && sp.Off%m.mb == 0 && sp.Len%m.mb == 0 && sp.Len <= m.chunk() {
 			out = append(out, sp)
 		}
 	}

@@ -46,8 +46,8 @@ func testReadWriteRoundTrip(t *testing.T, s *suite) {
 		if i%2 == 1 {
 			flags = m.fua()
 		}
-		m.write(sp.off, m.random(sp.n), flags)
-		m.check(sp.off, sp.n)
+		m.write(sp.Off, m.random(sp.Len), flags)
+		m.check(sp.Off, sp.Len)
 	}
 	// Every neighbour kept its bytes.
 	m.checkAll()

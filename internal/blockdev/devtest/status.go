@@ -32,8 +32,8 @@ func testBlockStatus(t *testing.T, s *suite) {
 		t.Fatalf("Trim: %v", err)
 	}
 	copy(m.shadow[600<<10:], m.read(600<<10, 64<<10)) // old-or-zero, checked by the Trim subtest
-	for _, sp := range append(m.spans(), span{0, m.size}, span{m.mb, m.size - 2*m.mb}, span{70 << 10, 500 << 10}) {
-		m.walkStatus(sp.off, sp.n)
+	for _, sp := range append(m.spans(), blockdev.Range{Off: 0, Len: m.size}, blockdev.Range{Off: m.mb, Len: m.size - 2*m.mb}, blockdev.Range{Off: 70 << 10, Len: 500 << 10}) {
+		m.walkStatus(sp.Off, sp.Len)
 	}
 	m.checkAll()
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/repo"
 )
 
@@ -112,7 +113,7 @@ func testFullRestore(t *testing.T, e *env) {
 	n := v.NumChunks()
 	zeros := 0
 	for i := range n {
-		isZero := !slices.ContainsFunc(want[i*ChunkSize:min((i+1)*ChunkSize, len(want))], func(b byte) bool { return b != 0 })
+		isZero := blockdev.IsZero(want[i*ChunkSize : min((i+1)*ChunkSize, len(want))])
 		if isZero {
 			zeros++
 		}
@@ -246,7 +247,7 @@ func testVolumeReader(t *testing.T, e *env) {
 		for off := pos; off < pos+x.Length; off += ChunkSize {
 			i := int(off / ChunkSize)
 			chunk := want[off:min(off+ChunkSize, int64(len(want)))]
-			allZero := !slices.ContainsFunc(chunk, func(b byte) bool { return b != 0 })
+			allZero := blockdev.IsZero(chunk)
 			if allZero != x.Zero || vr.IsZero(i) != allZero {
 				t.Errorf("chunk %d: extent zero %v, IsZero %v, data all zero %v", i, x.Zero, vr.IsZero(i), allZero)
 			}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/repo"
 )
 
@@ -248,7 +249,7 @@ func testMissingChunk(t *testing.T, e *env) {
 	wantChunkError(t, "restore", err, m, "disk0", first, firstID, repo.ErrMissingChunk)
 
 	im.resetReads()
-	m2 := backup(t, r, repo.BackupOptions{}, vol{"disk0", im, repo.VolumeOptions{Prev: v, Dirty: []repo.Range{}}})
+	m2 := backup(t, r, repo.BackupOptions{}, vol{"disk0", im, repo.VolumeOptions{Prev: v, Dirty: []blockdev.Range{}}})
 	var wantReads []int64
 	for i, id := range v.Chunks {
 		if _, ok := lost[id]; ok {

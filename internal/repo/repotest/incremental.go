@@ -9,6 +9,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/repo"
 )
 
@@ -23,7 +24,7 @@ func testIncremental(t *testing.T, e *env) {
 	v1, _ := m1.Volume("disk0")
 
 	cs := int64(ChunkSize)
-	dirty := []repo.Range{
+	dirty := []blockdev.Range{
 		rng(im.write(3*cs+4096, 4096, false)),
 		rng(im.write(10*cs, 512, false)),
 		rng(im.write(10*cs+60000, 100, false)), // same chunk twice
@@ -46,7 +47,7 @@ func testIncremental(t *testing.T, e *env) {
 
 	// Nothing changed (an empty, non-nil dirty list): nothing is read.
 	im.resetReads()
-	m3 := backup(t, r, repo.BackupOptions{}, vol{"disk0", im, repo.VolumeOptions{Prev: v2, Dirty: []repo.Range{}}})
+	m3 := backup(t, r, repo.BackupOptions{}, vol{"disk0", im, repo.VolumeOptions{Prev: v2, Dirty: []blockdev.Range{}}})
 	checkReads(t, im, nil)
 	v3, _ := m3.Volume("disk0")
 	if !slices.Equal(v3.Chunks, v2.Chunks) || m3.Stats.BytesStored != 0 {
@@ -63,7 +64,7 @@ func testIncremental(t *testing.T, e *env) {
 	// Dirty ranges past the end are clipped.
 	im.resetReads()
 	m5 := backup(t, r, repo.BackupOptions{}, vol{"disk0", im, repo.VolumeOptions{Prev: v2,
-		Dirty: []repo.Range{{Off: im.Size() - 10, Len: math.MaxInt64}, {Off: im.Size() + cs, Len: cs}}}})
+		Dirty: []blockdev.Range{{Off: im.Size() - 10, Len: math.MaxInt64}, {Off: im.Size() + cs, Len: cs}}}})
 	checkReads(t, im, []int64{63 * cs})
 
 	for _, c := range []struct {
@@ -79,7 +80,7 @@ func testIncremental(t *testing.T, e *env) {
 	grown := &image{data: append(slices.Clone(want2), make([]byte, 100<<10)...), reads: map[int64]int{}, rng: im.rng}
 	grown.write(64*cs, 100<<10, false)
 	m6 := backup(t, r, repo.BackupOptions{}, vol{"disk0", grown, repo.VolumeOptions{Prev: v2,
-		Dirty: []repo.Range{{Off: 64 * cs, Len: 100 << 10}}}})
+		Dirty: []blockdev.Range{{Off: 64 * cs, Len: 100 << 10}}}})
 	checkReads(t, grown, []int64{64 * cs, 65 * cs})
 	if got := restore(t, r, m6, "disk0"); !bytes.Equal(got, grown.snapshot()) {
 		t.Error("restore of the grown volume differs")
@@ -90,7 +91,7 @@ func testIncremental(t *testing.T, e *env) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if _, err := b.AddVolume(t.Context(), "disk0", im, repo.VolumeOptions{Prev: v2, Dirty: []repo.Range{{Off: -1, Len: 5}}}); !errors.Is(err, repo.ErrInvalid) {
+	if _, err := b.AddVolume(t.Context(), "disk0", im, repo.VolumeOptions{Prev: v2, Dirty: []blockdev.Range{{Off: -1, Len: 5}}}); !errors.Is(err, repo.ErrInvalid) {
 		t.Errorf("negative dirty range: %v, want ErrInvalid", err)
 	}
 	if _, err := b.AddVolume(t.Context(), "bad/name", im, repo.VolumeOptions{}); !errors.Is(err, repo.ErrInvalid) {
@@ -99,7 +100,7 @@ func testIncremental(t *testing.T, e *env) {
 	verifyClean(t, r)
 }
 
-func rng(off, n int64) repo.Range { return repo.Range{Off: off, Len: n} }
+func rng(off, n int64) blockdev.Range { return blockdev.Range{Off: off, Len: n} }
 
 // checkReads fails unless exactly the offsets in want were read, once each.
 func checkReads(t *testing.T, im *image, want []int64) {

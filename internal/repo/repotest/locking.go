@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/repo"
 	"github.com/extrasphere/extrasphere/internal/repo/backend"
 )
@@ -143,9 +144,9 @@ func testConcurrentBackupPrune(t *testing.T, e *env) {
 		defer backupsDone.Store(true)
 		var prev *repo.Volume
 		for k := range 6 {
-			var dirty []repo.Range
+			var dirty []blockdev.Range
 			if prev != nil {
-				dirty = []repo.Range{rng(im.write(int64(k)*ChunkSize, 4096, false))}
+				dirty = []blockdev.Range{rng(im.write(int64(k)*ChunkSize, 4096, false))}
 			}
 			snap := im.snapshot()
 			for { // a prune holds the lock only briefly

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/repo"
 	"github.com/extrasphere/extrasphere/internal/repo/backend"
 )
@@ -25,7 +26,7 @@ func testSmallChange(t *testing.T, e *env) {
 	rng := rand.New(rand.NewPCG(20, 21))
 	n := v1.NumChunks() / 100
 	blocks := map[int64]bool{}
-	var dirty []repo.Range
+	var dirty []blockdev.Range
 	for len(blocks) < n {
 		off := int64(rng.IntN(v1.NumChunks())) * ChunkSize
 		if !blocks[off] {
@@ -55,7 +56,7 @@ func testSmallChange(t *testing.T, e *env) {
 	}
 }
 
-func rng2(off, n int64) repo.Range { return repo.Range{Off: off, Len: n} }
+func rng2(off, n int64) blockdev.Range { return blockdev.Range{Off: off, Len: n} }
 
 // counting wraps a backend and counts writes and reads per key prefix.
 type counting struct {
@@ -121,7 +122,7 @@ func testPruneRepack(t *testing.T, e *env) {
 	im := newImage(21, 4<<20) // 64 chunks, 4 to a pack
 	m1 := backup(t, r, repo.BackupOptions{}, vol{"disk0", im, repo.VolumeOptions{}})
 	v1, _ := m1.Volume("disk0")
-	var dirty []repo.Range
+	var dirty []blockdev.Range
 	for i := int64(0); i < 64; i += 3 {
 		dirty = append(dirty, rng2(im.write(i*ChunkSize, ChunkSize, false)))
 	}
@@ -161,7 +162,7 @@ func testReaderDuringRepack(t *testing.T, e *env) {
 	im := newImage(22, 2<<20)
 	m1 := backup(t, r, repo.BackupOptions{}, vol{"disk0", im, repo.VolumeOptions{}})
 	v1, _ := m1.Volume("disk0")
-	var dirty []repo.Range
+	var dirty []blockdev.Range
 	for i := int64(0); i < 32; i += 2 {
 		dirty = append(dirty, rng2(im.write(i*ChunkSize, ChunkSize, false)))
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/repo"
 )
 
@@ -23,9 +24,9 @@ func testPrune(t *testing.T, e *env) {
 		im := newImage(seed, 1<<20)
 		var prev *repo.Volume
 		for d := range days {
-			var dirty []repo.Range
+			var dirty []blockdev.Range
 			if prev != nil {
-				dirty = []repo.Range{rng(im.write(int64(d*2)*ChunkSize, 8192, false))}
+				dirty = []blockdev.Range{rng(im.write(int64(d*2)*ChunkSize, 8192, false))}
 			}
 			m := backup(t, r, repo.BackupOptions{Group: group, Time: base.AddDate(0, 0, d)},
 				vol{"disk0", im, repo.VolumeOptions{Prev: prev, Dirty: dirty}})
