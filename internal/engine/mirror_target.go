@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/catalog"
 	"github.com/extrasphere/extrasphere/internal/datastore"
@@ -139,7 +140,7 @@ func (e *Engine) prepareTarget(ctx context.Context, spec targetSpec, rec *catalo
 	}
 	var resp replicaResponse
 	req := replicaRequest{Volume: spec.peerVol, Size: size, SourceVolume: rec.Volume, Gen: rec.Gen}
-	if err := e.Node().PeerClient(p.Addr, p.Fingerprint).Do(ctx, "POST", "/peer/v1/replicas", req, &resp); err != nil {
+	if err := e.Node().PeerClient(p.Addr, p.Fingerprint).Do(ctx, "POST", apischema.PeerReplicas, req, &resp); err != nil {
 		return peerError(rec.Volume, p, err)
 	}
 	rec.PeerFingerprint, rec.PeerAddr, rec.PeerVolume = p.Fingerprint, spec.addr, spec.peerVol
@@ -165,9 +166,9 @@ func peerError(vol string, p node.Peer, err error) error {
 	var re *node.RemoteError
 	if errors.As(err, &re) {
 		switch re.Code {
-		case "split_brain":
+		case apischema.CodeSplitBrain:
 			return errorf(ErrSplitBrain, "volume %s: node %s refused: %s", vol, p.Name, re.Msg)
-		case "volume_in_use", "volume_exists", "mirror_exists":
+		case apischema.CodeVolumeInUse, apischema.CodeVolumeExists, apischema.CodeMirrorExists:
 			return errorf(ErrVolumeInUse, "volume %s: node %s refused: %s", vol, p.Name, re.Msg)
 		}
 		return errorf(ErrPeer, "volume %s: node %s refused: %s", vol, p.Name, re.Msg)

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/catalog"
 	"github.com/extrasphere/extrasphere/internal/fence"
@@ -454,7 +455,7 @@ func (e *Engine) Failback(ctx context.Context, name string) (MirrorInfo, error) 
 	}
 	req := FailbackRequest{Volume: r.SourceVolume, OldGen: r.Gen, NewGen: r.NewGen, SourceVolume: name, Size: v.files.Size, TargetWrote: len(wrote) > 0}
 	var resp FailbackResponse
-	if err := e.Node().PeerClient(p.Addr, p.Fingerprint).Do(ctx, "POST", "/peer/v1/failback", req, &resp); err != nil {
+	if err := e.Node().PeerClient(p.Addr, p.Fingerprint).Do(ctx, "POST", apischema.PeerFailback, req, &resp); err != nil {
 		return MirrorInfo{}, peerError(name, p, err)
 	}
 	// What the old source lacks joins the dirty log, durably, before the
