@@ -229,8 +229,10 @@ func (e *Engine) dialer(rec catalog.Mirror, size int64) (mirror.Dialer, error) {
 		}
 		t := nbd.Target{Network: "tcp", Address: rec.PeerNBDAddr, Export: replicaExport(rec.PeerVolume, rec.Gen, epoch), TLS: true}
 		p, err := nbd.DialPool(ctx, t, nbd.ClientOptions{TLS: cfg}, poolConns)
+		// The replica refuses for good with NBD_REP_ERR_POLICY
+		// (refuseStream): the mirror stops. Any other refusal is retried.
 		var re *nbd.ReplyError
-		if errors.As(err, &re) && strings.Contains(re.Msg, refusedMark) {
+		if errors.As(err, &re) && errors.Is(re, nbd.ErrNotPermitted) {
 			return nil, fmt.Errorf("%s: %w", re.Msg, mirror.ErrRefused)
 		}
 		return p, err
@@ -264,7 +266,3 @@ func parseReplicaExport(name string) (vol, gen string, epoch uint64, err error) 
 // longer (a hung NFS mount) keeps the mirror degraded and retrying: it is
 // never cut short, and nothing is copied while it may still land.
 const fileFenceTimeout = 5 * time.Second
-
-// refusedMark starts the text of a replica refusal that retrying cannot
-// fix (the mirror stops in state refused).
-const refusedMark = "replica refused:"
