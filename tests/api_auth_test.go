@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/extrasphere/extrasphere/internal/apischema"
 )
 
 // apiTCP is a daemon whose API also listens on HTTPS (serve --api tcp:) with
@@ -154,7 +156,7 @@ func TestAPITCPRawHTTP(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st, out := curl(t, append([]string{"-X", "POST", "-H", "Content-Type: text/plain", "-H", "Origin: https://evil.example", "-d", body}, tc.args...)...)
-			if st != 403 || !strings.Contains(out, "forbidden_origin") {
+			if st != 403 || !strings.Contains(out, apischema.CodeForbiddenOrigin) {
 				t.Errorf("cross-site POST: %d %s", st, out)
 			}
 			// Without the Origin, text/plain is still refused.
@@ -163,7 +165,7 @@ func TestAPITCPRawHTTP(t *testing.T) {
 				if st != 401 {
 					t.Errorf("text/plain POST without a token: %d %s, want 401", st, out)
 				}
-			} else if st != want || !strings.Contains(out, "unsupported_media_type") {
+			} else if st != want || !strings.Contains(out, apischema.CodeUnsupportedMedia) {
 				t.Errorf("text/plain POST: %d %s, want %d", st, out, want)
 			}
 		})
@@ -181,7 +183,7 @@ func TestAPITCPRawHTTP(t *testing.T) {
 	for _, p := range []string{"/etc/shadow", link, a.allow + "/../../../../../../etc/shadow"} {
 		st, out := curl(t, "--cacert", a.ca, "-H", auth, "-H", "Content-Type: application/json", "-X", "POST",
 			"-d", `{"path":"`+p+`","format":"raw"}`, url+"/v1/volumes/stolen/import")
-		if st != 403 || !strings.Contains(out, "path_not_allowed") {
+		if st != 403 || !strings.Contains(out, apischema.CodePathNotAllowed) {
 			t.Errorf("import %s over TCP: %d %s", p, st, out)
 		}
 	}

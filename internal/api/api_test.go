@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/engine"
 	"github.com/extrasphere/extrasphere/internal/job"
 )
@@ -78,7 +79,7 @@ func TestVolumeLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = c.GetVolume(ctx, "vm1")
-	if st, code := apiCode(t, err); st != http.StatusNotFound || code != CodeVolumeNotFound || !strings.Contains(err.Error(), "vm1") {
+	if st, code := apiCode(t, err); st != http.StatusNotFound || code != apischema.CodeVolumeNotFound || !strings.Contains(err.Error(), "vm1") {
 		t.Fatalf("get removed: %d %s %v", st, code, err)
 	}
 }
@@ -101,18 +102,18 @@ func TestErrors(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"Duplicate", func() error { _, err := c.CreateVolume(ctx, CreateVolumeRequest{Name: "v", Size: 4096}); return err }, 409, CodeVolumeExists},
-		{"BadName", func() error { _, err := c.CreateVolume(ctx, CreateVolumeRequest{Name: "a/b", Size: 4096}); return err }, 400, CodeInvalidArgument},
+		{"Duplicate", func() error { _, err := c.CreateVolume(ctx, CreateVolumeRequest{Name: "v", Size: 4096}); return err }, 409, apischema.CodeVolumeExists},
+		{"BadName", func() error { _, err := c.CreateVolume(ctx, CreateVolumeRequest{Name: "a/b", Size: 4096}); return err }, 400, apischema.CodeInvalidArgument},
 		{"NoDatastore", func() error {
 			_, err := c.CreateVolume(ctx, CreateVolumeRequest{Name: "w", Size: 4096, Datastore: "x"})
 			return err
-		}, 404, CodeDatastoreNotFound},
-		{"InUse", func() error { return c.RemoveVolume(ctx, "v", false) }, 409, CodeVolumeInUse},
-		{"ReadOnlyInUse", func() error { _, err := c.SetReadOnly(ctx, "v", true); return err }, 409, CodeVolumeInUse},
-		{"UnknownJob", func() error { _, err := c.CancelJob(ctx, "99"); return err }, 404, CodeJobNotFound},
-		{"RelativeImport", func() error { _, err := c.Import(ctx, "i", ImportRequest{Path: "x.img"}); return err }, 400, CodeInvalidArgument},
-		{"AttachKind", func() error { _, err := c.Attach(ctx, "v", "vmware", false); return err }, 400, CodeInvalidArgument},
-		{"DatastoreExists", func() error { _, err := c.AddDatastore(ctx, "default", t.TempDir()); return err }, 409, CodeDatastoreExists},
+		}, 404, apischema.CodeDatastoreNotFound},
+		{"InUse", func() error { return c.RemoveVolume(ctx, "v", false) }, 409, apischema.CodeVolumeInUse},
+		{"ReadOnlyInUse", func() error { _, err := c.SetReadOnly(ctx, "v", true); return err }, 409, apischema.CodeVolumeInUse},
+		{"UnknownJob", func() error { _, err := c.CancelJob(ctx, "99"); return err }, 404, apischema.CodeJobNotFound},
+		{"RelativeImport", func() error { _, err := c.Import(ctx, "i", ImportRequest{Path: "x.img"}); return err }, 400, apischema.CodeInvalidArgument},
+		{"AttachKind", func() error { _, err := c.Attach(ctx, "v", "vmware", false); return err }, 400, apischema.CodeInvalidArgument},
+		{"DatastoreExists", func() error { _, err := c.AddDatastore(ctx, "default", t.TempDir()); return err }, 409, apischema.CodeDatastoreExists},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st, code := apiCode(t, tc.call())
@@ -127,11 +128,11 @@ func TestErrors(t *testing.T) {
 		status                   int
 		code                     string
 	}{
-		{"BadJSON", "POST", "/v1/volumes", "{", 400, CodeInvalidArgument},
-		{"UnknownField", "POST", "/v1/volumes", `{"name":"x","size":1,"colour":"red"}`, 400, CodeInvalidArgument},
-		{"EmptyPatch", "PATCH", "/v1/volumes/v", `{}`, 400, CodeInvalidArgument},
-		{"BadForce", "DELETE", "/v1/volumes/v?force=maybe", "", 400, CodeInvalidArgument},
-		{"NoRoute", "GET", "/v2/volumes", "", 404, CodeNotFound},
+		{"BadJSON", "POST", "/v1/volumes", "{", 400, apischema.CodeInvalidArgument},
+		{"UnknownField", "POST", "/v1/volumes", `{"name":"x","size":1,"colour":"red"}`, 400, apischema.CodeInvalidArgument},
+		{"EmptyPatch", "PATCH", "/v1/volumes/v", `{}`, 400, apischema.CodeInvalidArgument},
+		{"BadForce", "DELETE", "/v1/volumes/v?force=maybe", "", 400, apischema.CodeInvalidArgument},
+		{"NoRoute", "GET", "/v2/volumes", "", 404, apischema.CodeNotFound},
 	}
 	for _, tc := range raw {
 		t.Run(tc.name, func(t *testing.T) {
@@ -142,7 +143,7 @@ func TestErrors(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer resp.Body.Close()
-			var eb ErrorBody
+			var eb apischema.ErrorBody
 			decodeBody(t, resp, &eb)
 			if resp.StatusCode != tc.status || eb.Code != tc.code || eb.Error == "" {
 				t.Fatalf("got %d %+v, want %d %s", resp.StatusCode, eb, tc.status, tc.code)

@@ -27,6 +27,8 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+
+	"github.com/extrasphere/extrasphere/internal/apischema"
 )
 
 // Role is what a token may do. Each role may do everything the roles
@@ -118,18 +120,6 @@ func callerOf(ctx context.Context) (caller, bool) {
 	return c, ok
 }
 
-// Error codes of access control. They are API values: must not change.
-const (
-	CodeUnauthorized     = "unauthorized"           // 401: no token, or not a valid one
-	CodeForbidden        = "forbidden"              // 403: the token's role may not call the route
-	CodeForbiddenOrigin  = "forbidden_origin"       // 403: a cross-site request (foreign Origin)
-	CodeUnsupportedMedia = "unsupported_media_type" // 415: a body that is not application/json
-	CodePathNotAllowed   = "path_not_allowed"       // 403: a host path outside --allow-path
-	CodeTokenExists      = "token_exists"           // 409
-	CodeTokenNotFound    = "token_not_found"        // 404
-	CodeTokensDisabled   = "tokens_disabled"        // 501: the daemon has no token store
-)
-
 // guard wraps the routes of mux with the access checks of the package
 // doc. It calls mux.Handler to learn the route a request will reach, so
 // the role check happens before the handler runs.
@@ -137,7 +127,7 @@ func (s *server) guard(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if o := r.Header.Get("Origin"); o != "" && !strings.EqualFold(o, ownOrigin(r)) {
 			s.refused(r, "foreign origin "+o)
-			writeJSON(w, http.StatusForbidden, ErrorBody{Code: CodeForbiddenOrigin,
+			writeJSON(w, http.StatusForbidden, apischema.ErrorBody{Code: apischema.CodeForbiddenOrigin,
 				Error: "cross-site request refused: the Origin header is not this API's own; use the CLI or a client that sends no Origin"})
 			return
 		}
@@ -148,14 +138,14 @@ func (s *server) guard(mux *http.ServeMux) http.Handler {
 		_, pattern := mux.Handler(r)
 		if need := routeRole(pattern); c.role < need {
 			s.refused(r, fmt.Sprintf("token %s (role %s) may not call %s", c.token, c.role, pattern))
-			writeJSON(w, http.StatusForbidden, ErrorBody{Code: CodeForbidden,
+			writeJSON(w, http.StatusForbidden, apischema.ErrorBody{Code: apischema.CodeForbidden,
 				Error: fmt.Sprintf("token %s has role %s; %s %s needs role %s", c.token, c.role, r.Method, r.URL.Path, need)})
 			return
 		}
 		if hasBody(r) {
 			mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 			if err != nil || mt != "application/json" {
-				writeJSON(w, http.StatusUnsupportedMediaType, ErrorBody{Code: CodeUnsupportedMedia,
+				writeJSON(w, http.StatusUnsupportedMediaType, apischema.ErrorBody{Code: apischema.CodeUnsupportedMedia,
 					Error: fmt.Sprintf("request body of type %q refused: send Content-Type: application/json", r.Header.Get("Content-Type"))})
 				return
 			}
@@ -186,7 +176,7 @@ func (s *server) authenticate(w http.ResponseWriter, r *http.Request) (caller, b
 		s.refused(r, "invalid token")
 	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="extrasphere"`)
-	writeJSON(w, http.StatusUnauthorized, ErrorBody{Code: CodeUnauthorized, Error: msg})
+	writeJSON(w, http.StatusUnauthorized, apischema.ErrorBody{Code: apischema.CodeUnauthorized, Error: msg})
 	return caller{}, false
 }
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/engine"
 )
 
@@ -100,7 +101,7 @@ type rawReq struct {
 	token              string // "" sends none
 }
 
-func (a *authAPI) raw(t *testing.T, base string, q rawReq) (int, ErrorBody, http.Header) {
+func (a *authAPI) raw(t *testing.T, base string, q rawReq) (int, apischema.ErrorBody, http.Header) {
 	t.Helper()
 	var body io.Reader
 	if q.body != "" {
@@ -135,7 +136,7 @@ func (a *authAPI) raw(t *testing.T, base string, q rawReq) (int, ErrorBody, http
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
-	var eb ErrorBody
+	var eb apischema.ErrorBody
 	json.Unmarshal(data, &eb)
 	return resp.StatusCode, eb, resp.Header
 }
@@ -150,7 +151,7 @@ func TestAuthNoToken(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st, eb, h := a.raw(t, a.tcp, rawReq{method: "GET", path: "/v1/volumes", token: tc.token})
-			if st != http.StatusUnauthorized || eb.Code != CodeUnauthorized || !strings.Contains(eb.Error, "token") {
+			if st != http.StatusUnauthorized || eb.Code != apischema.CodeUnauthorized || !strings.Contains(eb.Error, "token") {
 				t.Errorf("got %d %+v, want 401 unauthorized", st, eb)
 			}
 			if got := h.Get("WWW-Authenticate"); !strings.HasPrefix(got, "Bearer") {
@@ -217,9 +218,9 @@ func TestAuthRoles(t *testing.T) {
 				}
 				st, eb, _ := a.raw(t, a.tcp, rawReq{method: tc.method, path: tc.path, body: tc.body, contentType: ct, token: a.secret[role]})
 				switch {
-				case want == bad && (st != bad || eb.Code != CodeForbidden || !strings.Contains(eb.Error, "needs role")):
+				case want == bad && (st != bad || eb.Code != apischema.CodeForbidden || !strings.Contains(eb.Error, "needs role")):
 					t.Errorf("got %d %+v, want 403 forbidden", st, eb)
-				case want == ok && (st == http.StatusUnauthorized || eb.Code == CodeForbidden):
+				case want == ok && (st == http.StatusUnauthorized || eb.Code == apischema.CodeForbidden):
 					t.Errorf("got %d %+v, want it allowed", st, eb)
 				}
 			})
@@ -233,7 +234,7 @@ func TestAuthContentType(t *testing.T) {
 		t.Run(door.name, func(t *testing.T) {
 			for _, ct := range []string{"", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/jsonx"} {
 				st, eb, _ := a.raw(t, door.base, rawReq{method: "POST", path: "/v1/volumes", body: `{"name":"x","size":4096}`, contentType: ct, token: door.token})
-				if st != http.StatusUnsupportedMediaType || eb.Code != CodeUnsupportedMedia {
+				if st != http.StatusUnsupportedMediaType || eb.Code != apischema.CodeUnsupportedMedia {
 					t.Errorf("Content-Type %q: got %d %+v, want 415", ct, st, eb)
 				}
 			}
@@ -258,7 +259,7 @@ func TestAuthOrigin(t *testing.T) {
 			for _, ct := range []string{"text/plain", "application/json"} {
 				st, eb, _ := a.raw(t, door.base, rawReq{method: "POST", path: "/v1/volumes", body: `{"name":"evil","size":4096}`,
 					contentType: ct, origin: "https://evil.example", token: door.token})
-				if st != http.StatusForbidden || eb.Code != CodeForbiddenOrigin {
+				if st != http.StatusForbidden || eb.Code != apischema.CodeForbiddenOrigin {
 					t.Errorf("%s POST with a foreign Origin: got %d %+v, want 403 forbidden_origin", ct, st, eb)
 				}
 			}
@@ -311,7 +312,7 @@ func TestAuthPaths(t *testing.T) {
 	for name, p := range escapes {
 		t.Run("Import"+name, func(t *testing.T) {
 			_, err := op.Import(ctx, "imp", ImportRequest{Path: p, Format: "raw"})
-			if st, code := apiCode(t, err); st != http.StatusForbidden || code != CodePathNotAllowed {
+			if st, code := apiCode(t, err); st != http.StatusForbidden || code != apischema.CodePathNotAllowed {
 				t.Errorf("import %s: %d %s %v, want 403 path_not_allowed", p, st, code, err)
 			}
 		})
@@ -329,7 +330,7 @@ func TestAuthPaths(t *testing.T) {
 	for name, p := range newEscapes {
 		t.Run("Export"+name, func(t *testing.T) {
 			_, err := op.Export(ctx, "v", ExportRequest{Path: p})
-			if st, code := apiCode(t, err); st != http.StatusForbidden || code != CodePathNotAllowed {
+			if st, code := apiCode(t, err); st != http.StatusForbidden || code != apischema.CodePathNotAllowed {
 				t.Errorf("export %s: %d %s %v, want 403 path_not_allowed", p, st, code, err)
 			}
 		})
@@ -367,7 +368,7 @@ func TestAuthPaths(t *testing.T) {
 	for _, tc := range others {
 		t.Run(tc.name, func(t *testing.T) {
 			st, code := apiCode(t, tc.call())
-			if st != http.StatusForbidden || code != CodePathNotAllowed {
+			if st != http.StatusForbidden || code != apischema.CodePathNotAllowed {
 				t.Errorf("%d %s, want 403 path_not_allowed", st, code)
 			}
 		})
@@ -439,7 +440,7 @@ func TestAuthRedactsHostPaths(t *testing.T) {
 	// A path refusal to a non-admin names no host path either (not even
 	// the allowed directories).
 	_, err := a.client(t, RoleOperator).Import(t.Context(), "imp", ImportRequest{Path: "/etc/shadow"})
-	if st, code := apiCode(t, err); st != http.StatusForbidden || code != CodePathNotAllowed ||
+	if st, code := apiCode(t, err); st != http.StatusForbidden || code != apischema.CodePathNotAllowed ||
 		strings.Contains(err.Error(), a.allow) || strings.Contains(err.Error(), "/etc") {
 		t.Errorf("refusal to operator: %d %s %q", st, code, err)
 	}

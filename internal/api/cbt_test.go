@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/extrasphere/extrasphere/internal/apischema"
 )
 
 func TestCBTRoutes(t *testing.T) {
@@ -48,11 +50,11 @@ func TestCBTRoutes(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"EnableTwice", func() error { _, err := c.EnableCBT(ctx, "v", "cbt"); return err }, http.StatusConflict, CodeBitmapExists},
-		{"BadName", func() error { _, err := c.EnableCBT(ctx, "v", "a:b"); return err }, http.StatusBadRequest, CodeInvalidArgument},
-		{"NoVolume", func() error { _, err := c.CBT(ctx, "nope"); return err }, http.StatusNotFound, CodeVolumeNotFound},
-		{"ClearMissing", func() error { _, err := c.ClearCBT(ctx, "v", "x"); return err }, http.StatusNotFound, CodeBitmapNotFound},
-		{"RemoveMissing", func() error { return c.RemoveCBT(ctx, "v", "x") }, http.StatusNotFound, CodeBitmapNotFound},
+		{"EnableTwice", func() error { _, err := c.EnableCBT(ctx, "v", "cbt"); return err }, http.StatusConflict, apischema.CodeBitmapExists},
+		{"BadName", func() error { _, err := c.EnableCBT(ctx, "v", "a:b"); return err }, http.StatusBadRequest, apischema.CodeInvalidArgument},
+		{"NoVolume", func() error { _, err := c.CBT(ctx, "nope"); return err }, http.StatusNotFound, apischema.CodeVolumeNotFound},
+		{"ClearMissing", func() error { _, err := c.ClearCBT(ctx, "v", "x"); return err }, http.StatusNotFound, apischema.CodeBitmapNotFound},
+		{"RemoveMissing", func() error { return c.RemoveCBT(ctx, "v", "x") }, http.StatusNotFound, apischema.CodeBitmapNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, code := apiCode(t, tc.call())

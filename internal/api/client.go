@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/engine"
 	"github.com/extrasphere/extrasphere/internal/job"
 )
@@ -24,7 +25,7 @@ var ErrUnreachable = errors.New("cannot reach the extrasphere daemon")
 // Error is an error response of the API.
 type Error struct {
 	Status  int    // HTTP status
-	Code    string // one of the Code* constants
+	Code    string // one of the apischema.Code* constants
 	Message string // the daemon's message, shown to the user as is
 }
 
@@ -321,9 +322,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("%s %s: read response: %w", method, path, err)
 	}
 	if resp.StatusCode >= 300 {
-		var eb ErrorBody
+		var eb apischema.ErrorBody
 		if json.Unmarshal(data, &eb) != nil || eb.Error == "" {
-			eb = ErrorBody{Error: fmt.Sprintf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(data))), Code: CodeInternal}
+			eb = apischema.ErrorBody{Error: fmt.Sprintf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(data))), Code: apischema.CodeInternal}
 		}
 		return &Error{Status: resp.StatusCode, Code: eb.Code, Message: eb.Error}
 	}

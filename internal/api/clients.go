@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/engine"
 )
 
@@ -16,13 +17,6 @@ import (
 //	POST   /v1/clients          engine.ClientRequest -> 201 engine.ClientCredentials
 //	DELETE /v1/clients/{name}   -> 204 (revoked for every new connection)
 
-// Error codes of the client routes. They are API values: must not change.
-const (
-	CodeClientNotFound = "client_not_found"
-	CodeClientExists   = "client_exists"
-	CodeNoClientCA     = "no_client_ca"
-)
-
 // clientErrorMap maps NBD client errors to statuses and codes, checked
 // before errorMap.
 var clientErrorMap = []struct {
@@ -30,9 +24,9 @@ var clientErrorMap = []struct {
 	status int
 	code   string
 }{
-	{engine.ErrClientNotFound, http.StatusNotFound, CodeClientNotFound},
-	{engine.ErrClientExists, http.StatusConflict, CodeClientExists},
-	{engine.ErrNoClientCA, http.StatusNotImplemented, CodeNoClientCA},
+	{engine.ErrClientNotFound, http.StatusNotFound, apischema.CodeClientNotFound},
+	{engine.ErrClientExists, http.StatusConflict, apischema.CodeClientExists},
+	{engine.ErrNoClientCA, http.StatusNotImplemented, apischema.CodeNoClientCA},
 }
 
 // registerClientRoutes adds the NBD client routes to mux.
@@ -45,7 +39,7 @@ func (s *server) registerClientRoutes(mux *http.ServeMux) {
 func (s *server) writeClientError(w http.ResponseWriter, r *http.Request, err error) {
 	for _, m := range clientErrorMap {
 		if errors.Is(err, m.err) {
-			writeJSON(w, m.status, ErrorBody{Error: err.Error(), Code: m.code})
+			writeJSON(w, m.status, apischema.ErrorBody{Error: err.Error(), Code: m.code})
 			return
 		}
 	}

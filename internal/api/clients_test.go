@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/engine"
 	"github.com/extrasphere/extrasphere/internal/pki"
 )
@@ -54,16 +55,16 @@ func TestClientRoutes(t *testing.T) {
 		{"Exists", func() error {
 			_, err := c.AddClient(ctx, engine.ClientRequest{Name: "q", Volumes: []string{"v"}, PublicKey: string(pub)})
 			return err
-		}, 409, CodeClientExists},
+		}, 409, apischema.CodeClientExists},
 		{"UnknownVolume", func() error {
 			_, err := c.AddClient(ctx, engine.ClientRequest{Name: "r", Volumes: []string{"nope"}, PublicKey: string(pub)})
 			return err
-		}, 404, CodeVolumeNotFound},
+		}, 404, apischema.CodeVolumeNotFound},
 		{"BadKey", func() error {
 			_, err := c.AddClient(ctx, engine.ClientRequest{Name: "r", Volumes: []string{"v"}, PublicKey: "x"})
 			return err
-		}, 400, CodeInvalidArgument},
-		{"RemoveUnknown", func() error { return c.RemoveClient(ctx, "nope") }, 404, CodeClientNotFound},
+		}, 400, apischema.CodeInvalidArgument},
+		{"RemoveUnknown", func() error { return c.RemoveClient(ctx, "nope") }, 404, apischema.CodeClientNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st, code := apiCode(t, tc.call())
@@ -83,7 +84,7 @@ func TestClientRoutes(t *testing.T) {
 func TestClientRoutesWithoutCA(t *testing.T) {
 	_, c, _ := newTestAPI(t)
 	_, err := c.AddClient(context.Background(), engine.ClientRequest{Name: "q", Volumes: []string{"v"}, PublicKey: "x"})
-	if st, code := apiCode(t, err); st != 501 || code != CodeNoClientCA {
-		t.Fatalf("got %d %s, want 501 %s", st, code, CodeNoClientCA)
+	if st, code := apiCode(t, err); st != 501 || code != apischema.CodeNoClientCA {
+		t.Fatalf("got %d %s, want 501 %s", st, code, apischema.CodeNoClientCA)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/cbt"
 	"github.com/extrasphere/extrasphere/internal/engine"
@@ -36,40 +37,6 @@ var (
 	ErrNoAPICA = errors.New("no CA certificate for the API")
 )
 
-// Error codes of the API (the "code" field). They are API values: must
-// not change.
-const (
-	CodeVolumeNotFound    = "volume_not_found"
-	CodeVolumeExists      = "volume_exists"
-	CodeVolumeInUse       = "volume_in_use"
-	CodeVolumeUnavailable = "volume_unavailable"
-	CodeDatastoreNotFound = "datastore_not_found"
-	CodeDatastoreExists   = "datastore_exists"
-	CodeDatastoreOffline  = "datastore_offline"
-	CodeSnapshotNotFound  = "snapshot_not_found"
-	CodeSnapshotExists    = "snapshot_exists"
-	CodeJobNotFound       = "job_not_found"
-	CodeBitmapNotFound    = "bitmap_not_found"
-	CodeBitmapExists      = "bitmap_exists"
-	CodeRepoNotFound      = "repo_not_found"
-	CodeRepoExists        = "repo_exists"
-	CodeRepoError         = "repo_error"
-	CodeBackupNotFound    = "backup_not_found"
-	CodeInvalidArgument   = "invalid_argument"
-	CodeFileExists        = "file_exists"
-	CodeQemuImgMissing    = "qemu_img_missing"
-	CodeNoTCP             = "no_tcp"
-	CodeNoSpace           = "no_space"
-	CodeShuttingDown      = "shutting_down"
-	CodeNotFound          = "not_found"
-	CodeMirrorNotFound    = "mirror_not_found"
-	CodeMirrorExists      = "mirror_exists"
-	CodeNotReplica        = "not_replica"
-	CodeSplitBrain        = "split_brain"
-	CodePeerError         = "peer_error"
-	CodeInternal          = "internal"
-)
-
 // errorMap maps engine sentinels to HTTP statuses and codes, checked in
 // order.
 var errorMap = []struct {
@@ -77,39 +44,39 @@ var errorMap = []struct {
 	status int
 	code   string
 }{
-	{engine.ErrVolumeNotFound, http.StatusNotFound, CodeVolumeNotFound},
-	{engine.ErrVolumeExists, http.StatusConflict, CodeVolumeExists},
-	{engine.ErrVolumeInUse, http.StatusConflict, CodeVolumeInUse},
-	{engine.ErrVolumeUnavailable, http.StatusConflict, CodeVolumeUnavailable},
-	{engine.ErrDatastoreNotFound, http.StatusNotFound, CodeDatastoreNotFound},
-	{engine.ErrDatastoreExists, http.StatusConflict, CodeDatastoreExists},
-	{engine.ErrDatastoreOffline, http.StatusConflict, CodeDatastoreOffline},
-	{engine.ErrSnapshotNotFound, http.StatusNotFound, CodeSnapshotNotFound},
-	{engine.ErrSnapshotExists, http.StatusConflict, CodeSnapshotExists},
-	{engine.ErrJobNotFound, http.StatusNotFound, CodeJobNotFound},
-	{cbt.ErrBitmapNotFound, http.StatusNotFound, CodeBitmapNotFound},
-	{cbt.ErrBitmapExists, http.StatusConflict, CodeBitmapExists},
-	{engine.ErrRepoNotFound, http.StatusNotFound, CodeRepoNotFound},
-	{engine.ErrRepoExists, http.StatusConflict, CodeRepoExists},
-	{engine.ErrBackupNotFound, http.StatusNotFound, CodeBackupNotFound},
-	{engine.ErrFileExists, http.StatusConflict, CodeFileExists},
-	{engine.ErrQemuImgMissing, http.StatusNotImplemented, CodeQemuImgMissing},
-	{engine.ErrNoTCP, http.StatusConflict, CodeNoTCP},
-	{engine.ErrInvalidArgument, http.StatusBadRequest, CodeInvalidArgument},
-	{blockdev.ErrNoSpace, http.StatusInsufficientStorage, CodeNoSpace},
-	{engine.ErrClosed, http.StatusServiceUnavailable, CodeShuttingDown},
-	{engine.ErrRepo, http.StatusBadGateway, CodeRepoError},
-	{engine.ErrMirrorNotFound, http.StatusNotFound, CodeMirrorNotFound},
-	{engine.ErrMirrorExists, http.StatusConflict, CodeMirrorExists},
-	{engine.ErrNotReplica, http.StatusConflict, CodeNotReplica},
-	{engine.ErrSplitBrain, http.StatusConflict, CodeSplitBrain},
-	{engine.ErrPeer, http.StatusBadGateway, CodePeerError},
-	{ErrPathNotAllowed, http.StatusForbidden, CodePathNotAllowed},
-	{ErrInvalidRole, http.StatusBadRequest, CodeInvalidArgument},
-	{ErrInvalidToken, http.StatusBadRequest, CodeInvalidArgument},
-	{ErrTokenExists, http.StatusConflict, CodeTokenExists},
-	{ErrTokenNotFound, http.StatusNotFound, CodeTokenNotFound},
-	{ErrNoTokens, http.StatusNotImplemented, CodeTokensDisabled},
+	{engine.ErrVolumeNotFound, http.StatusNotFound, apischema.CodeVolumeNotFound},
+	{engine.ErrVolumeExists, http.StatusConflict, apischema.CodeVolumeExists},
+	{engine.ErrVolumeInUse, http.StatusConflict, apischema.CodeVolumeInUse},
+	{engine.ErrVolumeUnavailable, http.StatusConflict, apischema.CodeVolumeUnavailable},
+	{engine.ErrDatastoreNotFound, http.StatusNotFound, apischema.CodeDatastoreNotFound},
+	{engine.ErrDatastoreExists, http.StatusConflict, apischema.CodeDatastoreExists},
+	{engine.ErrDatastoreOffline, http.StatusConflict, apischema.CodeDatastoreOffline},
+	{engine.ErrSnapshotNotFound, http.StatusNotFound, apischema.CodeSnapshotNotFound},
+	{engine.ErrSnapshotExists, http.StatusConflict, apischema.CodeSnapshotExists},
+	{engine.ErrJobNotFound, http.StatusNotFound, apischema.CodeJobNotFound},
+	{cbt.ErrBitmapNotFound, http.StatusNotFound, apischema.CodeBitmapNotFound},
+	{cbt.ErrBitmapExists, http.StatusConflict, apischema.CodeBitmapExists},
+	{engine.ErrRepoNotFound, http.StatusNotFound, apischema.CodeRepoNotFound},
+	{engine.ErrRepoExists, http.StatusConflict, apischema.CodeRepoExists},
+	{engine.ErrBackupNotFound, http.StatusNotFound, apischema.CodeBackupNotFound},
+	{engine.ErrFileExists, http.StatusConflict, apischema.CodeFileExists},
+	{engine.ErrQemuImgMissing, http.StatusNotImplemented, apischema.CodeQemuImgMissing},
+	{engine.ErrNoTCP, http.StatusConflict, apischema.CodeNoTCP},
+	{engine.ErrInvalidArgument, http.StatusBadRequest, apischema.CodeInvalidArgument},
+	{blockdev.ErrNoSpace, http.StatusInsufficientStorage, apischema.CodeNoSpace},
+	{engine.ErrClosed, http.StatusServiceUnavailable, apischema.CodeShuttingDown},
+	{engine.ErrRepo, http.StatusBadGateway, apischema.CodeRepoError},
+	{engine.ErrMirrorNotFound, http.StatusNotFound, apischema.CodeMirrorNotFound},
+	{engine.ErrMirrorExists, http.StatusConflict, apischema.CodeMirrorExists},
+	{engine.ErrNotReplica, http.StatusConflict, apischema.CodeNotReplica},
+	{engine.ErrSplitBrain, http.StatusConflict, apischema.CodeSplitBrain},
+	{engine.ErrPeer, http.StatusBadGateway, apischema.CodePeerError},
+	{ErrPathNotAllowed, http.StatusForbidden, apischema.CodePathNotAllowed},
+	{ErrInvalidRole, http.StatusBadRequest, apischema.CodeInvalidArgument},
+	{ErrInvalidToken, http.StatusBadRequest, apischema.CodeInvalidArgument},
+	{ErrTokenExists, http.StatusConflict, apischema.CodeTokenExists},
+	{ErrTokenNotFound, http.StatusNotFound, apischema.CodeTokenNotFound},
+	{ErrNoTokens, http.StatusNotImplemented, apischema.CodeTokensDisabled},
 }
 
 // statusFor returns the HTTP status and code of an engine error.
@@ -119,5 +86,5 @@ func statusFor(err error) (int, string) {
 			return m.status, m.code
 		}
 	}
-	return http.StatusInternalServerError, CodeInternal
+	return http.StatusInternalServerError, apischema.CodeInternal
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/engine"
 	"github.com/extrasphere/extrasphere/internal/node"
 )
@@ -104,10 +105,10 @@ func NewPeerHandler(eng *engine.Engine, log *slog.Logger) http.Handler {
 	}
 	s := &server{eng: eng, log: log}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /peer/v1/replicas", s.peerCreateReplica)
-	mux.HandleFunc("POST /peer/v1/failback", s.peerFailback)
+	mux.HandleFunc("POST "+apischema.PeerReplicas, s.peerCreateReplica)
+	mux.HandleFunc("POST "+apischema.PeerFailback, s.peerFailback)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, ErrorBody{Error: "no route " + r.Method + " " + r.URL.Path, Code: CodeNotFound})
+		writeJSON(w, http.StatusNotFound, apischema.ErrorBody{Error: "no route " + r.Method + " " + r.URL.Path, Code: apischema.CodeNotFound})
 	})
 	return mux
 }
@@ -115,7 +116,7 @@ func NewPeerHandler(eng *engine.Engine, log *slog.Logger) http.Handler {
 func (s *server) peerCreateReplica(w http.ResponseWriter, r *http.Request) {
 	p, ok := node.PeerFrom(r.Context())
 	if !ok {
-		writeJSON(w, http.StatusForbidden, ErrorBody{Error: "not a paired node", Code: "not_paired"})
+		writeJSON(w, http.StatusForbidden, apischema.ErrorBody{Error: "not a paired node", Code: apischema.CodeNotPaired})
 		return
 	}
 	var req engine.ReplicaRequest
@@ -134,7 +135,7 @@ func (s *server) peerCreateReplica(w http.ResponseWriter, r *http.Request) {
 func (s *server) peerFailback(w http.ResponseWriter, r *http.Request) {
 	p, ok := node.PeerFrom(r.Context())
 	if !ok {
-		writeJSON(w, http.StatusForbidden, ErrorBody{Error: "not a paired node", Code: "not_paired"})
+		writeJSON(w, http.StatusForbidden, apischema.ErrorBody{Error: "not a paired node", Code: apischema.CodeNotPaired})
 		return
 	}
 	var req engine.FailbackRequest

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/node"
 )
 
@@ -19,20 +20,6 @@ import (
 //	GET    /v1/node/peers           -> 200 []node.Peer
 //	DELETE /v1/node/peers/{name}    -> 204 (name or fingerprint)
 
-// Error codes of the node routes. They are API values: must not change.
-const (
-	CodeNodeDisabled            = "node_disabled"
-	CodeNodeExists              = "node_exists"
-	CodeNodeNoIdentity          = "node_no_identity"
-	CodeNodeNotPaired           = "node_not_paired"
-	CodeNodeBadCode             = "node_bad_code"
-	CodeNodeRateLimited         = "node_rate_limited"
-	CodeNodeFingerprintMismatch = "node_fingerprint_mismatch"
-	CodeNodePeerConflict        = "node_peer_conflict"
-	CodeNodeUnreachable         = "node_unreachable"
-	CodeNodeRemoteError         = "node_remote_error"
-)
-
 // errNoNodeService: the daemon was started without a node service.
 var errNoNodeService = errors.New("this daemon has no node identity service")
 
@@ -43,16 +30,16 @@ var nodeErrorMap = []struct {
 	status int
 	code   string
 }{
-	{errNoNodeService, http.StatusNotImplemented, CodeNodeDisabled},
-	{node.ErrExists, http.StatusConflict, CodeNodeExists},
-	{node.ErrNoIdentity, http.StatusConflict, CodeNodeNoIdentity},
-	{node.ErrNotPaired, http.StatusNotFound, CodeNodeNotPaired},
-	{node.ErrBadCode, http.StatusBadRequest, CodeNodeBadCode},
-	{node.ErrRateLimited, http.StatusTooManyRequests, CodeNodeRateLimited},
-	{node.ErrFingerprintMismatch, http.StatusBadGateway, CodeNodeFingerprintMismatch},
-	{node.ErrPeerConflict, http.StatusConflict, CodeNodePeerConflict},
-	{node.ErrInvalidName, http.StatusBadRequest, CodeInvalidArgument},
-	{node.ErrUnreachable, http.StatusBadGateway, CodeNodeUnreachable},
+	{errNoNodeService, http.StatusNotImplemented, apischema.CodeNodeDisabled},
+	{node.ErrExists, http.StatusConflict, apischema.CodeNodeExists},
+	{node.ErrNoIdentity, http.StatusConflict, apischema.CodeNodeNoIdentity},
+	{node.ErrNotPaired, http.StatusNotFound, apischema.CodeNodeNotPaired},
+	{node.ErrBadCode, http.StatusBadRequest, apischema.CodeNodeBadCode},
+	{node.ErrRateLimited, http.StatusTooManyRequests, apischema.CodeNodeRateLimited},
+	{node.ErrFingerprintMismatch, http.StatusBadGateway, apischema.CodeNodeFingerprintMismatch},
+	{node.ErrPeerConflict, http.StatusConflict, apischema.CodeNodePeerConflict},
+	{node.ErrInvalidName, http.StatusBadRequest, apischema.CodeInvalidArgument},
+	{node.ErrUnreachable, http.StatusBadGateway, apischema.CodeNodeUnreachable},
 }
 
 // NodeInfo is this node's identity and peers.
@@ -96,12 +83,12 @@ func (s *server) writeNodeError(w http.ResponseWriter, r *http.Request, err erro
 	var re *node.RemoteError
 	for _, m := range nodeErrorMap {
 		if errors.Is(err, m.err) {
-			writeJSON(w, m.status, ErrorBody{Error: errorMessage(r, m.status, err), Code: m.code})
+			writeJSON(w, m.status, apischema.ErrorBody{Error: errorMessage(r, m.status, err), Code: m.code})
 			return
 		}
 	}
 	if errors.As(err, &re) {
-		writeJSON(w, http.StatusBadGateway, ErrorBody{Error: errorMessage(r, http.StatusBadGateway, err), Code: CodeNodeRemoteError})
+		writeJSON(w, http.StatusBadGateway, apischema.ErrorBody{Error: errorMessage(r, http.StatusBadGateway, err), Code: apischema.CodeNodeRemoteError})
 		return
 	}
 	s.writeError(w, r, err)

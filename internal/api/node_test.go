@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/engine"
 	"github.com/extrasphere/extrasphere/internal/node"
 )
@@ -51,12 +52,12 @@ func TestNodeAPI(t *testing.T) {
 	ctx := t.Context()
 
 	_, err := a.Node(ctx)
-	if st, code := apiCode(t, err); st != http.StatusConflict || code != CodeNodeNoIdentity || !strings.Contains(err.Error(), "node init") {
+	if st, code := apiCode(t, err); st != http.StatusConflict || code != apischema.CodeNodeNoIdentity || !strings.Contains(err.Error(), "node init") {
 		t.Fatalf("node before init: %d %s %v", st, code, err)
 	}
 	if _, err := a.InitNode(ctx, "bad name"); err == nil {
 		t.Fatal("init accepted a bad name")
-	} else if st, code := apiCode(t, err); st != http.StatusBadRequest || code != CodeInvalidArgument {
+	} else if st, code := apiCode(t, err); st != http.StatusBadRequest || code != apischema.CodeInvalidArgument {
 		t.Errorf("bad name: %d %s", st, code)
 	}
 	ai, err := a.InitNode(ctx, "node-a")
@@ -68,7 +69,7 @@ func TestNodeAPI(t *testing.T) {
 		t.Errorf("init: %+v", ai)
 	}
 	_, err = a.InitNode(ctx, "again")
-	if st, code := apiCode(t, err); st != http.StatusConflict || code != CodeNodeExists {
+	if st, code := apiCode(t, err); st != http.StatusConflict || code != apischema.CodeNodeExists {
 		t.Errorf("init twice: %d %s", st, code)
 	}
 	bi, err := b.InitNode(ctx, "node-b")
@@ -77,7 +78,7 @@ func TestNodeAPI(t *testing.T) {
 	}
 
 	_, err = a.PairNode(ctx, baddr, "garbage")
-	if st, code := apiCode(t, err); st != http.StatusBadRequest || code != CodeNodeBadCode {
+	if st, code := apiCode(t, err); st != http.StatusBadRequest || code != apischema.CodeNodeBadCode {
 		t.Errorf("pair with a malformed code: %d %s", st, code)
 	}
 	p, err := a.PairNode(ctx, baddr, bi.PairingCode)
@@ -89,7 +90,7 @@ func TestNodeAPI(t *testing.T) {
 	}
 	// The code is used up; GET /v1/node shows none, POST makes a fresh one.
 	_, err = a.PairNode(ctx, baddr, bi.PairingCode)
-	if st, code := apiCode(t, err); st != http.StatusBadRequest || code != CodeNodeBadCode {
+	if st, code := apiCode(t, err); st != http.StatusBadRequest || code != apischema.CodeNodeBadCode {
 		t.Errorf("pair again with a used code: %d %s %v", st, code, err)
 	}
 	if bn, err := b.Node(ctx); err != nil || bn.PairingCode != "" {
@@ -112,7 +113,7 @@ func TestNodeAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = a.UnpairNode(ctx, "node-b")
-	if st, code := apiCode(t, err); st != http.StatusNotFound || code != CodeNodeNotPaired {
+	if st, code := apiCode(t, err); st != http.StatusNotFound || code != apischema.CodeNodeNotPaired {
 		t.Errorf("unpair twice: %d %s", st, code)
 	}
 	if peers, err := a.NodePeers(ctx); err != nil || len(peers) != 0 {
@@ -144,16 +145,16 @@ func TestNodeAPIPairErrors(t *testing.T) {
 	chex, _, _ := strings.Cut(ccode.Code, "-")
 
 	_, err = a.PairNode(ctx, baddr, chex+"-"+bsecret)
-	if st, code := apiCode(t, err); st != http.StatusBadGateway || code != CodeNodeFingerprintMismatch ||
+	if st, code := apiCode(t, err); st != http.StatusBadGateway || code != apischema.CodeNodeFingerprintMismatch ||
 		!strings.Contains(err.Error(), bi.Fingerprint) || !strings.Contains(err.Error(), ci.Fingerprint) {
 		t.Errorf("man in the middle: %d %s %v", st, code, err)
 	}
 	_, err = a.PairNode(ctx, baddr, bhex+"-"+strings.Repeat("A", 26))
-	if st, code := apiCode(t, err); st != http.StatusBadRequest || code != CodeNodeBadCode || !strings.Contains(err.Error(), "wrong, used or expired code") {
+	if st, code := apiCode(t, err); st != http.StatusBadRequest || code != apischema.CodeNodeBadCode || !strings.Contains(err.Error(), "wrong, used or expired code") {
 		t.Errorf("wrong secret: %d %s %v", st, code, err)
 	}
 	_, err = a.PairNode(ctx, "127.0.0.1:1", bcode.Code)
-	if st, code := apiCode(t, err); st != http.StatusBadGateway || code != CodeNodeUnreachable {
+	if st, code := apiCode(t, err); st != http.StatusBadGateway || code != apischema.CodeNodeUnreachable {
 		t.Errorf("nobody there: %d %s %v", st, code, err)
 	}
 	if peers, _ := b.NodePeers(ctx); len(peers) != 0 {
@@ -165,7 +166,7 @@ func TestNodeAPIDisabled(t *testing.T) {
 	_, c, _ := newTestAPI(t)
 	_, err := c.Node(t.Context())
 	var ae *Error
-	if !errors.As(err, &ae) || ae.Status != http.StatusNotImplemented || ae.Code != CodeNodeDisabled {
+	if !errors.As(err, &ae) || ae.Status != http.StatusNotImplemented || ae.Code != apischema.CodeNodeDisabled {
 		t.Errorf("node without a service: %v", err)
 	}
 }

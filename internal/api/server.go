@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/engine"
 )
 
@@ -114,7 +115,7 @@ func (s *server) routes() *http.ServeMux {
 	mux.HandleFunc("POST /v1/tokens", s.createToken)
 	mux.HandleFunc("DELETE /v1/tokens/{name}", s.deleteToken)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, ErrorBody{Error: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), Code: CodeNotFound})
+		writeJSON(w, http.StatusNotFound, apischema.ErrorBody{Error: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path), Code: apischema.CodeNotFound})
 	})
 	return mux
 }
@@ -138,7 +139,7 @@ func (s *server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status >= 500 {
 		s.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	writeJSON(w, status, ErrorBody{Error: errorMessage(r, status, err), Code: code})
+	writeJSON(w, status, apischema.ErrorBody{Error: errorMessage(r, status, err), Code: code})
 }
 
 // decode reads a JSON body into v, refusing unknown fields.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/engine"
 	"github.com/extrasphere/extrasphere/internal/job"
@@ -112,15 +113,15 @@ func TestSnapshotErrors(t *testing.T) {
 		code   string
 		msg    string
 	}{
-		{"UnknownVolume", func() error { _, err := c.CreateSnapshot(ctx, []string{"v", "nope"}, "x"); return err }, 404, CodeVolumeNotFound, "nope"},
-		{"Duplicate", func() error { _, err := c.CreateSnapshot(ctx, []string{"v"}, "s1"); return err }, 409, CodeSnapshotExists, "s1"},
-		{"BadName", func() error { _, err := c.CreateSnapshot(ctx, []string{"v"}, "a/b"); return err }, 400, CodeInvalidArgument, "a/b"},
-		{"NoVolumes", func() error { _, err := c.CreateSnapshot(ctx, nil, "x"); return err }, 400, CodeInvalidArgument, "no volume"},
-		{"ReadOnly", func() error { _, err := c.CreateSnapshot(ctx, []string{"ro"}, "x"); return err }, 400, CodeInvalidArgument, "read-only"},
-		{"ListUnknown", func() error { _, err := c.Snapshots(ctx, "nope"); return err }, 404, CodeVolumeNotFound, "nope"},
-		{"RevertUnknown", func() error { _, err := c.RevertSnapshot(ctx, "v", "zz"); return err }, 404, CodeSnapshotNotFound, "zz"},
-		{"RmUnknown", func() error { _, err := c.RemoveSnapshot(ctx, "v", "zz"); return err }, 404, CodeSnapshotNotFound, "zz"},
-		{"RmUnknownVolume", func() error { _, err := c.RemoveSnapshot(ctx, "nope", "s1"); return err }, 404, CodeVolumeNotFound, "nope"},
+		{"UnknownVolume", func() error { _, err := c.CreateSnapshot(ctx, []string{"v", "nope"}, "x"); return err }, 404, apischema.CodeVolumeNotFound, "nope"},
+		{"Duplicate", func() error { _, err := c.CreateSnapshot(ctx, []string{"v"}, "s1"); return err }, 409, apischema.CodeSnapshotExists, "s1"},
+		{"BadName", func() error { _, err := c.CreateSnapshot(ctx, []string{"v"}, "a/b"); return err }, 400, apischema.CodeInvalidArgument, "a/b"},
+		{"NoVolumes", func() error { _, err := c.CreateSnapshot(ctx, nil, "x"); return err }, 400, apischema.CodeInvalidArgument, "no volume"},
+		{"ReadOnly", func() error { _, err := c.CreateSnapshot(ctx, []string{"ro"}, "x"); return err }, 400, apischema.CodeInvalidArgument, "read-only"},
+		{"ListUnknown", func() error { _, err := c.Snapshots(ctx, "nope"); return err }, 404, apischema.CodeVolumeNotFound, "nope"},
+		{"RevertUnknown", func() error { _, err := c.RevertSnapshot(ctx, "v", "zz"); return err }, 404, apischema.CodeSnapshotNotFound, "zz"},
+		{"RmUnknown", func() error { _, err := c.RemoveSnapshot(ctx, "v", "zz"); return err }, 404, apischema.CodeSnapshotNotFound, "zz"},
+		{"RmUnknownVolume", func() error { _, err := c.RemoveSnapshot(ctx, "nope", "s1"); return err }, 404, apischema.CodeVolumeNotFound, "nope"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.call()
@@ -154,9 +155,9 @@ func TestSnapshotErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var eb ErrorBody
+	var eb apischema.ErrorBody
 	decodeBody(t, resp, &eb)
-	if resp.StatusCode != 400 || eb.Code != CodeInvalidArgument {
+	if resp.StatusCode != 400 || eb.Code != apischema.CodeInvalidArgument {
 		t.Fatalf("unknown field: %d %+v", resp.StatusCode, eb)
 	}
 }

@@ -41,9 +41,3 @@ type AddDatastoreRequest struct {
 	Name string `json:"name"`
 	Path string `json:"path"` // absolute
 }
-
-// ErrorBody is the body of every error response.
-type ErrorBody struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
-}

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/catalog"
 	"github.com/extrasphere/extrasphere/internal/datastore"
@@ -139,7 +140,7 @@ func (e *Engine) prepareTarget(ctx context.Context, spec targetSpec, rec *catalo
 	}
 	var resp replicaResponse
 	req := replicaRequest{Volume: spec.peerVol, Size: size, SourceVolume: rec.Volume, Gen: rec.Gen}
-	if err := e.Node().PeerClient(p.Addr, p.Fingerprint).Do(ctx, "POST", "/peer/v1/replicas", req, &resp); err != nil {
+	if err := e.Node().PeerClient(p.Addr, p.Fingerprint).Do(ctx, "POST", apischema.PeerReplicas, req, &resp); err != nil {
 		return peerError(rec.Volume, p, err)
 	}
 	rec.PeerFingerprint, rec.PeerAddr, rec.PeerVolume = p.Fingerprint, spec.addr, spec.peerVol
@@ -165,9 +166,9 @@ func peerError(vol string, p node.Peer, err error) error {
 	var re *node.RemoteError
 	if errors.As(err, &re) {
 		switch re.Code {
-		case "split_brain":
+		case apischema.CodeSplitBrain:
 			return errorf(ErrSplitBrain, "volume %s: node %s refused: %s", vol, p.Name, re.Msg)
-		case "volume_in_use", "volume_exists", "mirror_exists":
+		case apischema.CodeVolumeInUse, apischema.CodeVolumeExists, apischema.CodeMirrorExists:
 			return errorf(ErrVolumeInUse, "volume %s: node %s refused: %s", vol, p.Name, re.Msg)
 		}
 		return errorf(ErrPeer, "volume %s: node %s refused: %s", vol, p.Name, re.Msg)
@@ -228,8 +229,10 @@ func (e *Engine) dialer(rec catalog.Mirror, size int64) (mirror.Dialer, error) {
 		}
 		t := nbd.Target{Network: "tcp", Address: rec.PeerNBDAddr, Export: replicaExport(rec.PeerVolume, rec.Gen, epoch), TLS: true}
 		p, err := nbd.DialPool(ctx, t, nbd.ClientOptions{TLS: cfg}, poolConns)
+		// The replica refuses for good with NBD_REP_ERR_POLICY
+		// (refuseStream): the mirror stops. Any other refusal is retried.
 		var re *nbd.ReplyError
-		if errors.As(err, &re) && strings.Contains(re.Msg, refusedMark) {
+		if errors.As(err, &re) && errors.Is(re, nbd.ErrNotPermitted) {
 			return nil, fmt.Errorf("%s: %w", re.Msg, mirror.ErrRefused)
 		}
 		return p, err
@@ -263,7 +266,3 @@ func parseReplicaExport(name string) (vol, gen string, epoch uint64, err error) 
 // longer (a hung NFS mount) keeps the mirror degraded and retrying: it is
 // never cut short, and nothing is copied while it may still land.
 const fileFenceTimeout = 5 * time.Second
-
-// refusedMark starts the text of a replica refusal that retrying cannot
-// fix (the mirror stops in state refused).
-const refusedMark = "replica refused:"

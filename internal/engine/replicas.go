@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/catalog"
 	"github.com/extrasphere/extrasphere/internal/fence"
@@ -137,8 +138,9 @@ func (e *Engine) nodeName() string {
 
 // openReplicaStream is OpenExport for a stream name VOL@GEN@EPOCH
 // (replicaExport): the mirror of a paired node writing into its replica.
-// Refusals that retrying cannot fix start with refusedMark; the source
-// stops its mirror on them.
+// Refusals that retrying cannot fix (refuseStream) are
+// NBD_REP_ERR_POLICY; the source stops its mirror on them. Every other
+// refusal is NBD_REP_ERR_UNKNOWN, and the source retries.
 //
 // The stream is fenced (internal/fence): a stream of a newer epoch ends
 // every older stream of the volume and waits until their connections and
@@ -151,7 +153,7 @@ func (e *Engine) nodeName() string {
 func (e *Engine) openReplicaStream(ctx context.Context, name string) (*nbd.Export, func(), error) {
 	vol, gen, epoch, perr := parseReplicaExport(name)
 	refuse := func(format string, a ...any) (*nbd.Export, func(), error) {
-		return nil, nil, fmt.Errorf("%s %s: %w", refusedMark, fmt.Sprintf(format, a...), nbd.ErrUnknownExport)
+		return nil, nil, refuseStream(format, a...)
 	}
 	cs, ok := nbd.PeerTLS(ctx)
 	ns := e.Node()
@@ -225,11 +227,21 @@ func (e *Engine) openReplicaStream(ctx context.Context, name string) (*nbd.Expor
 		Device: fence.NewDevice(v.dev, h, false)}, release, nil
 }
 
+// refuseStream is the refusal of a replica stream that retrying cannot fix
+// (a failed-over or removed replica, another generation, a stream without
+// an epoch). It wraps nbd.ErrNotPermitted, so the NBD server answers
+// NBD_REP_ERR_POLICY and the source's dialer stops the mirror (state
+// refused) on that reply code; the text, which the source shows as the
+// mirror's last error, starts "replica refused:".
+func refuseStream(format string, a ...any) error {
+	return fmt.Errorf("replica refused: %s: %w", fmt.Sprintf(format, a...), nbd.ErrNotPermitted)
+}
+
 // checkReplicaStreamLocked finds the replica volume a stream of peer p
 // for generation gen may write into.
 func (e *Engine) checkReplicaStreamLocked(name, vol, gen string, p node.Peer) (*volume, error) {
 	refuse := func(format string, a ...any) (*volume, error) {
-		return nil, fmt.Errorf("%s %s: %w", refusedMark, fmt.Sprintf(format, a...), nbd.ErrUnknownExport)
+		return nil, refuseStream(format, a...)
 	}
 	v, ok := e.volumes[vol]
 	switch {
@@ -454,7 +466,7 @@ func (e *Engine) Failback(ctx context.Context, name string) (MirrorInfo, error) 
 	}
 	req := FailbackRequest{Volume: r.SourceVolume, OldGen: r.Gen, NewGen: r.NewGen, SourceVolume: name, Size: v.files.Size, TargetWrote: len(wrote) > 0}
 	var resp FailbackResponse
-	if err := e.Node().PeerClient(p.Addr, p.Fingerprint).Do(ctx, "POST", "/peer/v1/failback", req, &resp); err != nil {
+	if err := e.Node().PeerClient(p.Addr, p.Fingerprint).Do(ctx, "POST", apischema.PeerFailback, req, &resp); err != nil {
 		return MirrorInfo{}, peerError(name, p, err)
 	}
 	// What the old source lacks joins the dirty log, durably, before the

@@ -87,9 +87,16 @@ func (e *ReplyError) Error() string {
 	return fmt.Sprintf("server refused option %d (reply %#x): %s", e.Option, e.Type, e.Msg)
 }
 
+// Unwrap maps the refusals of OpenExport back to the sentinels a server's
+// Exports returns to send them (openRefusal): NBD_REP_ERR_UNKNOWN is
+// ErrUnknownExport, NBD_REP_ERR_POLICY ErrNotPermitted. So a client tells
+// the kinds apart by reply code, never by the server's message.
 func (e *ReplyError) Unwrap() error {
-	if e.Type == repErrUnknown {
+	switch e.Type {
+	case repErrUnknown:
 		return ErrUnknownExport
+	case repErrPolicy:
+		return ErrNotPermitted
 	}
 	return nil
 }

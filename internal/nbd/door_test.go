@@ -105,6 +105,11 @@ func TestDoor(t *testing.T) {
 			if re.Type != tc.wantType || !strings.Contains(re.Msg, tc.wantMsg) {
 				t.Fatalf("refusal %#x %q, want %#x containing %q", re.Type, re.Msg, tc.wantType, tc.wantMsg)
 			}
+			// The client sees a policy refusal as ErrNotPermitted, by its
+			// reply code.
+			if got, want := errors.Is(err, ErrNotPermitted), tc.wantType == repErrPolicy; got != want {
+				t.Errorf("errors.Is(%v, ErrNotPermitted) = %v, want %v", err, got, want)
+			}
 		})
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/extrasphere/extrasphere/internal/apischema"
 )
 
 // Client limits.
@@ -27,7 +29,7 @@ const (
 // codes.
 type RemoteError struct {
 	Status int    // HTTP status
-	Code   string // one of the Code* constants (or a newer one)
+	Code   string // one of the apischema.Code* constants (or a newer one)
 	Msg    string // the other node's message
 }
 
@@ -35,13 +37,13 @@ func (e *RemoteError) Error() string { return "the other node says: " + e.Msg }
 
 func (e *RemoteError) Unwrap() error {
 	switch e.Code {
-	case CodeNotPaired:
+	case apischema.CodeNotPaired:
 		return ErrNotPaired
-	case CodeBadCode:
+	case apischema.CodeBadCode:
 		return ErrBadCode
-	case CodeRateLimited:
+	case apischema.CodeRateLimited:
 		return ErrRateLimited
-	case CodePeerConflict:
+	case apischema.CodePeerConflict:
 		return ErrPeerConflict
 	}
 	return nil
@@ -136,9 +138,9 @@ func (c *PeerClient) Do(ctx context.Context, method, path string, in, out any) e
 		return fmt.Errorf("%s %s at %s: read reply: %w", method, path, c.addr, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		var eb ErrorBody
+		var eb apischema.ErrorBody
 		if json.Unmarshal(data, &eb) != nil || eb.Error == "" {
-			eb = ErrorBody{Error: fmt.Sprintf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(data))), Code: CodeInternal}
+			eb = apischema.ErrorBody{Error: fmt.Sprintf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(data))), Code: apischema.CodeInternal}
 		}
 		return &RemoteError{Status: resp.StatusCode, Code: eb.Code, Msg: eb.Error}
 	}
@@ -179,7 +181,7 @@ func (s *Service) Pair(ctx context.Context, addr, code string) (Peer, error) {
 		}
 	}
 	var reply Hello
-	err = pc.Do(ctx, http.MethodPost, "/peer/v1/pair", PairRequest{CodeSecret: secret, Name: id.Name, Addr: s.opts.AdvertiseAddr}, &reply)
+	err = pc.Do(ctx, http.MethodPost, apischema.PeerPair, PairRequest{CodeSecret: secret, Name: id.Name, Addr: s.opts.AdvertiseAddr}, &reply)
 	if err != nil {
 		return Peer{}, fmt.Errorf("pair with %s: %w", addr, err)
 	}

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
+
+	"github.com/extrasphere/extrasphere/internal/apischema"
 )
 
 // Peer API routes (HTTPS with ServerTLS):
@@ -17,20 +19,8 @@ import (
 //	GET  /peer/v1/hello  -> 200 Hello                    (paired peers)
 //	*    /peer/...       -> next, with the Peer in the context (paired peers)
 //
-// Errors are {"error": "...", "code": "..."} with the codes below.
-
-// Error codes of the peer API. They are wire values: must not change.
-const (
-	CodeNotPaired      = "not_paired"
-	CodeBadCode        = "bad_code"
-	CodeRateLimited    = "rate_limited"
-	CodeNoClientCert   = "no_client_cert"
-	CodePeerConflict   = "peer_conflict"
-	CodeInvalidRequest = "invalid_request"
-	CodeNoIdentity     = "no_identity"
-	CodeNotFound       = "not_found"
-	CodeInternal       = "internal"
-)
+// Errors are apischema.ErrorBody, {"error": "...", "code": "..."}, with the
+// peer codes of apischema.
 
 // maxPeerBody bounds the bodies of the pairing routes.
 const maxPeerBody = 64 << 10
@@ -49,12 +39,6 @@ type Hello struct {
 	Fingerprint string `json:"fingerprint"`
 }
 
-// ErrorBody is the body of an error reply.
-type ErrorBody struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
-}
-
 type peerKey struct{}
 
 // PeerFrom returns the paired peer of a request that Handler passed on.
@@ -68,16 +52,16 @@ func PeerFrom(ctx context.Context) (Peer, bool) {
 // not_paired and never reach next; paths outside /peer/ get 404.
 func (s *Service) Handler(next http.Handler) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /peer/v1/pair", s.servePair)
-	mux.HandleFunc("GET /peer/v1/hello", s.paired(http.HandlerFunc(s.serveHello)).ServeHTTP)
+	mux.HandleFunc("POST "+apischema.PeerPair, s.servePair)
+	mux.HandleFunc("GET "+apischema.PeerHello, s.paired(http.HandlerFunc(s.serveHello)).ServeHTTP)
 	if next == nil {
 		next = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			writeError(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("no route %s %s", r.Method, r.URL.Path))
+			writeError(w, http.StatusNotFound, apischema.CodeNotFound, fmt.Sprintf("no route %s %s", r.Method, r.URL.Path))
 		})
 	}
-	mux.Handle("/peer/", s.paired(next))
+	mux.Handle(apischema.PeerPrefix, s.paired(next))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, CodeNotFound, fmt.Sprintf("no route %s %s", r.Method, r.URL.Path))
+		writeError(w, http.StatusNotFound, apischema.CodeNotFound, fmt.Sprintf("no route %s %s", r.Method, r.URL.Path))
 	})
 	return mux
 }
@@ -92,7 +76,7 @@ func (s *Service) paired(h http.Handler) http.Handler {
 			if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 				msg = "no client certificate: only paired extrasphere nodes may use the peer API"
 			}
-			writeError(w, http.StatusForbidden, CodeNotPaired, msg)
+			writeError(w, http.StatusForbidden, apischema.CodeNotPaired, msg)
 			return
 		}
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), peerKey{}, p)))
@@ -102,7 +86,7 @@ func (s *Service) paired(h http.Handler) http.Handler {
 func (s *Service) serveHello(w http.ResponseWriter, r *http.Request) {
 	id, err := s.Identity()
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, CodeNoIdentity, err.Error())
+		writeError(w, http.StatusServiceUnavailable, apischema.CodeNoIdentity, err.Error())
 		return
 	}
 	writeJSON(w, http.StatusOK, Hello{Name: id.Name, Fingerprint: id.Fingerprint})
@@ -110,14 +94,14 @@ func (s *Service) serveHello(w http.ResponseWriter, r *http.Request) {
 
 func (s *Service) servePair(w http.ResponseWriter, r *http.Request) {
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		writeError(w, http.StatusUnauthorized, CodeNoClientCert, "pairing needs a client certificate: pair with `extrasphere node pair` from an initialised node")
+		writeError(w, http.StatusUnauthorized, apischema.CodeNoClientCert, "pairing needs a client certificate: pair with `extrasphere node pair` from an initialised node")
 		return
 	}
 	var req PairRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxPeerBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, CodeInvalidRequest, fmt.Sprintf("pair request body: %v", err))
+		writeError(w, http.StatusBadRequest, apischema.CodeInvalidRequest, fmt.Sprintf("pair request body: %v", err))
 		return
 	}
 	// The code is used up here, before the peer is stored: if storing
@@ -126,20 +110,20 @@ func (s *Service) servePair(w http.ResponseWriter, r *http.Request) {
 	id, err := s.verifyPairSecret(req.CodeSecret)
 	switch {
 	case errors.Is(err, ErrRateLimited):
-		writeError(w, http.StatusTooManyRequests, CodeRateLimited, err.Error())
+		writeError(w, http.StatusTooManyRequests, apischema.CodeRateLimited, err.Error())
 		return
 	case errors.Is(err, ErrBadCode):
 		s.log.Warn("pairing refused: wrong, used or expired code", "remote", r.RemoteAddr, "name", req.Name)
-		writeError(w, http.StatusForbidden, CodeBadCode, err.Error())
+		writeError(w, http.StatusForbidden, apischema.CodeBadCode, err.Error())
 		return
 	case err != nil:
-		writeError(w, http.StatusServiceUnavailable, CodeNoIdentity, err.Error())
+		writeError(w, http.StatusServiceUnavailable, apischema.CodeNoIdentity, err.Error())
 		return
 	}
 	der := r.TLS.PeerCertificates[0].Raw
 	fp := Fingerprint(der)
 	if fp == id.Fingerprint {
-		writeError(w, http.StatusBadRequest, CodeInvalidRequest, "a node cannot pair with itself")
+		writeError(w, http.StatusBadRequest, apischema.CodeInvalidRequest, "a node cannot pair with itself")
 		return
 	}
 	p := Peer{
@@ -151,12 +135,12 @@ func (s *Service) servePair(w http.ResponseWriter, r *http.Request) {
 	if err := s.peers.Add(p); err != nil {
 		switch {
 		case errors.Is(err, ErrPeerConflict):
-			writeError(w, http.StatusConflict, CodePeerConflict, err.Error())
+			writeError(w, http.StatusConflict, apischema.CodePeerConflict, err.Error())
 		case errors.Is(err, ErrInvalidName):
-			writeError(w, http.StatusBadRequest, CodeInvalidRequest, err.Error())
+			writeError(w, http.StatusBadRequest, apischema.CodeInvalidRequest, err.Error())
 		default:
 			s.log.Error("pairing failed", "peer", p.Name, "err", err)
-			writeError(w, http.StatusInternalServerError, CodeInternal, err.Error())
+			writeError(w, http.StatusInternalServerError, apischema.CodeInternal, err.Error())
 		}
 		return
 	}
@@ -189,5 +173,5 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, ErrorBody{Error: msg, Code: code})
+	writeJSON(w, status, apischema.ErrorBody{Error: msg, Code: code})
 }

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/extrasphere/extrasphere/internal/apischema"
 )
 
 func TestPairMutual(t *testing.T) {
@@ -62,7 +64,7 @@ func TestPairMutual(t *testing.T) {
 	var h Hello
 	pc := a.PeerClient(baddr, p.Fingerprint)
 	defer pc.CloseIdleConnections()
-	if err := pc.Do(ctx, http.MethodGet, "/peer/v1/hello", nil, &h); err != nil {
+	if err := pc.Do(ctx, http.MethodGet, apischema.PeerHello, nil, &h); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := h, (Hello{Name: "node-b", Fingerprint: p.Fingerprint}); got != want {
@@ -93,7 +95,7 @@ func TestPairWrongSecret(t *testing.T) {
 		t.Fatalf("wrong secret: got %v, want ErrBadCode", err)
 	}
 	var re *RemoteError
-	if !errors.As(err, &re) || re.Status != http.StatusForbidden || re.Code != CodeBadCode || !strings.Contains(re.Msg, "wrong, used or expired code") {
+	if !errors.As(err, &re) || re.Status != http.StatusForbidden || re.Code != apischema.CodeBadCode || !strings.Contains(re.Msg, "wrong, used or expired code") {
 		t.Errorf("wrong secret: got %#v, want a 403 bad_code RemoteError saying wrong, used or expired code", re)
 	}
 	if got := len(a.Peers().List()) + len(b.Peers().List()); got != 0 {
@@ -152,10 +154,10 @@ func TestUnpairedRefused(t *testing.T) {
 	pc := a.PeerClient(baddr, fingerprintOf(t, b))
 	defer pc.CloseIdleConnections()
 
-	for _, path := range []string{"/peer/v1/other", "/peer/v1/hello"} {
+	for _, path := range []string{"/peer/v1/other", apischema.PeerHello} {
 		err := pc.Do(ctx, http.MethodGet, path, nil, nil)
 		var re *RemoteError
-		if !errors.As(err, &re) || re.Status != http.StatusForbidden || re.Code != CodeNotPaired {
+		if !errors.As(err, &re) || re.Status != http.StatusForbidden || re.Code != apischema.CodeNotPaired {
 			t.Errorf("GET %s unpaired: got %v, want 403 not_paired", path, err)
 		}
 		if !errors.Is(err, ErrNotPaired) {
@@ -172,10 +174,10 @@ func TestUnpairedRefused(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if got, want := resp.StatusCode, http.StatusForbidden; got != want || !strings.Contains(string(body), `"not_paired"`) {
+	if got, want := resp.StatusCode, http.StatusForbidden; got != want || !strings.Contains(string(body), `"`+apischema.CodeNotPaired+`"`) {
 		t.Errorf("no client cert: %d %s, want %d not_paired", got, body, want)
 	}
-	resp, err = hc.Post("https://"+baddr+"/peer/v1/pair", "application/json", strings.NewReader(`{"code_secret":"x","name":"n"}`))
+	resp, err = hc.Post("https://"+baddr+apischema.PeerPair, "application/json", strings.NewReader(`{"code_secret":"x","name":"n"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
