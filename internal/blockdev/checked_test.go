@@ -7,35 +7,49 @@ import (
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/blockdev/devtest"
+	"github.com/extrasphere/extrasphere/internal/memdev"
 )
 
-func TestMemConformance(t *testing.T) {
-	devtest.RunWithOptions(t, func(t *testing.T, size int64) blockdev.Device {
-		return devtest.NewMem(size, devtest.MemCaps())
-	}, devtest.Options{OpenReadOnly: func(t *testing.T, content []byte) blockdev.Device {
-		caps := devtest.MemCaps()
-		caps.ReadOnly, caps.FUA, caps.FastZero = true, false, false
-		return devtest.NewMemFrom(content, caps)
-	}})
+// memCaps returns the capabilities of a writable memdev with caps
+// adjusted by narrow.
+func memCaps(narrow func(*blockdev.Caps)) *blockdev.Caps {
+	c := memdev.DefaultCaps()
+	if narrow != nil {
+		narrow(&c)
+	}
+	return &c
 }
+
+// mem returns an in-memory device of size bytes with caps; its block
+// status replies stop after memExtents extents, so the checked device
+// meets short replies.
+func mem(size int64, caps *blockdev.Caps) *memdev.Device {
+	return memdev.NewWithOptions(size, memdev.Options{Caps: caps, MaxExtents: memExtents})
+}
+
+const memExtents = 64
 
 func TestCheckedConformance(t *testing.T) {
 	devtest.Run(t, func(t *testing.T, size int64) blockdev.Device {
-		return blockdev.NewChecked(devtest.NewMem(size, devtest.MemCaps()))
+		return blockdev.NewChecked(mem(size, nil))
 	})
 }
 
-// MinBlock 512, no FUA or FastZero, read-only variant: the suite must send
-// only what the caps allow, and the checked device must let it through.
+// narrow is MinBlock 512, no FUA or FastZero, 64 KiB payloads.
+func narrow(c *blockdev.Caps) {
+	c.MinBlock, c.FUA, c.FastZero, c.MaxPayload = 512, false, false, 64<<10
+}
+
+// Narrow caps and a read-only variant: the suite must send only what the
+// caps allow, and the checked device must let it through.
 func TestCheckedConformanceNarrowCaps(t *testing.T) {
-	narrow := devtest.MemCaps()
-	narrow.MinBlock, narrow.FUA, narrow.FastZero, narrow.MaxPayload = 512, false, false, 64<<10
 	devtest.RunWithOptions(t, func(t *testing.T, size int64) blockdev.Device {
-		return blockdev.NewChecked(devtest.NewMem(size, narrow))
+		return blockdev.NewChecked(mem(size, memCaps(narrow)))
 	}, devtest.Options{OpenReadOnly: func(t *testing.T, content []byte) blockdev.Device {
-		caps := narrow
+		caps := memCaps(narrow)
 		caps.ReadOnly = true
-		return blockdev.NewChecked(devtest.NewMemFrom(content, caps))
+		return blockdev.NewChecked(memdev.NewWithOptions(int64(len(content)),
+			memdev.Options{Caps: caps, Content: content, MaxExtents: memExtents}))
 	}})
 }
 
@@ -73,8 +87,7 @@ func (s *spy) BlockStatus(ctx context.Context, meta string, off, n int64) ([]blo
 // Calls that break the contract fail with ErrContractViolation and never
 // reach the device.
 func TestCheckedRejectsViolations(t *testing.T) {
-	caps := devtest.MemCaps()
-	caps.MinBlock, caps.FUA, caps.FastZero, caps.MaxPayload = 512, false, false, 64<<10
+	caps := memCaps(narrow)
 	const size = 1 << 20
 	buf := make([]byte, 512)
 	tests := []struct {
@@ -113,7 +126,7 @@ func TestCheckedRejectsViolations(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			next := &spy{Device: devtest.NewMem(size, caps)}
+			next := &spy{Device: mem(size, caps)}
 			err := tt.call(t.Context(), blockdev.NewChecked(next))
 			if !errors.Is(err, blockdev.ErrContractViolation) {
 				t.Fatalf("got %v, want ErrContractViolation", err)
@@ -172,10 +185,9 @@ func TestCheckedRejectsBadReplies(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			caps := devtest.MemCaps()
-			caps.ReadOnly = tt.readOnly
+			caps := memCaps(func(c *blockdev.Caps) { c.ReadOnly = tt.readOnly })
 			l := tt.liar
-			l.Device = devtest.NewMem(1<<20, caps)
+			l.Device = mem(1<<20, caps)
 			if err := tt.call(t.Context(), blockdev.NewChecked(&l)); !errors.Is(err, blockdev.ErrContractViolation) {
 				t.Fatalf("got %v, want ErrContractViolation", err)
 			}
@@ -192,14 +204,14 @@ func status(meta string, off, n int64) func(context.Context, blockdev.Device) er
 
 // A well-behaved call passes through unchanged, errors included.
 func TestCheckedPassesThrough(t *testing.T) {
-	mem := devtest.NewMem(1<<20, devtest.MemCaps())
-	d := blockdev.NewChecked(mem)
+	next := mem(1<<20, nil)
+	d := blockdev.NewChecked(next)
 	ctx := t.Context()
 	if err := d.WriteAt(ctx, []byte("hello"), 100, blockdev.FUA); err != nil {
 		t.Fatal(err)
 	}
 	got := make([]byte, 5)
-	if err := mem.ReadAt(ctx, got, 100); err != nil || string(got) != "hello" {
+	if err := next.ReadAt(ctx, got, 100); err != nil || string(got) != "hello" {
 		t.Fatalf("device holds %q, %v; want hello", got, err)
 	}
 	if err := d.WriteZeroes(ctx, 0, 4096, blockdev.FastZero|blockdev.NoHole|blockdev.FUA); err != nil {

@@ -3,17 +3,20 @@ package fence
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 )
 
 // Device is one handle's view of a device: write-like requests are
 // admitted by the fence (Enter/Leave), reads pass. Close closes the
-// handle, and next too if the Device owns it.
+// handle, and next too if the Device owns it. After Close every call
+// fails with blockdev.ErrClosed, also when next (shared) stays open.
 type Device struct {
-	next blockdev.Device
-	h    *Handle
-	owns bool
+	next   blockdev.Device
+	h      *Handle
+	owns   bool
+	closed atomic.Bool
 }
 
 var _ blockdev.Device = (*Device)(nil)
@@ -28,10 +31,16 @@ func (d *Device) Size() int64         { return d.next.Size() }
 func (d *Device) Caps() blockdev.Caps { return d.next.Caps() }
 
 func (d *Device) ReadAt(ctx context.Context, p []byte, off int64) error {
+	if d.closed.Load() {
+		return fmt.Errorf("read: %w", blockdev.ErrClosed)
+	}
 	return d.next.ReadAt(ctx, p, off)
 }
 
 func (d *Device) BlockStatus(ctx context.Context, meta string, off, n int64) ([]blockdev.Extent, error) {
+	if d.closed.Load() {
+		return nil, fmt.Errorf("block status: %w", blockdev.ErrClosed)
+	}
 	return d.next.BlockStatus(ctx, meta, off, n)
 }
 
@@ -53,7 +62,12 @@ func (d *Device) Flush(ctx context.Context) error {
 	return d.admit("flush", func() error { return d.next.Flush(ctx) })
 }
 
+// admit runs fn as one admitted request. A closed Device's session is
+// over: nothing more of it may reach next, which stays open when shared.
 func (d *Device) admit(what string, fn func() error) error {
+	if d.closed.Load() {
+		return fmt.Errorf("%s: %w", what, blockdev.ErrClosed)
+	}
 	if err := d.h.Enter(); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
@@ -63,6 +77,9 @@ func (d *Device) admit(what string, fn func() error) error {
 
 // Close ends the handle (and closes next if owned).
 func (d *Device) Close() error {
+	if d.closed.Swap(true) {
+		return fmt.Errorf("close: %w", blockdev.ErrClosed)
+	}
 	d.h.Close()
 	if d.owns {
 		return d.next.Close()

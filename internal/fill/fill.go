@@ -56,8 +56,9 @@ func New(flat blockdev.Device, src Source) (*Device, error) {
 
 func (d *Device) Size() int64 { return d.flat.Size() }
 
+// Caps say read-only: the writes go to the delta above.
 func (d *Device) Caps() blockdev.Caps {
-	return blockdev.Caps{MinBlock: 1, PrefBlock: uint32(d.chunk), MaxPayload: 32 << 20,
+	return blockdev.Caps{ReadOnly: true, MinBlock: 1, PrefBlock: uint32(d.chunk), MaxPayload: 32 << 20,
 		MetaContexts: []string{blockdev.MetaBaseAllocation}}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
@@ -14,12 +15,12 @@ import (
 type memSource struct {
 	data   []byte
 	chunk  int
-	reads  int
+	reads  atomic.Int64 // ReadAt calls; the conformance suite reads concurrently
 	closed bool
 }
 
 func (s *memSource) ReadAt(ctx context.Context, p []byte, off int64) error {
-	s.reads++
+	s.reads.Add(1)
 	copy(p, s.data[off:])
 	return nil
 }
@@ -58,9 +59,9 @@ func TestFill(t *testing.T) {
 	}
 	// Filled chunks come from the flat file: change the source and read.
 	clear(src.data)
-	src.reads = 0
-	if err := d.ReadAt(ctx, got, 0); err != nil || !bytes.Equal(got, want) || src.reads != 0 {
-		t.Fatalf("read after filling: %v, %d reads from the backup", err, src.reads)
+	src.reads.Store(0)
+	if err := d.ReadAt(ctx, got, 0); err != nil || !bytes.Equal(got, want) || src.reads.Load() != 0 {
+		t.Fatalf("read after filling: %v, %d reads from the backup", err, src.reads.Load())
 	}
 	flatGot := make([]byte, size)
 	flat.ReadAt(ctx, flatGot, 0)

@@ -1,12 +1,16 @@
-// Package memdev is an in-memory blockdev.Device for tests of filters and
-// of the NBD layer. Storage is sparse, in 64 KiB pages; a page never
-// written (or fully trimmed) is a hole. It is not durable: Flush only
-// counts calls, which tests use to check that flushes reach the leaf.
+// Package memdev is the in-memory blockdev.Device of every test: for
+// filters, the NBD layer and the engine. Storage is sparse, in 64 KiB
+// pages; a page never written (or fully trimmed) is a hole. It is not
+// durable: Flush only counts calls, which tests use to check that flushes
+// reach the leaf. Options narrow its capabilities (MinBlock > 1 exercises
+// alignment) and cap its block-status replies, so filters meet a device
+// that stops early.
 package memdev
 
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -17,8 +21,9 @@ const pageSize = 64 << 10
 
 // Device is a sparse in-memory disk.
 type Device struct {
-	size int64
-	caps blockdev.Caps
+	size       int64
+	caps       blockdev.Caps
+	maxExtents int // BlockStatus stops after this many extents; 0 never
 
 	mu     sync.RWMutex // guards pages and closed
 	pages  map[int64][]byte
@@ -29,29 +34,68 @@ type Device struct {
 
 var _ blockdev.Device = (*Device)(nil)
 
-// New returns an empty device of size bytes; readOnly sets Caps.ReadOnly.
-func New(size int64, readOnly bool) *Device {
-	d := &Device{size: size, pages: map[int64][]byte{}}
-	d.caps = blockdev.Caps{
+// Options tune NewWithOptions.
+type Options struct {
+	// Caps replaces DefaultCaps when set. ReadOnly in it makes every write
+	// fail with ErrReadOnly; MinBlock is enforced on every request.
+	Caps *blockdev.Caps
+
+	// Content is what the device holds at first (at most size bytes; the
+	// rest reads as zeros): the way to fill a read-only device.
+	Content []byte
+
+	// MaxExtents, when positive, ends every BlockStatus reply after that
+	// many extents: callers must ask again for the rest.
+	MaxExtents int
+}
+
+// DefaultCaps are the capabilities of New's writable devices: everything
+// on, byte-granular, base:allocation.
+func DefaultCaps() blockdev.Caps {
+	return blockdev.Caps{
 		Flush: true, FUA: true, Trim: true, Zero: true,
 		FastZero: true, MultiConn: true, Cache: true,
 		MinBlock: 1, PrefBlock: 4096, MaxPayload: 32 << 20,
 		MetaContexts: []string{blockdev.MetaBaseAllocation},
 	}
+}
+
+// ReadOnlyCaps narrows c for a device nothing can be written to.
+func ReadOnlyCaps(c blockdev.Caps) blockdev.Caps {
+	c.ReadOnly = true
+	c.FUA, c.Trim, c.Zero, c.FastZero = false, false, false, false
+	return c
+}
+
+// New returns an empty device of size bytes; readOnly sets Caps.ReadOnly.
+func New(size int64, readOnly bool) *Device {
+	caps := DefaultCaps()
 	if readOnly {
-		d.setReadOnly()
+		caps = ReadOnlyCaps(caps)
 	}
+	return NewWithOptions(size, Options{Caps: &caps})
+}
+
+// NewWithOptions returns a device of size bytes as o says.
+func NewWithOptions(size int64, o Options) *Device {
+	caps := DefaultCaps()
+	if o.Caps != nil {
+		caps = *o.Caps
+		caps.MetaContexts = slices.Clone(caps.MetaContexts)
+	}
+	d := &Device{size: size, caps: caps, maxExtents: o.MaxExtents, pages: map[int64][]byte{}}
+	n := min(int64(len(o.Content)), size)
+	d.write(o.Content[:n], 0, n)
 	return d
 }
 
-// setReadOnly narrows the caps: nothing can be written.
-func (d *Device) setReadOnly() {
-	d.caps.ReadOnly = true
-	d.caps.FUA, d.caps.Trim, d.caps.Zero, d.caps.FastZero = false, false, false, false
-}
+func (d *Device) Size() int64 { return d.size }
 
-func (d *Device) Size() int64         { return d.size }
-func (d *Device) Caps() blockdev.Caps { return d.caps }
+func (d *Device) Caps() blockdev.Caps {
+	c := d.caps
+	c.MetaContexts = slices.Clone(c.MetaContexts)
+	return c
+}
 
 func (d *Device) check(off, n int64, write bool) error {
 	if d.closed {
@@ -60,7 +104,7 @@ func (d *Device) check(off, n int64, write bool) error {
 	if write && d.caps.ReadOnly {
 		return blockdev.ErrReadOnly
 	}
-	return blockdev.CheckRange(d.size, 1, off, n)
+	return blockdev.CheckRange(d.size, d.caps.MinBlock, off, n)
 }
 
 func (d *Device) ReadAt(ctx context.Context, p []byte, off int64) error {
@@ -162,7 +206,7 @@ func (d *Device) Flush(ctx context.Context) error {
 }
 
 func (d *Device) BlockStatus(ctx context.Context, meta string, off, n int64) ([]blockdev.Extent, error) {
-	if meta != blockdev.MetaBaseAllocation {
+	if meta != blockdev.MetaBaseAllocation || !slices.Contains(d.caps.MetaContexts, meta) {
 		return nil, fmt.Errorf("memdev %q: %w", meta, blockdev.ErrUnknownContext)
 	}
 	d.mu.RLock()
@@ -180,6 +224,8 @@ func (d *Device) BlockStatus(ctx context.Context, meta string, off, n int64) ([]
 		}
 		if l := len(out); l > 0 && out[l-1].Flags == f {
 			out[l-1].Length += k
+		} else if l == d.maxExtents && l > 0 {
+			break // a short reply: the caller asks again from here
 		} else {
 			out = append(out, blockdev.Extent{Length: k, Flags: f})
 		}
