@@ -135,7 +135,14 @@ func TestDisconnectCancelsInflight(t *testing.T) {
 	c.request(cmdRead, 0, 2, 4096, 4096, nil)
 	waitFor(t, "both reads to start", func() bool { return dev.reads.Load() == 2 })
 	c.nc.Close()
-	waitFor(t, "the reads to be cancelled", func() bool { return dev.cancelled.Load() == 2 })
+	waitCancelled(t, srv, 2, dev.cancelled.Load)
+}
+
+// waitCancelled waits, after a disconnect, for want requests to be
+// cancelled and the connection to end, then checks the budget came back.
+func waitCancelled(t *testing.T, srv *Server, want int64, cancelled func() int64) {
+	t.Helper()
+	waitFor(t, "the requests to be cancelled", func() bool { return cancelled() == want })
 	waitFor(t, "the connection to end", func() bool { return srv.Connections("disk") == 0 })
 	if n := srv.MemoryInUse(); n != 0 {
 		t.Fatalf("%d bytes of budget held after the disconnect", n)

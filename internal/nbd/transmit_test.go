@@ -74,11 +74,7 @@ func TestDisconnectCancelsLoneRequest(t *testing.T) {
 	c.request(cmdRead, 0, 1, 0, 4096, nil)
 	<-dev.started
 	c.nc.Close()
-	waitFor(t, "the read to be cancelled", func() bool { return dev.cancelled.Load() == 1 })
-	waitFor(t, "the connection to end", func() bool { return srv.Connections("disk") == 0 })
-	if n := srv.MemoryInUse(); n != 0 {
-		t.Fatalf("%d bytes of budget held after the disconnect", n)
-	}
+	waitCancelled(t, srv, 1, dev.cancelled.Load)
 }
 
 // Back-to-back requests at queue depth 1, each run in line, each answered.
