@@ -163,8 +163,10 @@ func (s *Server) admit(nc net.Conn) {
 	}
 	if reason := s.overCap(key); reason != "" {
 		s.mu.Unlock()
-		nc.Close()
+		// Logged before the close, so that whoever sees the connection
+		// end can also see why.
 		s.refused.log(s.log, nc.RemoteAddr(), key, reason)
+		nc.Close()
 		return
 	}
 	c := newConn(s, nc)
