@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,6 +41,8 @@ type conn struct {
 	// already admitted keep their ctx and drain.
 	readCtx    context.Context
 	readCancel context.CancelFunc
+
+	tr atomic.Pointer[transmission] // once transmission starts (tests look inside)
 
 	mu      sync.Mutex // guards stopped, and orders the read deadline with it
 	stopped bool       // Shutdown asked the reader to stop
@@ -144,5 +147,6 @@ func (c *conn) serve() {
 	c.br = bufio.NewReaderSize(c.br, transmissionBufSize)
 	c.bw = bufio.NewWriterSize(c.nc, transmissionBufSize)
 	t := newTransmission(c, n)
+	c.tr.Store(t)
 	t.run()
 }

@@ -30,13 +30,16 @@ func (t *transmission) writer() {
 	}
 }
 
-// send hands r to the writer, except the reply of a FLUSH or FUA write
-// run in line (lead), which that goroutine writes and flushes itself when
-// the writer is idle: a client waiting on its flushes (queue depth 1 with
-// fsync, a guest's journal) gets the answer without a hand-off. Other
-// replies always go through the writer, so the reader returns at once to
-// requests pipelined behind them (measured at queue depth 32: replies
-// written by the reader took p99 from 0.9 to 1.6 ms).
+// send hands r to the writer, except the reply of a request run in line
+// (lead) that writes its own (inlSelf) while nothing else is in flight
+// and the writer is idle: that goroutine writes and flushes it itself, so
+// the client gets the answer without a hand-off. inlSelf is set for a
+// FLUSH or FUA write (a guest's journal waits on those), and for any
+// request of a client that had read all its replies (caughtUp: queue
+// depth 1). A pipelining client's replies go through the writer, which
+// batches them while the reader goes on reading: written by the reader,
+// they made the connection serial and took queue-depth-32 p99 from 1.3 to
+// 2.2 ms (bench/RESULTS.md).
 func (t *transmission) send(r *reply) {
 	if t.inl.Load() != 0 && t.inlSelf.Load() && t.active.Load() == 1 && len(t.replies) == 0 && t.wmu.TryLock() {
 		t.writeLocked(r, true)

@@ -6,9 +6,11 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/semaphore"
+	"golang.org/x/sys/unix"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 )
@@ -39,12 +41,18 @@ type transmission struct {
 	readEnd chan error
 
 	// The in-line request (lead): inl is its number while it runs, 0
-	// otherwise; gen numbers them; takeover fires takeOver.
+	// otherwise; gen numbers them. watch ticks while requests run in line
+	// (watching), and takes over from one that ran a whole tick (seen).
 	inl      atomic.Uint64
 	gen      atomic.Uint64
-	takeover *time.Timer
+	watch    *time.Timer
+	watching atomic.Bool
+	seen     atomic.Uint64 // inl at the last tick
+	calm     atomic.Int32  // ticks in a row without a request in line
+	ended    atomic.Bool   // run is returning: the watch stops
 
-	inlSelf atomic.Bool // the request run in line writes its own reply (send)
+	inlSelf atomic.Bool     // the request run in line writes its own reply (send)
+	unixRC  syscall.RawConn // the unix socket, for caughtUp; nil over TCP
 
 	// wmu serialises the socket's reply writes: the writer's, and a lone
 	// worker's own (send). It guards c.bw, dw and werr.
@@ -80,7 +88,40 @@ func newTransmission(c *conn, n *negotiated) *transmission {
 		bufs:       c.srv.bufs,
 		idle:       make(chan work),
 		readEnd:    make(chan error, 1),
+		unixRC:     unixRawConn(c.nc),
 	}
+}
+
+// unixRawConn is nc's socket if nc is a unix socket, or nil.
+func unixRawConn(nc net.Conn) syscall.RawConn {
+	uc, ok := nc.(*net.UnixConn)
+	if !ok {
+		return nil
+	}
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}
+
+// caughtUp reports whether the client has read every reply sent to it: a
+// client at queue depth 1 always has, as it waits for each reply before
+// it sends the next request. On a unix socket the bytes we sent stay
+// charged to our send queue (SIOCOUTQ) until the client has read them.
+// Over TCP the send queue empties when the peer's kernel acknowledges the
+// data, whether or not the client read it, so it cannot tell: false.
+func (t *transmission) caughtUp() bool {
+	if t.unixRC == nil {
+		return false
+	}
+	q := -1
+	t.unixRC.Control(func(fd uintptr) {
+		if n, err := unix.IoctlGetInt(int(fd), unix.SIOCOUTQ); err == nil {
+			q = n
+		}
+	})
+	return q == 0
 }
 
 // minWeight is the budget a request without payload takes, so the budget
@@ -93,8 +134,8 @@ func (t *transmission) run() {
 	t.c.bw.Reset(&t.dw)
 	writerDone := make(chan struct{})
 	go func() { defer close(writerDone); t.writer() }()
-	t.takeover = time.AfterFunc(time.Hour, t.takeOver)
-	t.takeover.Stop()
+	t.watch = time.AfterFunc(time.Hour, t.tick)
+	t.watch.Stop()
 	t.workers.Add(1)
 	go t.lead()
 	err := <-t.readEnd
@@ -112,6 +153,8 @@ func (t *transmission) run() {
 	}
 	close(t.idle) // no more work: idle workers return
 	t.workers.Wait()
+	t.ended.Store(true)
+	t.watch.Stop()
 	close(t.replies)
 	<-writerDone
 }
@@ -120,11 +163,11 @@ func (t *transmission) run() {
 // stream ends, then tells run how (nil on NBD_CMD_DISC). Exactly one
 // goroutine holds the role at a time.
 //
-// A request that finds nothing else in flight and nothing pipelined behind
-// it (a client at queue depth 1) is run right here, and a FLUSH's reply is
-// written here too (send): no goroutine hand-off on its way, which on this
+// A small request that finds nothing else in flight and nothing pipelined
+// behind it is run right here, and at queue depth 1 (and for FLUSH and FUA) its
+// reply is written here too (send): no goroutine hand-off on its way, which on this
 // path cost more than the device (bench/RESULTS.md, QD1 write+FLUSH). Should it
-// take longer than takeoverAfter, takeOver gives the reader role to a new
+// run for a whole watchTick, tick gives the reader role to a new
 // goroutine, so that a disconnect is still seen (and cancels the request)
 // and pipelined requests are still read; this one then ends with its
 // request.
@@ -136,7 +179,7 @@ func (t *transmission) lead() {
 			t.readEnd <- err
 			return
 		}
-		if t.active.Load() != 0 || t.c.br.Buffered() != 0 {
+		if t.active.Load() != 0 || t.c.br.Buffered() != 0 || w.req.length > maxInline {
 			t.dispatch(w.req, w.payload, w.tk)
 			continue
 		}
@@ -146,38 +189,76 @@ func (t *transmission) lead() {
 	}
 }
 
-// takeoverAfter is how long a request run in line may keep the reader role.
-const takeoverAfter = time.Millisecond
+// maxInline is the largest request run in line. A hand-off costs some
+// microseconds, which matter to a 4 KiB request and not to a larger one;
+// and a large request run in line keeps the reader from the next one (over
+// TLS, decrypting it), where a worker would overlap the two.
+const maxInline = 64 << 10
+
+// watchTick is the period of the watch over requests run in line: one
+// that is still running at two ticks in a row (so after one to two
+// ticks) hands the reader role on. A timer armed per request would cost
+// more than the request: arming it wakes a thread to poll timers.
+const watchTick = time.Millisecond
+
+// watchCalm is how many ticks without a request in line stop the watch
+// (the next request run in line starts it again).
+const watchCalm = 64
 
 // inline runs w on the reader's goroutine and reports whether this
 // goroutine still holds the reader role afterwards.
 func (t *transmission) inline(w work) bool {
 	g := t.gen.Add(1)
 	t.active.Add(1)
-	t.inlSelf.Store(w.req.typ == cmdFlush || w.req.flags&cmdFlagFUA != 0)
+	t.inlSelf.Store(w.req.typ == cmdFlush || w.req.flags&cmdFlagFUA != 0 || t.caughtUp())
 	t.inl.Store(g)
-	t.takeover.Reset(takeoverAfter)
+	if t.watching.CompareAndSwap(false, true) {
+		t.calm.Store(0)
+		t.watch.Reset(watchTick)
+	}
 	if !t.handle(w.req, w.payload, w.tk) {
 		t.release(w.tk)
 	}
 	t.active.Add(-1)
-	if !t.inl.CompareAndSwap(g, 0) {
-		return false // taken over: the timer is the new reader's now, not ours to stop
-	}
-	t.takeover.Stop()
-	return true
+	// Taken over: a new goroutine reads now, and this one ends with its
+	// request.
+	return t.inl.CompareAndSwap(g, 0)
 }
 
-// takeOver, run by the takeover timer, makes its goroutine the reader if
-// the request run in line is still running. A late run of the timer finds
-// no request (0) or takes a later one early, which is harmless.
-func (t *transmission) takeOver() {
-	g := t.inl.Load()
-	if g == 0 || !t.inl.CompareAndSwap(g, 0) {
+// tick, the watch, makes its goroutine the reader if the request run in
+// line is the one it saw at the last tick; otherwise it ticks again, or
+// stops after watchCalm ticks with nothing in line.
+//
+// inline publishes inl before it tries to start the watch, and tick
+// clears watching before it looks at inl a last time: a request that
+// starts while the watch stops is seen by one of the two.
+func (t *transmission) tick() {
+	if t.ended.Load() {
 		return
 	}
-	t.workers.Add(1) // the old reader is still in the group: run is not waiting yet
-	t.lead()
+	g := t.inl.Load()
+	if g != 0 && t.seen.Swap(g) == g {
+		if t.inl.CompareAndSwap(g, 0) {
+			t.seen.Store(0)
+			t.calm.Store(0)
+			t.watch.Reset(watchTick) // for the requests the new reader runs in line
+			t.workers.Add(1)         // the old reader is still in the group: run is not waiting yet
+			t.lead()
+		} else {
+			t.watch.Reset(watchTick)
+		}
+		return
+	}
+	if g != 0 {
+		t.calm.Store(0)
+	} else if t.calm.Add(1) >= watchCalm {
+		t.watching.Store(false)
+		if t.inl.Load() == 0 || !t.watching.CompareAndSwap(false, true) {
+			return
+		}
+		t.calm.Store(0)
+	}
+	t.watch.Reset(watchTick)
 }
 
 // next reads the next valid request, its payload and its budget; requests

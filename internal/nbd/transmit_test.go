@@ -2,6 +2,9 @@ package nbd
 
 import (
 	"context"
+	"io"
+	"net"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 
@@ -48,7 +51,7 @@ func startGated(t *testing.T, dev *gatedDev) (*Server, *rawConn) {
 
 // A lone request runs on the reader's goroutine (lead). While it is
 // blocked, a request sent after it is still read and answered: the reader
-// role moved on (takeOver).
+// role moved on (tick).
 func TestBlockedRequestDoesNotStopReading(t *testing.T) {
 	dev := newGatedDev()
 	_, c := startGated(t, dev)
@@ -105,5 +108,87 @@ func TestQueueDepthOneInLine(t *testing.T) {
 		if got[0] != byte(i) || got[4095] != byte(i) {
 			t.Fatalf("read %d: got %d, want %d", i, got[0], byte(i))
 		}
+	}
+}
+
+// The watch over requests run in line stops when the connection calms
+// down, and the next lone request starts it again: a request that blocks
+// after a quiet spell still hands the reader role on.
+func TestWatchRestartsAfterCalm(t *testing.T) {
+	dev := newGatedDev()
+	srv, c := startGated(t, dev)
+	c.request(cmdRead, 0, 1, 4096, 4096, nil) // not gated: runs in line, starts the watch
+	if h, e := c.simpleReply(); h != 1 || e != 0 {
+		t.Fatalf("reply handle %d errno %d, want 1 and 0", h, e)
+	}
+	c.read(make([]byte, 4096))
+	tr := onlyTransmission(t, srv)
+	waitFor(t, "the watch to stop", func() bool { return !tr.watching.Load() })
+
+	c.request(cmdRead, 0, 2, 0, 4096, nil) // blocks in line
+	<-dev.started
+	c.request(cmdRead, 0, 3, 4096, 4096, nil)
+	if h, e := c.simpleReply(); h != 3 || e != 0 {
+		t.Fatalf("reply handle %d errno %d, want 3 (the read behind the blocked one) and 0", h, e)
+	}
+	c.read(make([]byte, 4096))
+	close(dev.release)
+	if h, e := c.simpleReply(); h != 2 || e != 0 {
+		t.Fatalf("reply handle %d errno %d, want 2 and 0", h, e)
+	}
+	c.read(make([]byte, 4096))
+}
+
+// onlyTransmission is the transmission of srv's one connection.
+func onlyTransmission(t *testing.T, srv *Server) *transmission {
+	t.Helper()
+	var tr *transmission
+	waitFor(t, "the connection to reach transmission", func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		for c := range srv.conns {
+			tr = c.tr.Load()
+		}
+		return len(srv.conns) == 1 && tr != nil
+	})
+	return tr
+}
+
+// A client that has read every reply is caught up (queue depth 1: its
+// replies are written in line); one with replies left to read is not.
+func TestCaughtUp(t *testing.T) {
+	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("unix", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	tr := &transmission{unixRC: unixRawConn(server)}
+	if !tr.caughtUp() {
+		t.Fatal("caught up before anything was sent: false")
+	}
+	if _, err := server.Write(make([]byte, 16)); err != nil {
+		t.Fatal(err)
+	}
+	if tr.caughtUp() {
+		t.Fatal("caught up with a reply unread: true")
+	}
+	if _, err := io.ReadFull(client, make([]byte, 16)); err != nil {
+		t.Fatal(err)
+	}
+	if !tr.caughtUp() {
+		t.Fatal("caught up after the client read everything: false")
+	}
+	if (&transmission{}).caughtUp() {
+		t.Fatal("caught up without a unix socket (TCP): true")
 	}
 }
