@@ -10,6 +10,11 @@
 #   write-1m-qd8        1 MiB sequential writes, iodepth 8
 #   randwrite-4k-qd1-fsync  4 KiB random writes, iodepth 1, NBD FLUSH after every write (--fsync=1)
 #
+# Then 4 KiB random writes at QD32 at one fixed rate for all (LAT_RATE IOPS, below what every server
+# sustains): the latency a guest sees at the same load. Unbounded, the faster server writes more
+# into the page cache in its 10 s and meets the kernel's write-back throttling sooner, which is
+# what the p99 column of the first table shows (nbdkit too).
+#
 # Before each run, `sync` writes back the dirty pages the previous run left (another server's file):
 # without it, whichever server runs after a write workload pays for that write-back, and its tail
 # latency shows it (measured: p99 up to 2x on randwrite-4k-qd32 for the server in second place).
@@ -35,6 +40,7 @@
 #   EXTRASPHERE_SKIP=1  run the peers only (no Extrasphere columns, no RSS section)
 #   KEEP=1            keep bench/out/work (the data files) afterwards
 #   TLS_SKIP=1        no TLS rows
+#   LAT_RATE=20000    IOPS of the fixed-rate latency rows
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -47,6 +53,7 @@ CACHE=${CACHE:-writeback}
 BIN=${EXTRASPHERE_BIN:-$ROOT/bin/extrasphere}
 SKIP_ES=${EXTRASPHERE_SKIP:-0}
 TLS_SKIP=${TLS_SKIP:-0}
+LAT_RATE=${LAT_RATE:-20000}
 PY=/usr/bin/python3 # python3-libnbd lives there; another python3 may come first on PATH
 
 die() { echo "bench/nbd.sh: $*" >&2; exit 1; }
@@ -177,6 +184,16 @@ for w in "${WORKLOADS[@]}"; do
   done
 done
 
+# --- latency at one rate -------------------------------------------------------------------------------
+for s in "${SERVERS[@]}"; do
+  log "randwrite-4k-qd32 at $LAT_RATE IOPS on $s"
+  sync
+  fio --name=lat --ioengine=nbd --uri="${URI[$s]}" --rw=randwrite --bs=4k --iodepth=32 --norandommap \
+    --rate_iops="$LAT_RATE" --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" --randrepeat=1 \
+    --output-format=json --output="$OUT/fio/lat.$s.json" >/dev/null ||
+    die "fio at a fixed rate on $s failed (see $OUT/fio/lat.$s.json)"
+done
+
 # --- TLS over TCP: the same fio jobs, Extrasphere vs qemu-nbd with the same certificates ------------
 TLS_SERVERS=()
 if [[ "$SKIP_ES" != 1 && "$TLS_SKIP" != 1 ]]; then
@@ -282,5 +299,5 @@ fi
   echo "host: $(nproc) CPUs, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/env.txt"
 "$PY" "$ROOT/bench/report.py" --out "$OUT" --size "$SIZE" --cache "$CACHE" --runtime "$RUNTIME" \
-  --ramp "$RAMP" --servers "${SERVERS[*]}" --workloads "${WORKLOADS[*]}" --tls-servers "${TLS_SERVERS[*]}" |
+  --ramp "$RAMP" --servers "${SERVERS[*]}" --workloads "${WORKLOADS[*]}" --lat-rate "$LAT_RATE" --tls-servers "${TLS_SERVERS[*]}" |
   tee "$OUT/results.md"

@@ -52,6 +52,30 @@ def ratio(a, b):
     return f"{a['iops'] / b['iops']:.2f}x"
 
 
+def lat_section(out_dir, servers, rate):
+    """4 KiB random writes at QD32 at one fixed rate for every server: the completion latency
+    percentiles at equal load, and Extrasphere's p99 against qemu-nbd's and nbdkit's."""
+    res = {}
+    for s in servers:
+        doc = load(os.path.join(out_dir, "fio", f"lat.{s}.json"))
+        st = doc["jobs"][0]["write"]
+        pct = st.get("clat_ns", {}).get("percentile", {})
+        res[s] = {"iops": st.get("iops", 0.0), "p50": pct.get("50.000000", 0) / 1000.0,
+                  "p99": pct.get("99.000000", 0) / 1000.0, "p999": pct.get("99.900000", 0) / 1000.0}
+    out = ["", f"### Latency at one rate: randwrite-4k-qd32 at {rate} IOPS for every server", "",
+           "| server | IOPS | p50 µs | p99 µs | p99.9 µs |", "|---|--:|--:|--:|--:|"]
+    for s in servers:
+        r = res[s]
+        out.append(f"| {s} | {fmt_iops(r['iops'])} | {r['p50']:.0f} | {r['p99']:.0f} | {r['p999']:.0f} |")
+    es = res.get("extrasphere")
+    if es:
+        notes = [f"- p99 Extrasphere/{peer}: {es['p99'] / res[peer]['p99']:.2f}x (lower is better)"
+                 for peer in ("qemu-nbd", "nbdkit") if res.get(peer, {}).get("p99")]
+        if notes:
+            out += [""] + notes
+    return out
+
+
 def tls_section(out_dir, servers, workloads):
     """The TLS rows: fio over TCP on 127.0.0.1 per server, with the ratio Extrasphere-TLS/qemu-nbd-TLS
     and, for the cost of TLS, TLS/plain TCP of each server."""
@@ -93,6 +117,7 @@ def main():
     ap.add_argument("--servers", required=True)
     ap.add_argument("--workloads", required=True)
     ap.add_argument("--tls-servers", default="")
+    ap.add_argument("--lat-rate", default="")
     a = ap.parse_args()
     servers = a.servers.split()
     workloads = a.workloads.split()
@@ -130,6 +155,8 @@ def main():
             row += [ratio(es, res.get((w, "qemu-nbd"))), ratio(es, res.get((w, "nbdkit")))]
         out.append("| " + " | ".join(row) + " |")
 
+    if a.lat_rate:
+        out.extend(lat_section(a.out, servers, a.lat_rate))
     out.extend(tls_section(a.out, a.tls_servers.split(), workloads))
 
     rss = os.path.join(a.out, "rss.json")
