@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 
 	"github.com/extrasphere/extrasphere/internal/cbt"
-	"github.com/extrasphere/extrasphere/internal/gate"
 )
 
 // Changed-block tracking of volumes. Each served volume owns a cbt.State
@@ -153,10 +152,10 @@ func (e *Engine) cbtChange(vol, what string, rebuild bool, change func(v *volume
 	}
 	defer v.snapMu.Unlock()
 	e.mu.Lock()
-	g, ok := v.dev.(*gate.Gate)
+	g := v.dev
 	layers := v.layers
 	e.mu.Unlock()
-	if !ok {
+	if g == nil {
 		return errorf(ErrVolumeUnavailable, "volume %s is unavailable (%v)", vol, v.err)
 	}
 	h := g.Hold()

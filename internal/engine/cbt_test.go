@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/extrasphere/extrasphere/internal/cbt"
-	"github.com/extrasphere/extrasphere/internal/gate"
 )
 
 // cbtDirty returns the dirty 64 KiB blocks of a bitmap as read through the
@@ -44,7 +43,7 @@ func cbtDirty(t *testing.T, e *Engine, vol, bitmap string) map[int64]bool {
 func innerContexts(t *testing.T, e *Engine, vol string) []string {
 	t.Helper()
 	e.mu.Lock()
-	g := e.volumes[vol].dev.(*gate.Gate)
+	g := e.volumes[vol].dev
 	e.mu.Unlock()
 	return g.Current().Caps().MetaContexts
 }

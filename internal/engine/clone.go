@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/extrasphere/extrasphere/internal/datastore"
-	"github.com/extrasphere/extrasphere/internal/gate"
 	"github.com/extrasphere/extrasphere/internal/sparse"
 )
 
@@ -33,7 +32,7 @@ func (e *Engine) Clone(ctx context.Context, src, snap, name string) (VolumeInfo,
 		if err := v.dev.Flush(ctx); err != nil { // so the flush under the hold is short
 			return VolumeInfo{}, fmt.Errorf("clone %s: flush %s: %w", name, src, err)
 		}
-		h := v.dev.(*gate.Gate).Hold()
+		h := v.dev.Hold()
 		_, err := e.snapshotHeld(ctx, v, h, snap, time.Now())
 		h.Release()
 		if err != nil {

@@ -14,7 +14,6 @@ import (
 	"github.com/extrasphere/extrasphere/internal/blockdev/devtest"
 	"github.com/extrasphere/extrasphere/internal/cbt"
 	"github.com/extrasphere/extrasphere/internal/chain"
-	"github.com/extrasphere/extrasphere/internal/gate"
 	"github.com/extrasphere/extrasphere/internal/mirror"
 )
 
@@ -63,10 +62,10 @@ func checkStackShape(t *testing.T, e *Engine, vol string) {
 	t.Helper()
 	e.mu.Lock()
 	v := e.volumes[vol]
-	g, _ := v.dev.(*gate.Gate)
+	g := v.dev
 	e.mu.Unlock()
 	if g == nil {
-		t.Fatalf("the volume's device is %T, want the gate", v.dev)
+		t.Fatalf("volume %s has no stack (%v)", vol, v.err)
 	}
 	c, ok := v.layers.(*chain.Chain)
 	if !ok {

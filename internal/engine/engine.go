@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/extrasphere/extrasphere/internal/chain"
 	"log/slog"
 	"os"
 	"sort"
@@ -25,7 +24,9 @@ import (
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/catalog"
 	"github.com/extrasphere/extrasphere/internal/cbt"
+	"github.com/extrasphere/extrasphere/internal/chain"
 	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/gate"
 	"github.com/extrasphere/extrasphere/internal/job"
 	"github.com/extrasphere/extrasphere/internal/mirror"
 	"github.com/extrasphere/extrasphere/internal/nbd"
@@ -73,7 +74,7 @@ type volume struct {
 
 	// The fields below are guarded by Engine.mu.
 	files datastore.VolumeFiles // what the descriptor says; replaced on a read-only change
-	dev   blockdev.Device       // nil when err != nil
+	dev   *gate.Gate            // the top of the stack (stack.go); nil when err != nil
 	err   error                 // why the volume cannot be served
 	conns int                   // open NBD connections (OpenExport minus release)
 	jobs  map[string]*job.Job   // running jobs on this volume, by ID
@@ -372,7 +373,7 @@ func (e *Engine) Close() error {
 	}
 	e.mu.Unlock()
 
-	devs := make([]blockdev.Device, len(vols))
+	devs := make([]*gate.Gate, len(vols))
 	for i, v := range vols {
 		e.mu.Lock()
 		devs[i] = v.dev
@@ -427,6 +428,6 @@ func (e *Engine) Close() error {
 }
 
 // newVolume is a served volume; st is its tracking state.
-func newVolume(name string, ent *dsEntry, files datastore.VolumeFiles, dev, layers blockdev.Device, st *cbt.State) *volume {
+func newVolume(name string, ent *dsEntry, files datastore.VolumeFiles, dev *gate.Gate, layers blockdev.Device, st *cbt.State) *volume {
 	return &volume{name: name, ds: ent, files: files, dev: dev, layers: layers, jobs: map[string]*job.Job{}, cbt: st}
 }

@@ -6,9 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
+	"github.com/extrasphere/extrasphere/internal/failpoint"
+	"github.com/extrasphere/extrasphere/internal/flat"
 	"github.com/extrasphere/extrasphere/internal/nbd"
 )
 
@@ -370,5 +373,35 @@ func TestAttach(t *testing.T) {
 	}
 	if got, want := nodeName("0starts-with-a-digit-and-is-long"), "es-0starts-with-a-dig-"; !strings.HasPrefix(got, want) || len(got) > 31 {
 		t.Errorf("node name %q", got)
+	}
+}
+
+// A read-only change whose flush fails changes nothing: the volume keeps
+// its stack and the layers under it (they were lost before, and the next
+// pivot or mirror attach built on nothing).
+func TestSetReadOnlyFlushFailureKeepsStack(t *testing.T) {
+	dir := t.TempDir()
+	e, err := Open(t.Context(), Config{DataDir: dir, NBDSocket: filepath.Join(dir, "nbd.sock"),
+		NBDAddr: "0.0.0.0:10809", Failpoints: failpoint.Parse(flat.FailpointDataSync + "=eio")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	mustCreate(t, e, CreateOptions{Name: "v", Size: 1 << 20})
+	e.mu.Lock()
+	before := e.volumes["v"].layers
+	e.mu.Unlock()
+	if _, err := e.SetReadOnly(t.Context(), "v", true); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("set read-only with fdatasync failing: %v, want EIO", err)
+	}
+	e.mu.Lock()
+	v := e.volumes["v"]
+	dev, layers, verr := v.dev, v.layers, v.err
+	e.mu.Unlock()
+	if dev == nil || layers != before || verr != nil {
+		t.Fatalf("after the failed change: dev %v, layers %v (before %v), err %v", dev, layers, before, verr)
+	}
+	if got := readThrough(t, e, "v", 512, 0); len(got) != 512 {
+		t.Fatal("the volume no longer reads")
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/extrasphere/extrasphere/internal/datastore"
 	"github.com/extrasphere/extrasphere/internal/fill"
 	"github.com/extrasphere/extrasphere/internal/flat"
-	"github.com/extrasphere/extrasphere/internal/gate"
 	"github.com/extrasphere/extrasphere/internal/job"
 	"github.com/extrasphere/extrasphere/internal/repo"
 	"github.com/extrasphere/extrasphere/internal/sparse"
@@ -209,7 +208,7 @@ func (e *Engine) promoteRestore(ctx context.Context, v *volume, fd *fill.Device,
 	e.hit("promote-restore.after-commit")
 	c := v.layers.(*chain.Chain)
 	_, deltas := c.Layers()
-	h := v.dev.(*gate.Gate).Hold()
+	h := v.dev.Hold()
 	fb, err := fd.Release()
 	if err != nil {
 		e.log.Warn("promote: close the backup reader", "volume", v.name, "err", err)

@@ -86,7 +86,7 @@ func (e *Engine) Migrate(ctx context.Context, vol, to string, rate int64) (job.I
 func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int64, j *job.Job) (err error) {
 	start := time.Now()
 	snap := migrateSnapPrefix + j.ID()
-	g := v.dev.(*gate.Gate)
+	g := v.dev
 	if err := g.Flush(ctx); err != nil { // so the flush under the hold is short
 		return fmt.Errorf("migrate %s: flush: %w", v.name, err)
 	}

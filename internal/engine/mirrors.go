@@ -172,10 +172,10 @@ func ensureDirtyLog(st *cbt.State, all bool) error {
 // everything. The caller holds v.snapMu.
 func (e *Engine) attachMirror(v *volume, rec catalog.Mirror) error {
 	e.mu.Lock()
-	g, ok := v.dev.(*gate.Gate)
+	g := v.dev
 	layers := v.layers
 	e.mu.Unlock()
-	if !ok {
+	if g == nil {
 		return errorf(ErrVolumeUnavailable, "volume %s is unavailable (%v)", v.name, v.err)
 	}
 	dial, err := e.dialer(rec, v.files.Size)
@@ -220,10 +220,10 @@ func (e *Engine) detachMirror(ctx context.Context, v *volume) error {
 	}
 	me.m.Release()
 	e.mu.Lock()
-	g, ok := v.dev.(*gate.Gate)
+	g := v.dev
 	layers := v.layers
 	e.mu.Unlock()
-	if ok {
+	if g != nil {
 		h := g.Hold()
 		v.mir.Store(nil)
 		h.Replace(v.wrap(layers))

@@ -11,7 +11,6 @@ import (
 	"github.com/extrasphere/extrasphere/internal/chain"
 	"github.com/extrasphere/extrasphere/internal/datastore"
 	"github.com/extrasphere/extrasphere/internal/flat"
-	"github.com/extrasphere/extrasphere/internal/gate"
 	"github.com/extrasphere/extrasphere/internal/job"
 	"github.com/extrasphere/extrasphere/internal/sparse"
 )
@@ -107,7 +106,7 @@ func (e *Engine) promote(ctx context.Context, v *volume, j *job.Job) error {
 	if err != nil {
 		return fail(err)
 	}
-	h := v.dev.(*gate.Gate).Hold()
+	h := v.dev.Hold()
 	// Built with I/O held: the owner map must see every grain allocated.
 	nd, err := chain.New(nb, own)
 	if err != nil {

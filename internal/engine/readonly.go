@@ -9,6 +9,7 @@ import (
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/cbt"
 	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/gate"
 	"github.com/extrasphere/extrasphere/internal/mirror"
 	"github.com/extrasphere/extrasphere/internal/vmdk"
 )
@@ -39,12 +40,12 @@ func (e *Engine) SetReadOnly(ctx context.Context, name string, ro bool) (VolumeI
 		return e.GetVolume(ctx, name)
 	}
 	v.op = "read-only change"
-	old := v.dev
+	old, oldLayers := v.dev, v.layers
 	v.dev = nil
 	files := v.files
 	e.mu.Unlock()
 
-	newFiles, dev, layers, err := e.rewriteReadOnly(ctx, files, old, ro, v.cbt, v.mirror())
+	newFiles, dev, layers, err := e.rewriteReadOnly(ctx, files, old, oldLayers, ro, v.cbt, v.mirror())
 
 	e.mu.Lock()
 	v.op = ""
@@ -65,9 +66,10 @@ func (e *Engine) SetReadOnly(ctx context.Context, name string, ro bool) (VolumeI
 
 // rewriteReadOnly flushes and closes old, rewrites the descriptor and
 // opens a new stack (dev and the layers below its gate).
-func (e *Engine) rewriteReadOnly(ctx context.Context, f datastore.VolumeFiles, old blockdev.Device, ro bool, st *cbt.State, mir *mirror.Mirror) (nf datastore.VolumeFiles, dev, layers blockdev.Device, err error) {
+func (e *Engine) rewriteReadOnly(ctx context.Context, f datastore.VolumeFiles, old *gate.Gate, oldLayers blockdev.Device, ro bool, st *cbt.State, mir *mirror.Mirror) (nf datastore.VolumeFiles, dev *gate.Gate, layers blockdev.Device, err error) {
 	if err := old.Flush(ctx); err != nil {
-		return f, old, nil, fmt.Errorf("set read-only on volume %s: flush: %w", f.Name, err)
+		// Nothing changed: the old stack stays, with its layers.
+		return f, old, oldLayers, fmt.Errorf("set read-only on volume %s: flush: %w", f.Name, err)
 	}
 	if err := old.Close(); err != nil {
 		e.log.Warn("close device", "volume", f.Name, "err", err)

@@ -13,7 +13,6 @@ import (
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/catalog"
 	"github.com/extrasphere/extrasphere/internal/fence"
-	"github.com/extrasphere/extrasphere/internal/gate"
 	"github.com/extrasphere/extrasphere/internal/mirror"
 	"github.com/extrasphere/extrasphere/internal/nbd"
 	"github.com/extrasphere/extrasphere/internal/node"
@@ -371,8 +370,8 @@ func (e *Engine) Failover(ctx context.Context, name string, force bool) (MirrorI
 	}()
 	v.snapMu.Lock()
 	defer v.snapMu.Unlock()
-	g, ok := v.dev.(*gate.Gate)
-	if !ok {
+	g := v.dev
+	if g == nil {
 		return MirrorInfo{}, errorf(ErrVolumeUnavailable, "volume %s is unavailable", name)
 	}
 	h := g.Hold()

@@ -7,7 +7,6 @@ import (
 
 	"github.com/extrasphere/extrasphere/internal/chain"
 	"github.com/extrasphere/extrasphere/internal/datastore"
-	"github.com/extrasphere/extrasphere/internal/gate"
 )
 
 // RevertSnapshot returns a volume to a snapshot: every layer written since
@@ -30,7 +29,7 @@ func (e *Engine) RevertSnapshot(ctx context.Context, vol, name string) (Snapshot
 	if err := e.refuseShared(v, "revert to snapshot "+name+":", ls[k+1:]); err != nil {
 		return SnapshotInfo{}, err
 	}
-	h := v.dev.(*gate.Gate).Hold()
+	h := v.dev.Hold()
 	defer h.Release()
 	// The content goes back to the snapshot's, under every bitmap: all
 	// dirty (an over-report), saved before anything is deleted.

@@ -11,7 +11,6 @@ import (
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/chain"
 	"github.com/extrasphere/extrasphere/internal/datastore"
-	"github.com/extrasphere/extrasphere/internal/gate"
 	"github.com/extrasphere/extrasphere/internal/job"
 )
 
@@ -134,7 +133,7 @@ func (e *Engine) consolidate(ctx context.Context, v *volume, m *chain.Merger, be
 		return fmt.Errorf("remove snapshot of volume %s: flush: %w", v.name, err)
 	}
 	e.hit("consolidate.after-copy")
-	h := v.dev.(*gate.Gate).Hold()
+	h := v.dev.Hold()
 	next, err := e.commitMerge(ctx, v, m, below, top)
 	if err != nil {
 		h.Release()

@@ -10,7 +10,6 @@ import (
 
 	"github.com/extrasphere/extrasphere/internal/chain"
 	"github.com/extrasphere/extrasphere/internal/datastore"
-	"github.com/extrasphere/extrasphere/internal/gate"
 	"github.com/extrasphere/extrasphere/internal/job"
 	"github.com/extrasphere/extrasphere/internal/sparse"
 )
@@ -108,7 +107,7 @@ func (e *Engine) mergeFrozen(ctx context.Context, v *volume, m *chain.Merger, k 
 	e.hit(fpFrozenAfterRepint)
 	// The owner map is copied with I/O held: a grain the top allocates
 	// meanwhile must be in it.
-	h := v.dev.(*gate.Gate).Hold()
+	h := v.dev.Hold()
 	nd, err := m.Without()
 	if err != nil {
 		h.Release()

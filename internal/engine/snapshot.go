@@ -116,7 +116,7 @@ func (e *Engine) snapshotGroup(ctx context.Context, vs []*volume, name string, d
 	}
 	held := make([]*gate.Held, 0, len(vs))
 	for _, v := range vs {
-		held = append(held, v.dev.(*gate.Gate).Hold())
+		held = append(held, v.dev.Hold())
 	}
 	at := time.Now()
 	var out []SnapshotInfo

@@ -31,7 +31,7 @@ import (
 // chain.Extend) again and wraps the result the same way via wrapInner.
 // st is the volume's tracking state, which outlives every stack; fp arms
 // the flat files' fdatasync failpoint (fault tests; nil in production).
-func buildStack(ctx context.Context, f datastore.VolumeFiles, st *cbt.State, mir *mirror.Mirror, src restoreSource, fp *failpoint.Set) (dev, layers blockdev.Device, err error) {
+func buildStack(ctx context.Context, f datastore.VolumeFiles, st *cbt.State, mir *mirror.Mirror, src restoreSource, fp *failpoint.Set) (dev *gate.Gate, layers blockdev.Device, err error) {
 	layers, err = openLayers(ctx, f, src, fp)
 	if err != nil {
 		return nil, nil, err
