@@ -151,21 +151,18 @@ func (e *Engine) cbtChange(vol, what string, rebuild bool, change func(v *volume
 			what, vol)
 	}
 	defer v.snapMu.Unlock()
-	e.mu.Lock()
-	g := v.dev
-	layers := v.layers
-	e.mu.Unlock()
-	if g == nil {
-		return errorf(ErrVolumeUnavailable, "volume %s is unavailable (%v)", vol, v.err)
+	p, err := e.beginPivot(v)
+	if err != nil {
+		return err
 	}
-	h := g.Hold()
-	defer h.Release()
+	defer p.end()
 	if err := change(v); err != nil {
 		return cbtError(err)
 	}
 	if rebuild {
-		h.Replace(v.wrap(layers))
+		p.install(p.layers) // the tracker's meta contexts follow the bitmaps
 	}
+	p.commit()
 	return nil
 }
 

@@ -32,10 +32,7 @@ func (e *Engine) Clone(ctx context.Context, src, snap, name string) (VolumeInfo,
 		if err := v.dev.Flush(ctx); err != nil { // so the flush under the hold is short
 			return VolumeInfo{}, fmt.Errorf("clone %s: flush %s: %w", name, src, err)
 		}
-		h := v.dev.Hold()
-		_, err := e.snapshotHeld(ctx, v, h, snap, time.Now())
-		h.Release()
-		if err != nil {
+		if _, err := e.snapshotOne(ctx, v, snap, time.Now()); err != nil {
 			return VolumeInfo{}, err
 		}
 	}

@@ -90,10 +90,7 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 	if err := g.Flush(ctx); err != nil { // so the flush under the hold is short
 		return fmt.Errorf("migrate %s: flush: %w", v.name, err)
 	}
-	h := g.Hold()
-	_, err = e.snapshotHeld(ctx, v, h, snap, start)
-	h.Release()
-	if err != nil {
+	if _, err = e.snapshotOne(ctx, v, snap, start); err != nil {
 		return fmt.Errorf("migrate %s: %w", v.name, err)
 	}
 	e.hit("migrate.after-snapshot")
@@ -184,7 +181,7 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 	}
 
 	j.SetDetail("switching to the new copy")
-	h = g.Hold()
+	h := g.Hold()
 	stall, err := e.pivotMigration(ctx, v, tgt, st, m, copies, h)
 	if err != nil {
 		m.Abort()

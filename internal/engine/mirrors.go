@@ -173,7 +173,6 @@ func ensureDirtyLog(st *cbt.State, all bool) error {
 func (e *Engine) attachMirror(v *volume, rec catalog.Mirror) error {
 	e.mu.Lock()
 	g := v.dev
-	layers := v.layers
 	e.mu.Unlock()
 	if g == nil {
 		return errorf(ErrVolumeUnavailable, "volume %s is unavailable (%v)", v.name, v.err)
@@ -201,10 +200,15 @@ func (e *Engine) attachMirror(v *volume, rec catalog.Mirror) error {
 	if rec.Paused {
 		m.Pause()
 	}
-	h := g.Hold()
+	p, err := e.beginPivot(v)
+	if err != nil {
+		m.Release()
+		return errors.Join(err, m.Close(context.Background()))
+	}
 	v.mir.Store(me)
-	h.Replace(v.wrap(layers))
-	h.Release()
+	p.install(p.layers)
+	p.commit()
+	p.end()
 	return nil
 }
 
@@ -219,17 +223,13 @@ func (e *Engine) detachMirror(ctx context.Context, v *volume) error {
 		return nil
 	}
 	me.m.Release()
-	e.mu.Lock()
-	g := v.dev
-	layers := v.layers
-	e.mu.Unlock()
-	if g != nil {
-		h := g.Hold()
+	if p, err := e.beginPivot(v); err == nil {
 		v.mir.Store(nil)
-		h.Replace(v.wrap(layers))
-		h.Release()
+		p.install(p.layers)
+		p.commit()
+		p.end()
 	} else {
-		v.mir.Store(nil)
+		v.mir.Store(nil) // no stack: nothing to take the filter out of
 	}
 	return me.m.Close(ctx)
 }

@@ -370,12 +370,11 @@ func (e *Engine) Failover(ctx context.Context, name string, force bool) (MirrorI
 	}()
 	v.snapMu.Lock()
 	defer v.snapMu.Unlock()
-	g := v.dev
-	if g == nil {
-		return MirrorInfo{}, errorf(ErrVolumeUnavailable, "volume %s is unavailable", name)
+	p, err := e.beginPivot(v)
+	if err != nil {
+		return MirrorInfo{}, err
 	}
-	h := g.Hold()
-	defer h.Release()
+	defer p.end()
 	// From this instant, the bitmap records every write made here.
 	if v.cbt.Has(MirrorBitmap) {
 		_, err = v.cbt.Clear(MirrorBitmap)
@@ -399,7 +398,8 @@ func (e *Engine) Failover(ctx context.Context, name string, force bool) (MirrorI
 		v.gone = nil
 	}
 	e.mu.Unlock()
-	h.Replace(v.wrap(v.layers))
+	p.install(p.layers)
+	p.commit()
 	done = true
 	e.log.Warn("failover: replica is now writable here", "volume", name, "source", r.SourceName+"/"+r.SourceVolume)
 	in, _ := e.replicaInfo(v)

@@ -11,7 +11,6 @@ import (
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/chain"
 	"github.com/extrasphere/extrasphere/internal/datastore"
-	"github.com/extrasphere/extrasphere/internal/gate"
 )
 
 // ErrSnapshotNotFound / ErrSnapshotExists: a snapshot name that is not
@@ -114,15 +113,22 @@ func (e *Engine) snapshotGroup(ctx context.Context, vs []*volume, name string, d
 			return nil, fmt.Errorf("snapshot %s: flush volume %s: %w", name, v.name, err)
 		}
 	}
-	held := make([]*gate.Held, 0, len(vs))
+	pivots := make([]*pivot, 0, len(vs))
 	for _, v := range vs {
-		held = append(held, v.dev.Hold())
+		p, err := e.beginPivot(v)
+		if err != nil {
+			for _, p := range pivots {
+				p.end()
+			}
+			return nil, fmt.Errorf("snapshot %s: %w", name, err)
+		}
+		pivots = append(pivots, p)
 	}
 	at := time.Now()
 	var out []SnapshotInfo
 	var errs []error
 	for i, v := range vs {
-		info, err := e.snapshotHeld(ctx, v, held[i], name, at)
+		info, err := e.snapshotHeld(ctx, v, pivots[i], name, at)
 		if err == nil && during != nil {
 			err = during(v)
 		}
@@ -133,8 +139,8 @@ func (e *Engine) snapshotGroup(ctx context.Context, vs []*volume, name string, d
 		out = append(out, info)
 	}
 	var stall time.Duration
-	for _, h := range held {
-		stall = max(stall, h.Release())
+	for _, p := range pivots {
+		stall = max(stall, p.end())
 	}
 	if err := errors.Join(errs...); err != nil {
 		return out, fmt.Errorf("snapshot %s: %w (volumes snapshotted: %d of %d)", name, err, len(out), len(vs))
@@ -143,10 +149,24 @@ func (e *Engine) snapshotGroup(ctx context.Context, vs []*volume, name string, d
 	return out, nil
 }
 
+// snapshotOne takes a snapshot of one volume (clone, migrate); v.snapMu
+// is held and the caller has flushed, so the flush under the hold is
+// short.
+func (e *Engine) snapshotOne(ctx context.Context, v *volume, name string, at time.Time) (SnapshotInfo, error) {
+	p, err := e.beginPivot(v)
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	defer p.end()
+	return e.snapshotHeld(ctx, v, p, name, at)
+}
+
 // snapshotHeld freezes v's top layer under name and installs a chain with
-// a new empty delta on top. I/O is held by h; v.snapMu is held.
-func (e *Engine) snapshotHeld(ctx context.Context, v *volume, h *gate.Held, name string, at time.Time) (SnapshotInfo, error) {
-	if err := h.Current().Flush(ctx); err != nil {
+// a new empty delta on top, in the pivot p (I/O held); v.snapMu is held.
+// On failure the pivot's end undoes each step: the delta goes, the layer
+// is no longer named.
+func (e *Engine) snapshotHeld(ctx context.Context, v *volume, p *pivot, name string, at time.Time) (SnapshotInfo, error) {
+	if err := p.current().Flush(ctx); err != nil {
 		return SnapshotInfo{}, fmt.Errorf("volume %s: flush before snapshot: %w", v.name, err)
 	}
 	ls := layersOf(v)
@@ -154,30 +174,31 @@ func (e *Engine) snapshotHeld(ctx context.Context, v *volume, h *gate.Held, name
 	if err := top.setSnapshot(name, at); err != nil {
 		return SnapshotInfo{}, fmt.Errorf("volume %s: name the frozen layer %s: %w", v.name, top.path, err)
 	}
+	p.onAbort(func() { top.setSnapshot("", time.Time{}) }) // best effort: the layer stays the writable top
 	ext, path, err := newDelta(v, e.volumeDirOf(v), top, v.files.Size)
 	if err != nil {
-		top.setSnapshot("", time.Time{}) // best effort: the layer stays the writable top
 		return SnapshotInfo{}, fmt.Errorf("volume %s: create delta: %w", v.name, err)
 	}
-	var next blockdev.Device
-	if c, ok := v.layers.(*chain.Chain); ok {
-		next, err = chain.Extend(c, chain.Extent{Extent: ext})
-	} else {
-		next, err = chain.New(v.layers, []chain.Delta{chain.Extent{Extent: ext}})
-	}
-	if err != nil {
+	p.onAbort(func() {
 		ext.Close()
 		os.Remove(path)
-		top.setSnapshot("", time.Time{})
+	})
+	var next blockdev.Device
+	if c, ok := p.layers.(*chain.Chain); ok {
+		next, err = chain.Extend(c, chain.Extent{Extent: ext})
+	} else {
+		next, err = chain.New(p.layers, []chain.Delta{chain.Extent{Extent: ext}})
+	}
+	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("volume %s: %w", v.name, err)
 	}
-	h.Replace(v.wrap(next))
+	p.install(next)
 	e.mu.Lock()
-	v.layers = next
 	v.files.Chain.Deltas = append(v.files.Chain.Deltas, path)
 	v.files.Chain.Own++
 	v.files.Chain.NextDelta = max(v.files.Chain.NextDelta, 1) + 1
 	e.mu.Unlock()
+	p.commit()
 	return SnapshotInfo{Volume: v.name, Name: name, Created: at, Layer: top.path}, nil
 }
 
