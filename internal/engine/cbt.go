@@ -160,7 +160,7 @@ func (e *Engine) cbtChange(vol, what string, rebuild bool, change func(v *volume
 		return cbtError(err)
 	}
 	if rebuild {
-		p.install(p.layers) // the tracker's meta contexts follow the bitmaps
+		p.install(p.layers, nil) // the tracker's meta contexts follow the bitmaps
 	}
 	p.commit()
 	return nil

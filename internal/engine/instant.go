@@ -208,21 +208,23 @@ func (e *Engine) promoteRestore(ctx context.Context, v *volume, fd *fill.Device,
 	e.hit("promote-restore.after-commit")
 	c := v.layers.(*chain.Chain)
 	_, deltas := c.Layers()
-	h := v.dev.Hold()
-	fb, err := fd.Release()
+	p, err := e.beginPivot(v)
 	if err != nil {
-		e.log.Warn("promote: close the backup reader", "volume", v.name, "err", err)
-	}
-	nc, err := chain.Rebase(c, fb, deltas[:len(deltas)-1])
-	if err != nil { // cannot happen: same shape
-		h.Release()
 		return fmt.Errorf("promote %s: %w", v.name, err)
 	}
-	h.Replace(v.wrap(nc))
-	e.mu.Lock()
-	v.layers = nc
-	e.mu.Unlock()
-	h.Release()
+	// The chain is rebuilt over the flat file before the backup reader is
+	// let go: should the rebuild fail, the fill device still serves.
+	nc, err := chain.Rebase(c, fd.Flat(), deltas[:len(deltas)-1])
+	if err != nil { // cannot happen: same shape
+		p.end()
+		return fmt.Errorf("promote %s: %w", v.name, err)
+	}
+	p.install(nc, nil)
+	p.commit()
+	if _, err := fd.Release(); err != nil {
+		e.log.Warn("promote: close the backup reader", "volume", v.name, "err", err)
+	}
+	p.end()
 	// Merge the delta(s) above into the flat file, as a crash would at the
 	// next start.
 	ls := layersOf(v)

@@ -206,7 +206,7 @@ func (e *Engine) attachMirror(v *volume, rec catalog.Mirror) error {
 		return errors.Join(err, m.Close(context.Background()))
 	}
 	v.mir.Store(me)
-	p.install(p.layers)
+	p.install(p.layers, nil)
 	p.commit()
 	p.end()
 	return nil
@@ -225,7 +225,7 @@ func (e *Engine) detachMirror(ctx context.Context, v *volume) error {
 	me.m.Release()
 	if p, err := e.beginPivot(v); err == nil {
 		v.mir.Store(nil)
-		p.install(p.layers)
+		p.install(p.layers, nil)
 		p.commit()
 		p.end()
 	} else {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/extrasphere/extrasphere/internal/datastore"
 	"github.com/extrasphere/extrasphere/internal/memdev"
 )
 
@@ -29,7 +30,7 @@ func TestPivotAbortRestoresStack(t *testing.T) {
 	p.onAbort(func() { ran = append(ran, 1) })
 	p.onAbort(func() { ran = append(ran, 2) })
 	other := memdev.New(1<<20, false)
-	p.install(other)
+	p.install(other, func(f *datastore.VolumeFiles) { f.Chain.Deltas = append(f.Chain.Deltas, "x") })
 	e.mu.Lock()
 	moved := v.layers == other
 	e.mu.Unlock()
@@ -44,10 +45,10 @@ func TestPivotAbortRestoresStack(t *testing.T) {
 		t.Fatalf("undo steps ran %v, want [2 1] once", ran)
 	}
 	e.mu.Lock()
-	back := v.layers == before
+	back, deltas := v.layers == before, len(v.files.Chain.Deltas)
 	e.mu.Unlock()
-	if !back {
-		t.Fatal("the layers the pivot began with are not back")
+	if !back || deltas != 0 {
+		t.Fatalf("after the abort: layers back %v, %d deltas in the files (want the layers and 0)", back, deltas)
 	}
 	if got := readThrough(t, e, "v", 4096, 0); !bytes.Equal(got, want) {
 		t.Fatal("the volume does not read its data after the aborted pivot")
@@ -68,7 +69,7 @@ func TestPivotCommitKeeps(t *testing.T) {
 	}
 	undone := false
 	p.onAbort(func() { undone = true })
-	p.install(p.layers)
+	p.install(p.layers, nil)
 	p.commit()
 	p.end()
 	if undone {

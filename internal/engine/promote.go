@@ -106,28 +106,30 @@ func (e *Engine) promote(ctx context.Context, v *volume, j *job.Job) error {
 	if err != nil {
 		return fail(err)
 	}
-	h := v.dev.Hold()
+	p, err := e.beginPivot(v)
+	if err != nil {
+		return fail(err)
+	}
 	// Built with I/O held: the owner map must see every grain allocated.
 	nd, err := chain.New(nb, own)
 	if err != nil {
-		h.Release()
+		p.end()
 		return fail(err)
 	}
 	// The commit point: the bottom delta now names the clone's own base.
 	if err := bottom.SetParent(sparse.ParentRef{FileNameHint: filepath.Base(desc), CID: cid}); err != nil {
-		h.Release()
+		p.end()
 		return fail(err)
 	}
-	h.Replace(v.wrap(nd))
-	e.mu.Lock()
-	v.layers = nd
-	v.files.DescriptorPath = desc
-	v.files.FlatPath = flatPath
-	v.files.Chain.Base = desc
-	v.files.Chain.Deltas = v.files.Chain.Deltas[nShared:]
-	v.files.Chain.BaseOwn = true
-	e.mu.Unlock()
-	stall := h.Release()
+	p.install(nd, func(f *datastore.VolumeFiles) {
+		f.DescriptorPath = desc
+		f.FlatPath = flatPath
+		f.Chain.Base = desc
+		f.Chain.Deltas = f.Chain.Deltas[nShared:]
+		f.Chain.BaseOwn = true
+	})
+	p.commit()
+	stall := p.end()
 	var errs []error
 	for _, d := range deltas[:nShared] {
 		errs = append(errs, d.Close())

@@ -398,7 +398,7 @@ func (e *Engine) Failover(ctx context.Context, name string, force bool) (MirrorI
 		v.gone = nil
 	}
 	e.mu.Unlock()
-	p.install(p.layers)
+	p.install(p.layers, nil)
 	p.commit()
 	done = true
 	e.log.Warn("failover: replica is now writable here", "volume", name, "source", r.SourceName+"/"+r.SourceVolume)

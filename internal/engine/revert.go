@@ -29,8 +29,11 @@ func (e *Engine) RevertSnapshot(ctx context.Context, vol, name string) (Snapshot
 	if err := e.refuseShared(v, "revert to snapshot "+name+":", ls[k+1:]); err != nil {
 		return SnapshotInfo{}, err
 	}
-	h := v.dev.Hold()
-	defer h.Release()
+	p, err := e.beginPivot(v)
+	if err != nil {
+		return SnapshotInfo{}, err
+	}
+	defer p.end()
 	// The content goes back to the snapshot's, under every bitmap: all
 	// dirty (an over-report), saved before anything is deleted.
 	if err := markAllCBT(v); err != nil {
@@ -51,26 +54,26 @@ func (e *Engine) RevertSnapshot(ctx context.Context, vol, name string) (Snapshot
 	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("revert volume %s: create delta: %w", vol, err)
 	}
-	c := v.layers.(*chain.Chain)
+	// The installed chain keeps serving if what follows fails (its deleted
+	// layers stay open); the next start opens the new delta over the
+	// snapshot (recoverTop).
+	p.onAbort(func() { ext.Close() })
+	c := p.layers.(*chain.Chain)
 	base, deltas := c.Layers()
 	nd, err := chain.New(base, append(append([]chain.Delta(nil), deltas[:k]...), chain.Extent{Extent: ext}))
 	if err != nil {
-		// The installed chain keeps serving (its deleted layers stay open);
-		// the next start opens the new delta over the snapshot (recoverTop).
-		ext.Close()
 		return SnapshotInfo{}, fmt.Errorf("revert volume %s: %w; restart the daemon to finish the revert", vol, err)
 	}
-	h.Replace(v.wrap(nd))
+	p.install(nd, func(f *datastore.VolumeFiles) {
+		f.Chain.Deltas = append(f.Chain.Deltas[:k:k], path)
+		f.Chain.Own = f.Chain.Own - (len(ls) - 1 - k) + 1
+		f.Chain.NextDelta++
+	})
+	p.commit()
 	// Only now that the new chain serves: the layers above k go.
 	for _, d := range deltas[k:] {
 		d.Close()
 	}
-	e.mu.Lock()
-	v.layers = nd
-	v.files.Chain.Deltas = append(v.files.Chain.Deltas[:k:k], path)
-	v.files.Chain.Own = v.files.Chain.Own - (len(ls) - 1 - k) + 1
-	v.files.Chain.NextDelta++
-	e.mu.Unlock()
 	_, t := ls[k].snapshot()
 	e.log.Info("volume reverted", "volume", vol, "snapshot", name, "deleted_layers", len(ls)-1-k)
 	return SnapshotInfo{Volume: vol, Name: name, Created: t, Layer: ls[k].path}, nil

@@ -133,15 +133,23 @@ func (e *Engine) consolidate(ctx context.Context, v *volume, m *chain.Merger, be
 		return fmt.Errorf("remove snapshot of volume %s: flush: %w", v.name, err)
 	}
 	e.hit("consolidate.after-copy")
-	h := v.dev.Hold()
-	next, err := e.commitMerge(ctx, v, m, below, top)
+	p, err := e.beginPivot(v)
 	if err != nil {
-		h.Release()
 		m.Abort()
 		return err
 	}
-	h.Replace(v.wrap(next))
-	stall := h.Release()
+	p.onAbort(m.Abort)
+	next, err := e.commitMerge(ctx, v, m, below, top)
+	if err != nil {
+		p.end()
+		return err
+	}
+	p.install(next, func(f *datastore.VolumeFiles) {
+		f.Chain.Deltas = f.Chain.Deltas[:len(f.Chain.Deltas)-1]
+		f.Chain.Own--
+	})
+	p.commit()
+	stall := p.end()
 	progress(m.Copied())
 	if err := top.delta.Close(); err != nil {
 		e.log.Warn("close merged delta", "volume", v.name, "err", err)
@@ -152,7 +160,8 @@ func (e *Engine) consolidate(ctx context.Context, v *volume, m *chain.Merger, be
 
 // commitMerge finishes a merge with I/O held: copy the last grains, flush,
 // un-name the layer, and delete the top delta (the commit point: until the
-// file is gone the old chain is the truth and reads the same).
+// file is gone the old chain is the truth and reads the same). It returns
+// the chain without the top delta, for the caller's pivot to install.
 func (e *Engine) commitMerge(ctx context.Context, v *volume, m *chain.Merger, below, top layer) (blockdev.Device, error) {
 	if err := m.Finish(ctx); err != nil {
 		return nil, fmt.Errorf("remove snapshot of volume %s: finish copy: %w", v.name, err)
@@ -165,16 +174,7 @@ func (e *Engine) commitMerge(ctx context.Context, v *volume, m *chain.Merger, be
 		return nil, fmt.Errorf("remove snapshot of volume %s: %w", v.name, err)
 	}
 	e.hit("consolidate.after-unlink")
-	nd, err := m.Without()
-	if err != nil {
-		return nil, err
-	}
-	e.mu.Lock()
-	v.layers = nd
-	v.files.Chain.Deltas = v.files.Chain.Deltas[:len(v.files.Chain.Deltas)-1]
-	v.files.Chain.Own--
-	e.mu.Unlock()
-	return nd, nil
+	return m.Without()
 }
 
 // hit stops the process at an armed failpoint (crash tests).

@@ -107,19 +107,21 @@ func (e *Engine) mergeFrozen(ctx context.Context, v *volume, m *chain.Merger, k 
 	e.hit(fpFrozenAfterRepint)
 	// The owner map is copied with I/O held: a grain the top allocates
 	// meanwhile must be in it.
-	h := v.dev.Hold()
+	p, err := e.beginPivot(v)
+	if err != nil {
+		return fail("hold I/O", err)
+	}
 	nd, err := m.Without()
 	if err != nil {
-		h.Release()
+		p.end()
 		return fail("rebuild chain", err)
 	}
-	h.Replace(v.wrap(nd))
-	e.mu.Lock()
-	v.layers = nd
-	v.files.Chain.Deltas = slices.Delete(slices.Clone(v.files.Chain.Deltas), k, k+1)
-	v.files.Chain.Own--
-	e.mu.Unlock()
-	stall := h.Release()
+	p.install(nd, func(f *datastore.VolumeFiles) {
+		f.Chain.Deltas = slices.Delete(slices.Clone(f.Chain.Deltas), k, k+1)
+		f.Chain.Own--
+	})
+	p.commit()
+	stall := p.end()
 	err = errors.Join(mid.delta.Close(), os.Remove(mid.path), datastore.SyncDir(filepath.Dir(mid.path)))
 	if err != nil {
 		// The chain no longer reads it; the next start deletes the orphan.

@@ -192,12 +192,11 @@ func (e *Engine) snapshotHeld(ctx context.Context, v *volume, p *pivot, name str
 	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("volume %s: %w", v.name, err)
 	}
-	p.install(next)
-	e.mu.Lock()
-	v.files.Chain.Deltas = append(v.files.Chain.Deltas, path)
-	v.files.Chain.Own++
-	v.files.Chain.NextDelta = max(v.files.Chain.NextDelta, 1) + 1
-	e.mu.Unlock()
+	p.install(next, func(f *datastore.VolumeFiles) {
+		f.Chain.Deltas = append(f.Chain.Deltas, path)
+		f.Chain.Own++
+		f.Chain.NextDelta = max(f.Chain.NextDelta, 1) + 1
+	})
 	p.commit()
 	return SnapshotInfo{Volume: v.name, Name: name, Created: at, Layer: top.path}, nil
 }
