@@ -16,7 +16,6 @@ import (
 	"github.com/extrasphere/extrasphere/internal/chain"
 	"github.com/extrasphere/extrasphere/internal/datastore"
 	"github.com/extrasphere/extrasphere/internal/flat"
-	"github.com/extrasphere/extrasphere/internal/gate"
 	"github.com/extrasphere/extrasphere/internal/job"
 	"github.com/extrasphere/extrasphere/internal/sparse"
 	"github.com/extrasphere/extrasphere/internal/vmdk"
@@ -82,62 +81,59 @@ func (e *Engine) Migrate(ctx context.Context, vol, to string, rate int64) (job.I
 	return j.Info(), nil
 }
 
-// migrate runs the steps; v.snapMu is held.
+// migrate runs the steps; v.snapMu is held. Each step that changes
+// something registers how to undo it; on failure they run newest first
+// (the merge is aborted, reads go back to the original layers, the copies
+// are closed, the target copy is deleted and the snapshot merged back), so
+// the volume ends as it began.
 func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int64, j *job.Job) (err error) {
 	start := time.Now()
 	snap := migrateSnapPrefix + j.ID()
-	g := v.dev
-	if err := g.Flush(ctx); err != nil { // so the flush under the hold is short
+	if err := v.dev.Flush(ctx); err != nil { // so the flush under the hold is short
 		return fmt.Errorf("migrate %s: flush: %w", v.name, err)
 	}
 	if _, err = e.snapshotOne(ctx, v, snap, start); err != nil {
 		return fmt.Errorf("migrate %s: %w", v.name, err)
 	}
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+	var st *datastore.Staged
+	undo = append(undo, func() { e.rollbackMigration(v, snap, tgt, st) })
 	e.hit("migrate.after-snapshot")
 	src := v.layers.(*chain.Chain)
 	ls := layersOf(v)
 	frozen := ls[:len(ls)-1]
 
 	j.SetDetail("copying the frozen layers to datastore " + tgt.name)
-	st, err := tgt.ds.Stage(v.name)
-	if err != nil {
-		e.rollbackMigration(v, snap, nil, nil)
+	if st, err = tgt.ds.Stage(v.name); err != nil {
 		return fmt.Errorf("migrate %s: %w", v.name, err)
 	}
 	copies, err := e.copyLayers(ctx, v, frozen, st.Dir, rate, j)
 	if err != nil {
-		e.rollbackMigration(v, snap, tgt, st)
 		return fmt.Errorf("migrate %s: copy to datastore %s: %w", v.name, tgt.name, err)
 	}
+	undo = append(undo, copies.close)
 	copies.src.base, copies.src.deltas = src.Layers()
 	e.hit("migrate.after-copy")
 
 	// Reads move to the copies: same bytes, other files. Nothing on disk
 	// changes, so a crash here still finds the old chain complete.
-	var moved *chain.Chain
-	// Built with I/O held: the owner map must see every grain the top
-	// delta has allocated. Rebase keeps the top's write masks, so the
-	// merge below copies only the parts written since the snapshot.
-	_, err = g.Swap(func(blockdev.Device) (blockdev.Device, error) {
-		c, err := chain.Rebase(src, copies.base, copies.deltas)
-		if err != nil {
-			return nil, err
-		}
-		moved = c
-		return v.wrap(c), nil
-	})
+	moved, err := e.switchReads(v, src, copies)
 	if err != nil {
-		copies.close()
-		e.rollbackMigration(v, snap, tgt, st)
 		return fmt.Errorf("migrate %s: %w", v.name, err)
 	}
-	e.mu.Lock()
-	v.layers = moved
-	e.mu.Unlock()
+	undo = append(undo, func() { e.restoreSource(v, src, moved) })
 	e.hit("migrate.after-switch-reads")
 
 	j.SetDetail("merging the writes made during the copy")
 	m := chain.NewMerger(moved)
+	undo = append(undo, m.Abort)
 	grain := int64(moved.Caps().PrefBlock)
 	j.SetTotal(j.Info().Total + m.Grains()*grain)
 	base := j.Info().Done
@@ -150,17 +146,9 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 		}
 	}
 	if _, err := m.Copy(ctx, 16, 8, progress); err != nil {
-		m.Abort()
-		e.restoreSource(v, g, src, moved)
-		copies.close()
-		e.rollbackMigration(v, snap, tgt, st)
 		return fmt.Errorf("migrate %s: merge: %w", v.name, err)
 	}
 	if err := m.Settle(ctx); err != nil {
-		m.Abort()
-		e.restoreSource(v, g, src, moved)
-		copies.close()
-		e.rollbackMigration(v, snap, tgt, st)
 		return fmt.Errorf("migrate %s: merge: %w", v.name, err)
 	}
 	e.hit("migrate.after-merge-copy")
@@ -173,35 +161,49 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 		err = fsx.WriteNew(filepath.Join(st.Dir, migratedFrom), []byte(e.volumeDirOf(v)+"\n"))
 	}
 	if err != nil {
-		m.Abort()
-		e.restoreSource(v, g, src, moved)
-		copies.close()
-		e.rollbackMigration(v, snap, tgt, st)
 		return fmt.Errorf("migrate %s: %w", v.name, err)
 	}
 
 	j.SetDetail("switching to the new copy")
-	h := g.Hold()
-	stall, err := e.pivotMigration(ctx, v, tgt, st, m, copies, h)
+	p, err := e.beginPivot(v)
 	if err != nil {
-		m.Abort()
-		h.Release()
-		e.restoreSource(v, g, src, moved)
-		copies.close()
-		e.rollbackMigration(v, snap, tgt, st)
+		return fmt.Errorf("migrate %s: %w", v.name, err)
+	}
+	stall, err := e.pivotMigration(ctx, v, tgt, st, m, copies, p)
+	if err != nil {
+		p.end() // before the undo steps, which hold I/O themselves
 		return fmt.Errorf("migrate %s: %w", v.name, err)
 	}
 	e.log.Info("volume migrated", "volume", v.name, "to", tgt.name, "took", time.Since(start).Round(time.Millisecond), "io_held", stall)
 	return nil
 }
 
-// pivotMigration runs with I/O held: finish the merge, make the target
-// directory the volume, drop the old one, install the new stack. Every
-// step that can fail comes before the commit (the rename of the staging
-// directory); after it the new directory is the volume and nothing rolls
-// back.
+// switchReads moves reads to the copies. The chain is built with I/O held:
+// the owner map must see every grain the top delta has allocated. Rebase
+// keeps the top's write masks, so the merge that follows copies only the
+// parts written since the snapshot.
+func (e *Engine) switchReads(v *volume, src *chain.Chain, copies *layerCopies) (*chain.Chain, error) {
+	p, err := e.beginPivot(v)
+	if err != nil {
+		return nil, err
+	}
+	defer p.end()
+	c, err := chain.Rebase(src, copies.base, copies.deltas)
+	if err != nil {
+		return nil, err
+	}
+	p.install(c, nil)
+	p.commit()
+	return c, nil
+}
+
+// pivotMigration runs in the pivot p (I/O held): finish the merge, make
+// the target directory the volume, drop the old one, install the new
+// stack, end p. Every step that can fail comes before the commit (the
+// rename of the staging directory); after it the new directory is the
+// volume and nothing rolls back. On failure p is still held.
 func (e *Engine) pivotMigration(ctx context.Context, v *volume, tgt *dsEntry, st *datastore.Staged, m *chain.Merger,
-	copies *layerCopies, h *gate.Held) (time.Duration, error) {
+	copies *layerCopies, p *pivot) (time.Duration, error) {
 	if err := m.Finish(ctx); err != nil {
 		return 0, err
 	}
@@ -226,13 +228,12 @@ func (e *Engine) pivotMigration(ctx context.Context, v *volume, tgt *dsEntry, st
 	}
 	e.hit("migrate.after-commit")
 	oldDS := v.ds
-	h.Replace(v.wrap(nd))
-	e.mu.Lock()
-	v.ds = tgt
-	v.files = files
-	v.layers = nd
-	e.mu.Unlock()
-	stall := h.Release()
+	p.install(nd, func(f *datastore.VolumeFiles) {
+		*f = files
+		v.ds = tgt
+	})
+	p.commit()
+	stall := p.end()
 	// The old copy is no longer read: close and remove it in the
 	// background (freeing a large file takes seconds). A crash before
 	// that ends is finished at the next start through the marker.
@@ -260,24 +261,25 @@ func (e *Engine) pivotMigration(ctx context.Context, v *volume, tgt *dsEntry, st
 // moved to the copies (moved): a chain of src's lower layers with moved's
 // top and owner map, which knows every grain the top allocated since
 // (src's own map does not).
-func (e *Engine) restoreSource(v *volume, g *gate.Gate, src, moved *chain.Chain) {
-	var back *chain.Chain
-	_, err := g.Swap(func(blockdev.Device) (blockdev.Device, error) {
+func (e *Engine) restoreSource(v *volume, src, moved *chain.Chain) {
+	err := func() error {
+		p, err := e.beginPivot(v)
+		if err != nil {
+			return err
+		}
+		defer p.end()
 		b, ds := src.Layers()
 		c, err := chain.Rebase(moved, b, ds[:len(ds)-1])
-		if err != nil {
-			return nil, err
+		if err != nil { // cannot happen: src and moved have the same shape
+			return err
 		}
-		back = c
-		return v.wrap(c), nil
-	})
-	if err != nil { // cannot happen: src and moved have the same shape
+		p.install(c, nil)
+		p.commit()
+		return nil
+	}()
+	if err != nil {
 		e.log.Error("migration rollback: put the original layers back", "volume", v.name, "err", err)
-		return
 	}
-	e.mu.Lock()
-	v.layers = back
-	e.mu.Unlock()
 }
 
 // rollbackMigration deletes the target copy and merges the migration's
