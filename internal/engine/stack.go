@@ -27,8 +27,9 @@ import (
 //	mirror.Filter                       sync replication (the volume's mirror, mirrors.go)
 //	chain (deltas over the base) | flat the volume's layers
 //
-// openLayers builds what is below the gate; a pivot calls it (or
-// chain.Extend) again and wraps the result the same way via wrapInner.
+// openLayers builds what is below the gate. At run time the stack changes
+// only through a pivot (pivot.go), which wraps new layers the same way
+// (wrapInner) and installs them behind the gate.
 // st is the volume's tracking state, which outlives every stack; fp arms
 // the flat files' fdatasync failpoint (fault tests; nil in production).
 func buildStack(ctx context.Context, f datastore.VolumeFiles, st *cbt.State, mir *mirror.Mirror, src restoreSource, fp *failpoint.Set) (dev *gate.Gate, layers blockdev.Device, err error) {
