@@ -113,15 +113,27 @@ func (e *Engine) CreateMirror(ctx context.Context, o MirrorOptions) (MirrorInfo,
 		return MirrorInfo{}, err
 	}
 	// The dirty log first, all dirty: a crash from here on resumes with a
-	// full copy.
+	// full copy. A create that fails takes out the dirty log it enabled;
+	// one that was there (what this side wrote since a failover) stays.
+	created := !v.cbt.Has(MirrorBitmap)
+	undo := func() {
+		if created {
+			if err := v.cbt.Remove(MirrorBitmap); err != nil && !errors.Is(err, cbt.ErrBitmapNotFound) {
+				e.log.Warn("remove the dirty log of a mirror not created", "volume", o.Volume, "err", err)
+			}
+		}
+	}
 	if err := ensureDirtyLog(v.cbt, true); err != nil {
+		undo()
 		return MirrorInfo{}, fmt.Errorf("mirror %s: %w", o.Volume, err)
 	}
 	if err := e.cat.PutMirror(rec); err != nil {
+		undo()
 		return MirrorInfo{}, fmt.Errorf("mirror %s: %w", o.Volume, err)
 	}
 	if err := e.attachMirror(v, rec); err != nil {
 		e.cat.DeleteMirror(o.Volume)
+		undo()
 		return MirrorInfo{}, err
 	}
 	e.log.Info("mirror created", "volume", o.Volume, "target", o.Target, "policy", pol, "gen", rec.Gen)
@@ -167,10 +179,17 @@ func ensureDirtyLog(st *cbt.State, all bool) error {
 	return nil
 }
 
+// FailpointMirrorAttach, armed as "mirror.attach=eio", makes attaching a
+// mirror fail (fault tests of CreateMirror's rollback).
+const FailpointMirrorAttach = "mirror.attach"
+
 // attachMirror starts the mirror of rec on v and inserts its filter. The
 // replica lacks what the dirty log holds; before the first full copy,
 // everything. The caller holds v.snapMu.
 func (e *Engine) attachMirror(v *volume, rec catalog.Mirror) error {
+	if err := e.cfg.Failpoints.Err(FailpointMirrorAttach); err != nil {
+		return fmt.Errorf("mirror %s: %w", v.name, err)
+	}
 	e.mu.Lock()
 	g := v.dev
 	e.mu.Unlock()

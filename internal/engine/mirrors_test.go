@@ -6,9 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/failpoint"
 	"github.com/extrasphere/extrasphere/internal/mirror"
 )
 
@@ -156,4 +158,32 @@ func TestMirrorBadInput(t *testing.T) {
 	if len(ms) != 1 || ms[0].Volume != "v" {
 		t.Fatalf("mirrors after refused requests: %+v", ms)
 	}
+}
+
+// A mirror whose attach fails leaves nothing behind: no catalog record,
+// no dirty log (the bitmap it enabled), and the volume serves as before.
+func TestCreateMirrorFailureRollsBack(t *testing.T) {
+	dir := t.TempDir()
+	e, err := Open(t.Context(), Config{DataDir: dir, NBDSocket: filepath.Join(dir, "nbd.sock"),
+		NBDAddr: "0.0.0.0:10809", Failpoints: failpoint.Parse(FailpointMirrorAttach + "=eio")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	mustCreate(t, e, CreateOptions{Name: "v", Size: 1 << 20})
+	target := "file://" + filepath.Join(t.TempDir(), "r.flat")
+	if _, err := e.CreateMirror(t.Context(), MirrorOptions{Volume: "v", Target: target}); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("create mirror with attach failing: %v, want EIO", err)
+	}
+	v := e.volumes["v"]
+	if v.cbt.Has(MirrorBitmap) {
+		t.Fatal("the failed create left the mirror's dirty log enabled")
+	}
+	if ms, err := e.cat.Mirrors(); err != nil || len(ms) != 0 {
+		t.Fatalf("the failed create left catalog records %+v (%v)", ms, err)
+	}
+	if v.mir.Load() != nil {
+		t.Fatal("the failed create left a mirror on the volume")
+	}
+	writeThrough(t, e, "v", bytes.Repeat([]byte{5}, 4096), 0)
 }
