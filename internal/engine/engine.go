@@ -1,12 +1,3 @@
-// Package engine owns the daemon's datastores and volumes: it creates,
-// lists and removes volumes, builds every export's device stack (in one
-// function, buildStack), serves those stacks to the NBD server through
-// nbd.Exports, and runs import and export jobs.
-//
-// Lifecycle: Open scans every datastore of the catalog and opens every
-// volume's stack, so all exports are back as soon as Open returns (the
-// daemon restarts under running VMs). Close cancels jobs, then flushes and
-// closes every device. The NBD server must be shut down before Close.
 package engine
 
 import (

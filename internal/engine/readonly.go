@@ -21,9 +21,22 @@ import (
 func (e *Engine) SetReadOnly(ctx context.Context, name string, ro bool) (VolumeInfo, error) {
 	e.mu.Lock()
 	v, err := e.lookupLocked(name)
-	if err == nil {
-		err = inUseLocked(v, "change read-only on")
+	e.mu.Unlock()
+	if err != nil {
+		return VolumeInfo{}, err
 	}
+	// The stack is rebuilt: no pivot may run meanwhile (snapMu before
+	// Engine.mu, doc.go).
+	if !v.snapMu.TryLock() {
+		return VolumeInfo{}, errorf(ErrVolumeInUse, "cannot change read-only on volume %s: a snapshot, merge, promote, migration or mirror change is running on it (see `extrasphere job list`); retry when it is done", name)
+	}
+	defer v.snapMu.Unlock()
+	e.mu.Lock()
+	if cur, err := e.lookupLocked(name); err != nil || cur != v {
+		e.mu.Unlock()
+		return VolumeInfo{}, notFound(name) // removed meanwhile
+	}
+	err = inUseLocked(v, "change read-only on")
 	if err == nil && v.err != nil {
 		err = errorf(ErrVolumeUnavailable, "volume %s is unavailable (%v)", name, v.err)
 	}

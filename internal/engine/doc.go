@@ -1,0 +1,42 @@
+// Package engine owns the daemon's datastores and volumes: it creates,
+// lists and removes volumes, builds every export's device stack, serves
+// those stacks to the NBD server through nbd.Exports, and runs the jobs
+// that change them (snapshots, merges, clones, migration, mirrors and
+// replicas, backups and restores, import and export).
+//
+// # Lifecycle
+//
+// Open scans every datastore of the catalog and opens every volume's
+// stack, so all exports are back as soon as Open returns (the daemon
+// restarts under running VMs); interrupted operations are finished or
+// rolled back there, from what the files say (docs/FORMATS.md, "Chains").
+// Close cancels jobs, then flushes and closes every device. The NBD server
+// must be shut down before Close.
+//
+// # The stack
+//
+// A volume's stack is built in one function, buildStack (stack.go), from
+// the top down: gate, [checked], cbt.Tracker, mirror.Filter, then the
+// layers (a flat file, or a chain of sparse deltas over it; a fill.Device
+// base while an instant restore runs). While the volume is served the
+// stack changes only through a pivot (pivot.go): beginPivot holds the
+// gate's I/O, install wraps the filters over the new layers and records
+// them with the volume's files, and end without commit undoes what the
+// operation registered and puts the old stack back.
+//
+// # Locking order
+//
+//	volume.snapMu        one pivoting operation per volume (snapshot, merge,
+//	                     revert, promote, migration, CBT and mirror changes,
+//	                     failover); mostly taken with TryLock, so a second
+//	                     operation fails with ErrVolumeInUse instead of
+//	                     waiting; a job holds it for its whole run
+//	gate hold            (pivot) in-flight I/O finished, new I/O waits
+//	Engine.mu            the maps and every field marked "guarded by
+//	                     Engine.mu"; held briefly, never across I/O
+//
+// Beside them: mirrorEntry.mu guards one mirror's record and its catalog
+// writes, and repoMu the backup repositories; neither is taken under
+// Engine.mu. v.layers and v.files change only in a pivot, under both
+// snapMu and Engine.mu, so a reader holding either sees them agree.
+package engine
