@@ -55,16 +55,24 @@ func startGated(t *testing.T, dev *gatedDev) (*Server, *rawConn) {
 func TestBlockedRequestDoesNotStopReading(t *testing.T) {
 	dev := newGatedDev()
 	_, c := startGated(t, dev)
-	c.request(cmdRead, 0, 1, 0, 4096, nil)
+	readBehindBlocked(t, c, dev, 1)
+}
+
+// readBehindBlocked sends a READ that dev blocks (handle h, run in line),
+// then one behind it (h+1), which must be answered first; then lets the
+// first go and reads its reply.
+func readBehindBlocked(t *testing.T, c *rawConn, dev *gatedDev, h uint64) {
+	t.Helper()
+	c.request(cmdRead, 0, h, 0, 4096, nil)
 	<-dev.started
-	c.request(cmdRead, 0, 2, 4096, 4096, nil)
-	if h, e := c.simpleReply(); h != 2 || e != 0 {
-		t.Fatalf("reply handle %d errno %d, want 2 (the read behind the blocked one) and 0", h, e)
+	c.request(cmdRead, 0, h+1, 4096, 4096, nil)
+	if got, e := c.simpleReply(); got != h+1 || e != 0 {
+		t.Fatalf("reply handle %d errno %d, want %d (the read behind the blocked one) and 0", got, e, h+1)
 	}
 	c.read(make([]byte, 4096))
 	close(dev.release)
-	if h, e := c.simpleReply(); h != 1 || e != 0 {
-		t.Fatalf("reply handle %d errno %d, want 1 and 0", h, e)
+	if got, e := c.simpleReply(); got != h || e != 0 {
+		t.Fatalf("reply handle %d errno %d, want %d and 0", got, e, h)
 	}
 	c.read(make([]byte, 4096))
 }
@@ -125,18 +133,7 @@ func TestWatchRestartsAfterCalm(t *testing.T) {
 	tr := onlyTransmission(t, srv)
 	waitFor(t, "the watch to stop", func() bool { return !tr.watching.Load() })
 
-	c.request(cmdRead, 0, 2, 0, 4096, nil) // blocks in line
-	<-dev.started
-	c.request(cmdRead, 0, 3, 4096, 4096, nil)
-	if h, e := c.simpleReply(); h != 3 || e != 0 {
-		t.Fatalf("reply handle %d errno %d, want 3 (the read behind the blocked one) and 0", h, e)
-	}
-	c.read(make([]byte, 4096))
-	close(dev.release)
-	if h, e := c.simpleReply(); h != 2 || e != 0 {
-		t.Fatalf("reply handle %d errno %d, want 2 and 0", h, e)
-	}
-	c.read(make([]byte, 4096))
+	readBehindBlocked(t, c, dev, 2)
 }
 
 // onlyTransmission is the transmission of srv's one connection.
