@@ -6,15 +6,15 @@ import (
 	"github.com/extrasphere/extrasphere/internal/sparse"
 )
 
-// Extent adapts a VMDK hosted sparse extent to Delta.
-type Extent struct {
+// SparseDelta adapts a VMDK hosted sparse extent (sparse.Extent) to Delta.
+type SparseDelta struct {
 	*sparse.Extent
 }
 
-var _ Delta = Extent{}
+var _ Delta = SparseDelta{}
 
 // Kind maps the extent's grain table entry.
-func (e Extent) Kind(grain int64) Kind {
+func (e SparseDelta) Kind(grain int64) Kind {
 	switch e.Lookup(grain).Kind {
 	case sparse.Data:
 		return Data
@@ -26,7 +26,7 @@ func (e Extent) Kind(grain int64) Kind {
 
 // WriteGrain writes in place; with fua the data is synced before return
 // (the grain is already allocated, so no table entry is involved).
-func (e Extent) WriteGrain(ctx context.Context, grain int64, off int, p []byte, fua bool) error {
+func (e SparseDelta) WriteGrain(ctx context.Context, grain int64, off int, p []byte, fua bool) error {
 	if err := e.Extent.WriteGrain(ctx, grain, off, p); err != nil {
 		return err
 	}

@@ -66,8 +66,8 @@ func TestChainConformanceSparse(t *testing.T) {
 		}
 		top := newSparse(t, dir, "vol-000002.vmdk", size)
 		c, err := New(base, []Delta{
-			Extent{Extent: openSparse(t, frozen, true)},
-			Extent{Extent: openSparse(t, top, false)},
+			SparseDelta{Extent: openSparse(t, frozen, true)},
+			SparseDelta{Extent: openSparse(t, top, false)},
 		})
 		if err != nil {
 			t.Fatal(err)

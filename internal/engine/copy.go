@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
@@ -44,42 +45,27 @@ func chunkSize(c blockdev.Caps) int64 {
 func copyIn(ctx context.Context, dev blockdev.Device, src *os.File, srcSize int64, j *job.Job) error {
 	caps := dev.Caps()
 	size := dev.Size()
-	chunk := chunkSize(caps)
 	spans := alignSpans(dataSpans(src, min(srcSize, size)), int64(max(caps.MinBlock, 1)), size)
-	pieces := chunks(spans, chunk)
-
-	pool := sync.Pool{New: func() any { b := make([]byte, chunk); return &b }}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(copyWorkers)
-	var pos int64
-	for _, p := range pieces {
-		if gctx.Err() != nil {
-			break
-		}
-		j.Add(p.Off - pos) // the hole before this piece
-		pos = p.Off + p.Len
-		g.Go(func() error {
-			bp := pool.Get().(*[]byte)
-			defer pool.Put(bp)
-			b := (*bp)[:p.Len]
-			n, err := src.ReadAt(b, p.Off)
+	err := copyPlan{
+		size:  size,
+		spans: rangesOf(spans),
+		chunk: chunkSize(caps),
+		read: func(_ context.Context, b []byte, off int64) error {
+			n, err := src.ReadAt(b, off)
 			if err != nil && !errors.Is(err, io.EOF) {
-				return fmt.Errorf("read source at %d: %w", p.Off, err)
+				return fmt.Errorf("read source at %d: %w", off, err)
 			}
 			clear(b[n:])
-			if !blockdev.IsZero(b) {
-				if err := dev.WriteAt(gctx, b, p.Off, 0); err != nil {
-					return fmt.Errorf("write volume at %d: %w", p.Off, err)
-				}
-			}
-			j.Add(p.Len)
 			return nil
-		})
-	}
-	err := g.Wait()
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
+		},
+		write: func(ctx context.Context, b []byte, off int64) error {
+			if err := dev.WriteAt(ctx, b, off, 0); err != nil {
+				return fmt.Errorf("write volume at %d: %w", off, err)
+			}
+			return nil
+		},
+		progress: j.Add,
+	}.run(ctx)
 	if err != nil {
 		return err
 	}
@@ -107,41 +93,26 @@ func copyOut(ctx context.Context, dev blockdev.Device, path string, j *job.Job) 
 	if err := f.Truncate(size); err != nil {
 		return fmt.Errorf("truncate %s: %w", path, err)
 	}
-	caps := dev.Caps()
-	pieces := chunks(deviceDataSpans(ctx, dev, size), chunkSize(caps))
-
-	pool := sync.Pool{New: func() any { b := make([]byte, chunkSize(caps)); return &b }}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(copyWorkers)
-	var pos int64
-	for _, p := range pieces {
-		if gctx.Err() != nil {
-			break
-		}
-		j.Add(p.Off - pos)
-		pos = p.Off + p.Len
-		g.Go(func() error {
-			bp := pool.Get().(*[]byte)
-			defer pool.Put(bp)
-			b := (*bp)[:p.Len]
-			if err := dev.ReadAt(gctx, b, p.Off); err != nil {
-				return fmt.Errorf("read volume at %d: %w", p.Off, err)
+	err = copyPlan{
+		size:  size,
+		spans: allocatedSpans(dev, size, true),
+		chunk: chunkSize(dev.Caps()),
+		read: func(ctx context.Context, b []byte, off int64) error {
+			if err := dev.ReadAt(ctx, b, off); err != nil {
+				return fmt.Errorf("read volume at %d: %w", off, err)
 			}
-			if !blockdev.IsZero(b) {
-				if _, err := f.WriteAt(b, p.Off); err != nil {
-					return fmt.Errorf("write %s at %d: %w", path, p.Off, err)
-				}
-			}
-			j.Add(p.Len)
 			return nil
-		})
-	}
-	werr := g.Wait()
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	if werr != nil {
-		return werr
+		},
+		write: func(_ context.Context, b []byte, off int64) error {
+			if _, err := f.WriteAt(b, off); err != nil {
+				return fmt.Errorf("write %s at %d: %w", path, off, err)
+			}
+			return nil
+		},
+		progress: j.Add,
+	}.run(ctx)
+	if err != nil {
+		return err
 	}
 	// gofail: var engineExportBeforeFsync struct{}
 	if err := f.Sync(); err != nil {
@@ -153,45 +124,189 @@ func copyOut(ctx context.Context, dev blockdev.Device, path string, j *job.Job) 
 	return datastore.SyncDir(filepath.Dir(path))
 }
 
+// copyDevice copies src into dst (same size; dst reads as zeros where it
+// was not written). Ranges src reports as holes or zeros, and all-zero
+// chunks, are not written; a failed BlockStatus fails the copy. rate,
+// when > 0, caps the bytes read per second (the --rate of a migration);
+// progress gets the bytes done so far. Ends with a Flush of dst.
+func copyDevice(ctx context.Context, dst, src blockdev.Device, rate int64, progress func(done int64)) error {
+	size := src.Size()
+	if dst.Size() != size {
+		return fmt.Errorf("copy: source is %d bytes, target %d", size, dst.Size())
+	}
+	var done atomic.Int64
+	err := copyPlan{
+		size:  size,
+		spans: allocatedSpans(src, size, false),
+		chunk: chunkSize(dst.Caps()),
+		read: func(ctx context.Context, b []byte, off int64) error {
+			if err := src.ReadAt(ctx, b, off); err != nil {
+				return fmt.Errorf("copy: read at %d: %w", off, err)
+			}
+			return nil
+		},
+		write: func(ctx context.Context, b []byte, off int64) error {
+			if err := dst.WriteAt(ctx, b, off, 0); err != nil {
+				return fmt.Errorf("copy: write at %d: %w", off, err)
+			}
+			return nil
+		},
+		rate: rate,
+		progress: func(n int64) {
+			if progress != nil {
+				progress(done.Add(n))
+			}
+		},
+	}.run(ctx)
+	if err != nil {
+		return err
+	}
+	return dst.Flush(ctx)
+}
+
+// copyPlan is one copy through the one copy loop (run): what to read, in
+// which ranges, and where to write it.
+type copyPlan struct {
+	size     int64                                                            // bytes of the source; progress ends there
+	spans    func(ctx context.Context, yield func(blockdev.Range) bool) error // ascending ranges that may hold data
+	chunk    int64                                                            // bytes per piece (pieces start on multiples of it)
+	read     func(ctx context.Context, b []byte, off int64) error
+	write    func(ctx context.Context, b []byte, off int64) error
+	rate     int64       // bytes read per second; 0: unlimited
+	progress func(int64) // bytes done since the last call, holes included; may be nil
+}
+
+// run copies every span in pieces with copyWorkers goroutines; a piece
+// read as all zero is not written (the target reads as zeros there).
+// Cancelling ctx stops it: pieces not started are not, it waits for those
+// running, and returns ctx's error. Otherwise it returns the first error
+// of a span listing, a read or a write.
+func (p copyPlan) run(ctx context.Context) error {
+	pool := sync.Pool{New: func() any { b := make([]byte, p.chunk); return &b }}
+	lim := newLimiter(p.rate)
+	report := func(n int64) {
+		if p.progress != nil && n > 0 {
+			p.progress(n)
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(copyWorkers)
+	var pos int64 // the end of the last piece started
+	serr := p.spans(gctx, func(r blockdev.Range) bool {
+		for _, piece := range chunks([]blockdev.Range{r}, p.chunk) {
+			if gctx.Err() != nil {
+				return false
+			}
+			report(piece.Off - pos) // the hole before this piece
+			pos = piece.Off + piece.Len
+			g.Go(func() error {
+				bp := pool.Get().(*[]byte)
+				defer pool.Put(bp)
+				b := (*bp)[:piece.Len]
+				if err := lim.wait(gctx, piece.Len); err != nil {
+					return err
+				}
+				if err := p.read(gctx, b, piece.Off); err != nil {
+					return err
+				}
+				if !blockdev.IsZero(b) {
+					if err := p.write(gctx, b, piece.Off); err != nil {
+						return err
+					}
+				}
+				report(piece.Len)
+				return nil
+			})
+		}
+		return true
+	})
+	werr := g.Wait()
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case werr != nil:
+		return werr
+	case serr != nil:
+		return serr
+	}
+	report(p.size - pos) // the hole after the last piece
+	return nil
+}
+
+// rangesOf lists spans as a copyPlan's spans.
+func rangesOf(spans []blockdev.Range) func(context.Context, func(blockdev.Range) bool) error {
+	return func(_ context.Context, yield func(blockdev.Range) bool) error {
+		for _, r := range spans {
+			if !yield(r) {
+				return nil
+			}
+		}
+		return nil
+	}
+}
+
 // statusChunk bounds one BlockStatus request.
 const statusChunk = 1 << 30
 
-// deviceDataSpans lists the ranges of dev that may hold non-zero data
-// according to base:allocation. Without that context, or when it fails,
-// the rest of the device counts as data (zero chunks are still skipped
-// after reading).
-func deviceDataSpans(ctx context.Context, dev blockdev.Device, size int64) []blockdev.Range {
-	if !slices.Contains(dev.Caps().MetaContexts, blockdev.MetaBaseAllocation) {
-		return []blockdev.Range{{Off: 0, Len: size}}
-	}
-	var out []blockdev.Range
-	add := func(off, n int64) {
-		if k := len(out); k > 0 && out[k-1].Off+out[k-1].Len == off {
-			out[k-1].Len += n
-			return
+// allocatedSpans lists, as a copyPlan's spans, the ranges of dev below
+// size that may hold non-zero data according to base:allocation, asking
+// statusChunk bytes at a time. Without that context, the whole device
+// counts as data (zero chunks are still skipped after reading). When
+// BlockStatus fails, lenient counts the rest of the device as data; else
+// the listing fails.
+func allocatedSpans(dev blockdev.Device, size int64, lenient bool) func(context.Context, func(blockdev.Range) bool) error {
+	return func(ctx context.Context, yield func(blockdev.Range) bool) error {
+		if !slices.Contains(dev.Caps().MetaContexts, blockdev.MetaBaseAllocation) {
+			yield(blockdev.Range{Off: 0, Len: size})
+			return nil
 		}
-		out = append(out, blockdev.Range{Off: off, Len: n})
-	}
-	for off := int64(0); off < size; {
-		exts, err := dev.BlockStatus(ctx, blockdev.MetaBaseAllocation, off, min(size-off, statusChunk))
-		if err != nil || len(exts) == 0 {
-			add(off, size-off)
-			break
+		var run blockdev.Range // data not yet yielded, merged while contiguous
+		emit := func() bool {
+			if run.Len == 0 {
+				return true
+			}
+			ok := yield(run)
+			run = blockdev.Range{}
+			return ok
 		}
-		for _, x := range exts {
-			if x.Length <= 0 || off >= size {
+		add := func(off, n int64) bool {
+			if run.Len > 0 && run.Off+run.Len == off {
+				run.Len += n
+				return true
+			}
+			if !emit() {
+				return false
+			}
+			run = blockdev.Range{Off: off, Len: n}
+			return true
+		}
+		for off := int64(0); off < size; {
+			exts, err := dev.BlockStatus(ctx, blockdev.MetaBaseAllocation, off, min(size-off, statusChunk))
+			if err == nil && len(exts) == 0 {
+				err = errors.New("an empty reply")
+			}
+			if err == nil && exts[0].Length <= 0 {
+				err = errors.New("a broken reply") // do not loop forever
+			}
+			if err != nil {
+				if !lenient {
+					return fmt.Errorf("copy: block status at %d: %w", off, err)
+				}
+				add(off, size-off)
 				break
 			}
-			n := min(x.Length, size-off)
-			if x.Flags&blockdev.StateZero == 0 {
-				add(off, n)
+			for _, x := range exts {
+				if x.Length <= 0 || off >= size {
+					break
+				}
+				n := min(x.Length, size-off)
+				if x.Flags&blockdev.StateZero == 0 && !add(off, n) {
+					return nil
+				}
+				off += n
 			}
-			off += n
 		}
-		if exts[0].Length <= 0 { // a broken reply: do not loop forever
-			add(off, size-off)
-			break
-		}
+		emit()
+		return nil
 	}
-	return out
 }

@@ -35,7 +35,7 @@ func layersOf(v *volume) []layer {
 	}
 	_, ds := c.Layers()
 	for i, d := range ds {
-		ext := d.(chain.Extent).Extent
+		ext := d.(chain.SparseDelta).Extent
 		out = append(out, layer{path: cf.Deltas[i], own: i >= len(ds)-cf.Own, delta: ext})
 	}
 	return out

@@ -328,7 +328,7 @@ func (c *layerCopies) close() {
 
 func (c *layerCopies) topLayer() layer {
 	if n := len(c.deltas); n > 0 {
-		return layer{path: c.paths[n-1], delta: c.deltas[n-1].(chain.Extent).Extent}
+		return layer{path: c.paths[n-1], delta: c.deltas[n-1].(chain.SparseDelta).Extent}
 	}
 	return layer{path: c.baseDesc}
 }
@@ -380,7 +380,7 @@ func (e *Engine) copyLayers(ctx context.Context, v *volume, frozen []layer, dir 
 			c.close()
 			return nil, err
 		}
-		c.deltas = append(c.deltas, chain.Extent{Extent: ext})
+		c.deltas = append(c.deltas, chain.SparseDelta{Extent: ext})
 		c.paths = append(c.paths, dst)
 	}
 	if err := datastore.SyncDir(dir); err != nil {

@@ -99,7 +99,7 @@ func (e *Engine) promote(ctx context.Context, v *volume, j *job.Job) error {
 	if err := copyDevice(ctx, nb, shared, 0, j.SetDone); err != nil {
 		return fail(err)
 	}
-	bottom := deltas[nShared].(chain.Extent).Extent
+	bottom := deltas[nShared].(chain.SparseDelta).Extent
 	own := append([]chain.Delta(nil), deltas[nShared:]...)
 	nl := layer{path: desc}
 	cid, err := nl.cid()

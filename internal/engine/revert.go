@@ -60,7 +60,7 @@ func (e *Engine) RevertSnapshot(ctx context.Context, vol, name string) (Snapshot
 	p.onAbort(func() { ext.Close() })
 	c := p.layers.(*chain.Chain)
 	base, deltas := c.Layers()
-	nd, err := chain.New(base, append(append([]chain.Delta(nil), deltas[:k]...), chain.Extent{Extent: ext}))
+	nd, err := chain.New(base, append(append([]chain.Delta(nil), deltas[:k]...), chain.SparseDelta{Extent: ext}))
 	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("revert volume %s: %w; restart the daemon to finish the revert", vol, err)
 	}

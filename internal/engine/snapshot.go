@@ -185,9 +185,9 @@ func (e *Engine) snapshotHeld(ctx context.Context, v *volume, p *pivot, name str
 	})
 	var next blockdev.Device
 	if c, ok := p.layers.(*chain.Chain); ok {
-		next, err = chain.Extend(c, chain.Extent{Extent: ext})
+		next, err = chain.Extend(c, chain.SparseDelta{Extent: ext})
 	} else {
-		next, err = chain.New(p.layers, []chain.Delta{chain.Extent{Extent: ext}})
+		next, err = chain.New(p.layers, []chain.Delta{chain.SparseDelta{Extent: ext}})
 	}
 	if err != nil {
 		return SnapshotInfo{}, fmt.Errorf("volume %s: %w", v.name, err)

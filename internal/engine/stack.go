@@ -101,7 +101,7 @@ func openLayers(ctx context.Context, f datastore.VolumeFiles, src restoreSource,
 			return nil, fmt.Errorf("open volume %s: delta %s is %d bytes, base %d: %w",
 				f.Name, p, ext.Capacity(), base.Size(), datastore.ErrBadChain)
 		}
-		deltas = append(deltas, chain.Extent{Extent: ext})
+		deltas = append(deltas, chain.SparseDelta{Extent: ext})
 	}
 	c, err := chain.New(base, deltas)
 	if err != nil {

@@ -48,7 +48,7 @@ func TestConformance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := chain.New(base, []chain.Delta{chain.Extent{Extent: ext}})
+		c, err := chain.New(base, []chain.Delta{chain.SparseDelta{Extent: ext}})
 		if err != nil {
 			t.Fatal(err)
 		}

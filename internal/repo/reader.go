@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"sync"
+
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 )
 
 // ReaderOptions configure OpenVolume.
@@ -49,12 +51,6 @@ type flight struct {
 	err  error
 }
 
-// Extent is a run of a volume that is all zero (Zero) or holds data.
-type Extent struct {
-	Length int64
-	Zero   bool
-}
-
 // OpenVolume opens volume of backup m for reading. Errors: ErrNotFound
 // (no such volume, or the backup was forgotten), ErrLocked.
 func (r *Repo) OpenVolume(ctx context.Context, m *Manifest, volume string, opts ReaderOptions) (*VolumeReader, error) {
@@ -93,22 +89,26 @@ func (vr *VolumeReader) IsZero(i int) bool {
 }
 
 // Extents describes [off, off+length) clipped to the volume as runs of
-// zero and data chunks, contiguous from off.
-func (vr *VolumeReader) Extents(off, length int64) []Extent {
+// zero chunks (blockdev.StateZero) and data chunks (no flags), contiguous
+// from off.
+func (vr *VolumeReader) Extents(off, length int64) []blockdev.Extent {
 	end := min(off+length, vr.v.Size)
 	if off < 0 || length <= 0 || off >= end {
 		return nil
 	}
 	cs := int64(vr.v.ChunkSize)
-	var out []Extent
+	var out []blockdev.Extent
 	for pos := off; pos < end; {
 		i := pos / cs
 		n := min((i+1)*cs, end) - pos
-		z := vr.v.Chunks[i].IsNull()
-		if k := len(out) - 1; k >= 0 && out[k].Zero == z {
+		var f uint32
+		if vr.v.Chunks[i].IsNull() {
+			f = blockdev.StateZero
+		}
+		if k := len(out) - 1; k >= 0 && out[k].Flags == f {
 			out[k].Length += n
 		} else {
-			out = append(out, Extent{Length: n, Zero: z})
+			out = append(out, blockdev.Extent{Length: n, Flags: f})
 		}
 		pos += n
 	}

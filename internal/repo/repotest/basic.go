@@ -248,8 +248,8 @@ func testVolumeReader(t *testing.T, e *env) {
 			i := int(off / ChunkSize)
 			chunk := want[off:min(off+ChunkSize, int64(len(want)))]
 			allZero := blockdev.IsZero(chunk)
-			if allZero != x.Zero || vr.IsZero(i) != allZero {
-				t.Errorf("chunk %d: extent zero %v, IsZero %v, data all zero %v", i, x.Zero, vr.IsZero(i), allZero)
+			if allZero != (x.Flags == blockdev.StateZero) || vr.IsZero(i) != allZero {
+				t.Errorf("chunk %d: extent zero %v, IsZero %v, data all zero %v", i, x.Flags == blockdev.StateZero, vr.IsZero(i), allZero)
 			}
 		}
 		pos += x.Length
