@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/extrasphere/extrasphere/internal/engine"
+	"github.com/extrasphere/extrasphere/internal/apischema"
 )
 
 func newAttachCmd(g *globals) *cobra.Command {
@@ -68,6 +68,6 @@ disk names with tls-creds; --libvirt sets tls='yes'.`,
 	f.BoolVar(&qemu, "qemu", false, "print QEMU -blockdev arguments")
 	f.BoolVar(&libvirt, "libvirt", false, "print a libvirt <disk> element")
 	f.BoolVar(&tcp, "tcp", false, "attach over TCP (TLS) instead of the unix socket")
-	f.StringVar(&tlsDir, "tls-dir", "", "with --tcp: the client's certificate directory (default "+engine.DefaultTLSDir+")")
+	f.StringVar(&tlsDir, "tls-dir", "", "with --tcp: the client's certificate directory (default "+apischema.DefaultTLSDir+")")
 	return c
 }

@@ -8,8 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/extrasphere/extrasphere/internal/api"
-	"github.com/extrasphere/extrasphere/internal/engine"
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/progress"
 )
 
@@ -31,7 +30,7 @@ restore and prune never walk a chain. See also: extrasphere repo, restore.`,
 }
 
 func newBackupRunCmd(g *globals) *cobra.Command {
-	var req engine.BackupRequest
+	var req apischema.BackupRequest
 	var noWait bool
 	c := &cobra.Command{
 		Use:     "run VOL...",
@@ -111,7 +110,7 @@ func newBackupListCmd(g *globals) *cobra.Command {
 }
 
 func newBackupVerifyCmd(g *globals) *cobra.Command {
-	var req api.VerifyRequest
+	var req apischema.VerifyRequest
 	c := &cobra.Command{
 		Use:   "verify",
 		Short: "Check that every backup is complete (--read-data: and that every byte is intact)",
@@ -149,7 +148,7 @@ func newBackupVerifyCmd(g *globals) *cobra.Command {
 }
 
 func newBackupPruneCmd(g *globals) *cobra.Command {
-	var req engine.PruneRequest
+	var req apischema.PruneRequest
 	c := &cobra.Command{
 		Use:     "prune",
 		Short:   "Forget the backups no --keep-* rule keeps and free their space",
@@ -195,7 +194,7 @@ func newBackupPruneCmd(g *globals) *cobra.Command {
 }
 
 func newRestoreCmd(g *globals) *cobra.Command {
-	var req engine.RestoreRequest
+	var req apischema.RestoreRequest
 	var noWait bool
 	c := &cobra.Command{
 		Use:   "restore BACKUP (--to FILE | --volume NEWVOL)",
@@ -251,7 +250,7 @@ func newRestoreCmd(g *globals) *cobra.Command {
 }
 
 func newBackupServeCmd(g *globals) *cobra.Command {
-	var req engine.ServeRequest
+	var req apischema.ServeRequest
 	c := &cobra.Command{
 		Use:   "serve BACKUP NEWVOL",
 		Short: "Instant restore: serve a backup volume as a new volume at once",

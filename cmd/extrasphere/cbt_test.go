@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/extrasphere/extrasphere/internal/engine"
+	"github.com/extrasphere/extrasphere/internal/apischema"
 )
 
 func TestCBTUsageErrors(t *testing.T) {
@@ -54,7 +54,7 @@ func TestCBTCommands(t *testing.T) {
 		t.Fatalf("list: %d\n%s", code, out)
 	}
 	code, out, _ = runCLI(t, ctx, "cbt", "list", "v", "--json")
-	var info engine.CBTInfo
+	var info apischema.CBTInfo
 	if code != 0 || json.Unmarshal([]byte(out), &info) != nil || len(info.Bitmaps) != 2 || info.Volume != "v" {
 		t.Fatalf("list --json: %d %q", code, out)
 	}

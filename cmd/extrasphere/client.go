@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/extrasphere/extrasphere/internal/engine"
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/pki"
 )
 
@@ -72,7 +72,7 @@ files in /etc/pki/qemu (or qemu.conf's nbd_tls_x509_cert_dir).`,
 			if err != nil {
 				return err
 			}
-			cr, err := cl.AddClient(c.Context(), engine.ClientRequest{Name: args[0], Volumes: vols, ReadOnly: readOnly, PublicKey: string(pubPEM)})
+			cr, err := cl.AddClient(c.Context(), apischema.ClientRequest{Name: args[0], Volumes: vols, ReadOnly: readOnly, PublicKey: string(pubPEM)})
 			if err != nil {
 				return err
 			}

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/extrasphere/extrasphere/internal/api"
+	"github.com/extrasphere/extrasphere/internal/apischema"
 )
 
 func newCloneCmd(g *globals) *cobra.Command {
@@ -28,7 +28,7 @@ the clone standalone.`,
 			if err != nil {
 				return err
 			}
-			in, err := cl.Clone(c.Context(), src, api.CloneRequest{Name: args[1], Snapshot: snap})
+			in, err := cl.Clone(c.Context(), src, apischema.CloneRequest{Name: args[1], Snapshot: snap})
 			if err != nil {
 				return err
 			}
@@ -102,7 +102,7 @@ crash after it finishes the move at the next start.`,
 			if err != nil {
 				return err
 			}
-			j, err := cl.Migrate(c.Context(), args[0], api.MigrateRequest{Datastore: to, Rate: bps})
+			j, err := cl.Migrate(c.Context(), args[0], apischema.MigrateRequest{Datastore: to, Rate: bps})
 			if err != nil {
 				return err
 			}

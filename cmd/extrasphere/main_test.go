@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/extrasphere/extrasphere/internal/engine"
+	"github.com/extrasphere/extrasphere/internal/apischema"
 )
 
 // runCLI runs the CLI in-process and returns exit code, stdout, stderr.
@@ -119,7 +119,7 @@ func TestServeAndCommands(t *testing.T) {
 		t.Fatalf("create: %d %q %q", code, out, stderr)
 	}
 	code, out, _ = runCLI(t, ctx, "volume", "list", "--json")
-	var vols []engine.VolumeInfo
+	var vols []apischema.VolumeInfo
 	if code != 0 || json.Unmarshal([]byte(out), &vols) != nil || len(vols) != 1 || vols[0].Size != 16<<20 {
 		t.Fatalf("list --json: %d %q", code, out)
 	}

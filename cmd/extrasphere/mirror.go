@@ -7,8 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/extrasphere/extrasphere/internal/engine"
-	"github.com/extrasphere/extrasphere/internal/mirror"
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/progress"
 )
 
@@ -32,7 +31,7 @@ returns; block makes writes wait for it.`,
 }
 
 func newMirrorCreateCmd(g *globals) *cobra.Command {
-	var o engine.MirrorOptions
+	var o apischema.MirrorOptions
 	var wait bool
 	c := &cobra.Command{
 		Use:   "create VOLUME --to TARGET",
@@ -69,18 +68,18 @@ func newMirrorCreateCmd(g *globals) *cobra.Command {
 	}
 	f := c.Flags()
 	f.StringVar(&o.Target, "to", "", "replica: extrasphere://HOST:PORT/VOL, nbd://HOST:PORT/EXPORT, nbd+unix:///EXPORT?socket=PATH or file:///PATH")
-	f.StringVar(&o.Mode, "mode", engine.ModeSync, "replication mode (sync)")
-	f.StringVar(&o.Policy, "on-failure", string(mirror.Degrade), "when the replica is unreachable: degrade (keep running, resync later) or block (writes wait)")
+	f.StringVar(&o.Mode, "mode", apischema.ModeSync, "replication mode (sync)")
+	f.StringVar(&o.Policy, "on-failure", apischema.PolicyDegrade, "when the replica is unreachable: degrade (keep running, resync later) or block (writes wait)")
 	f.BoolVar(&o.Insecure, "insecure", false, "allow a plain nbd:// target on another host (no TLS)")
 	f.BoolVar(&wait, "wait", false, "wait (with a progress bar) until the replica is in sync")
 	return c
 }
 
 // waitInSync polls the mirror until it is in sync, drawing the copy.
-func waitInSync(c *cobra.Command, g *globals, vol string) (engine.MirrorInfo, error) {
+func waitInSync(c *cobra.Command, g *globals, vol string) (apischema.MirrorInfo, error) {
 	cl, err := g.client(c)
 	if err != nil {
-		return engine.MirrorInfo{}, err
+		return apischema.MirrorInfo{}, err
 	}
 	var bar *progress.Bar
 	if !g.json {
@@ -91,10 +90,10 @@ func waitInSync(c *cobra.Command, g *globals, vol string) (engine.MirrorInfo, er
 	for {
 		ms, err := cl.Mirrors(c.Context(), vol)
 		if err != nil {
-			return engine.MirrorInfo{}, err
+			return apischema.MirrorInfo{}, err
 		}
 		if len(ms) == 0 {
-			return engine.MirrorInfo{}, fmt.Errorf("volume %s has no mirror any more", vol)
+			return apischema.MirrorInfo{}, fmt.Errorf("volume %s has no mirror any more", vol)
 		}
 		in := ms[0]
 		total = max(total, in.BytesToSync)
@@ -106,12 +105,12 @@ func waitInSync(c *cobra.Command, g *globals, vol string) (engine.MirrorInfo, er
 			shown = in.LastError
 		}
 		switch in.State {
-		case mirror.StateInSync:
+		case apischema.MirrorInSync:
 			if bar != nil {
 				bar.Finish(total, total, "in sync")
 			}
 			return in, nil
-		case mirror.StateRefused, mirror.StatePaused:
+		case apischema.MirrorRefused, apischema.MirrorPaused:
 			return in, fmt.Errorf("mirror of %s is %s: %s", vol, in.State, in.LastError)
 		}
 		select {
@@ -147,11 +146,11 @@ func newMirrorStatusCmd(g *globals) *cobra.Command {
 			fmt.Fprintln(w, "VOLUME\tROLE\tPEER\tSTATE\tTO SYNC\tSENT\tLAG\tDIVERGED\tSINCE\tLAST ERROR")
 			for _, m := range ms {
 				peer := m.Target
-				if m.Role != engine.RoleSource {
+				if m.Role != apischema.RoleSource {
 					peer = "from " + m.Source
 				}
 				lag, diverged := "-", "-"
-				if m.Role == engine.RoleSource {
+				if m.Role == apischema.RoleSource {
 					lag = (time.Duration(m.LagSeconds * float64(time.Second))).Round(time.Second).String()
 					// Diverged: this side acknowledged writes the replica
 					// lacks (recorded durably; a failback checks it).

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/extrasphere/extrasphere/internal/engine"
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/progress"
 	"github.com/extrasphere/extrasphere/internal/repo/backend/s3"
 )
@@ -33,7 +33,7 @@ command does not say --repo.`,
 }
 
 func newRepoAddCmd(g *globals, create bool) *cobra.Command {
-	var req engine.RepoRequest
+	var req apischema.RepoRequest
 	use, short := "add LOCATION", "Use an existing repository"
 	if create {
 		use, short = "init LOCATION", "Create a repository and use it"
@@ -87,7 +87,7 @@ func newRepoAddCmd(g *globals, create bool) *cobra.Command {
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&req.Name, "name", engine.DefaultRepo, "repository name")
+	f.StringVar(&req.Name, "name", apischema.DefaultRepo, "repository name")
 	f.StringVar(&req.Endpoint, "endpoint", "", "S3 endpoint URL (http://HOST:PORT or https://...)")
 	f.BoolVar(&req.Insecure, "insecure", false, "plain HTTP to a bare HOST:PORT endpoint")
 	f.StringVar(&req.Region, "region", "", "S3 region (default: discovered)")

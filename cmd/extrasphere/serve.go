@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/extrasphere/extrasphere/internal/api"
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/engine"
 	"github.com/extrasphere/extrasphere/internal/failpoint"
 	"github.com/extrasphere/extrasphere/internal/nbd"
@@ -186,7 +187,7 @@ func serve(ctx context.Context, g *globals, o serveOptions, apiAddr string) erro
 	if tcpLn != nil {
 		go func() { errc <- srv.Serve(tcpLn) }()
 	}
-	info := api.Info{Version: version, DataDir: data, NBDSocket: sock, NBDTCP: o.nbdAddr}
+	info := apischema.Info{Version: version, DataDir: data, NBDSocket: sock, NBDTCP: o.nbdAddr}
 	apiServers := doors.serve(eng, info, log, errc)
 	var ps *http.Server
 	if nodeLn != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/extrasphere/extrasphere/internal/api"
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/engine"
 )
 
@@ -95,7 +96,7 @@ func (d *apiDoors) listeners() []net.Listener {
 
 // serve starts an HTTP server per door and returns them; each one's end
 // is sent to errc.
-func (d *apiDoors) serve(eng *engine.Engine, info api.Info, log *slog.Logger, errc chan<- error) []*http.Server {
+func (d *apiDoors) serve(eng *engine.Engine, info apischema.Info, log *slog.Logger, errc chan<- error) []*http.Server {
 	newServer := func(a api.Access) *http.Server {
 		return &http.Server{
 			Handler:           api.NewHandler(eng, api.Options{Info: info, Logger: log, Access: a, Tokens: d.tokens}),

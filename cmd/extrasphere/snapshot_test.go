@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/engine"
 	"github.com/extrasphere/extrasphere/internal/job"
 )
@@ -51,7 +52,7 @@ func TestSnapshotCommands(t *testing.T) {
 		t.Fatalf("create group: %d %q %q, want %q", code, got, stderr, want)
 	}
 	code, out, _ = runCLI(t, ctx, "snapshot", "create", "a", "--name", "s2", "--json")
-	var created []engine.SnapshotInfo
+	var created []apischema.SnapshotInfo
 	if code != 0 || json.Unmarshal([]byte(out), &created) != nil || len(created) != 1 || created[0].Name != "s2" {
 		t.Fatalf("create --json: %d %q", code, out)
 	}
@@ -117,7 +118,7 @@ func TestSnapshotCommands(t *testing.T) {
 		t.Fatalf("revert: %d %q", code, out)
 	}
 	code, out, _ = runCLI(t, ctx, "snapshot", "list", "a", "--json")
-	var snaps []engine.SnapshotInfo
+	var snaps []apischema.SnapshotInfo
 	if code != 0 || json.Unmarshal([]byte(out), &snaps) != nil || len(snaps) != 1 || snaps[0].Name != "g1" {
 		t.Fatalf("list after revert: %d %q", code, out)
 	}

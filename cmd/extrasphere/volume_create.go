@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/extrasphere/extrasphere/internal/api"
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/progress"
 )
 
@@ -30,7 +30,7 @@ func newVolumeCreateCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			v, err := cl.CreateVolume(c.Context(), api.CreateVolumeRequest{Name: args[0], Size: n, Datastore: ds, Preallocate: prealloc, ReadOnly: ro})
+			v, err := cl.CreateVolume(c.Context(), apischema.CreateVolumeRequest{Name: args[0], Size: n, Datastore: ds, Preallocate: prealloc, ReadOnly: ro})
 			if err != nil {
 				return err
 			}

@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/extrasphere/extrasphere/internal/api"
+	"github.com/extrasphere/extrasphere/internal/apischema"
 )
 
 func newVolumeExportCmd(g *globals) *cobra.Command {
@@ -30,7 +30,7 @@ that no running VM writes to.`,
 			if err != nil {
 				return err
 			}
-			j, err := cl.Export(c.Context(), args[0], api.ExportRequest{Path: path, Format: format})
+			j, err := cl.Export(c.Context(), args[0], apischema.ExportRequest{Path: path, Format: format})
 			if err != nil {
 				return err
 			}

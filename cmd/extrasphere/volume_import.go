@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/extrasphere/extrasphere/internal/api"
+	"github.com/extrasphere/extrasphere/internal/apischema"
 )
 
 func newVolumeImportCmd(g *globals) *cobra.Command {
@@ -30,7 +30,7 @@ A failed or interrupted import removes the new volume.`,
 			if err != nil {
 				return err
 			}
-			j, err := cl.Import(c.Context(), args[0], api.ImportRequest{Path: path, Format: format, Datastore: ds})
+			j, err := cl.Import(c.Context(), args[0], apischema.ImportRequest{Path: path, Format: format, Datastore: ds})
 			if err != nil {
 				return err
 			}

@@ -24,7 +24,7 @@ func newTestAPI(t *testing.T) (*engine.Engine, *Client, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { eng.Close() })
-	info := Info{Version: "test", DataDir: dir, NBDSocket: filepath.Join(dir, "nbd.sock"), NBDTCP: "127.0.0.1:10809"}
+	info := apischema.Info{Version: "test", DataDir: dir, NBDSocket: filepath.Join(dir, "nbd.sock"), NBDTCP: "127.0.0.1:10809"}
 	srv := httptest.NewServer(NewHandler(eng, Options{Info: info, Access: Access{Local: true}}))
 	t.Cleanup(srv.Close)
 	c, err := NewClient(srv.URL)
@@ -52,7 +52,7 @@ func TestVolumeLifecycle(t *testing.T) {
 	if err != nil || info.Version != "test" || info.NBDTCP != "127.0.0.1:10809" {
 		t.Fatalf("info %+v %v", info, err)
 	}
-	v, err := c.CreateVolume(ctx, CreateVolumeRequest{Name: "vm1", Size: 1 << 20})
+	v, err := c.CreateVolume(ctx, apischema.CreateVolumeRequest{Name: "vm1", Size: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func TestVolumeLifecycle(t *testing.T) {
 func TestErrors(t *testing.T) {
 	eng, c, base := newTestAPI(t)
 	ctx := t.Context()
-	if _, err := c.CreateVolume(ctx, CreateVolumeRequest{Name: "v", Size: 4096}); err != nil {
+	if _, err := c.CreateVolume(ctx, apischema.CreateVolumeRequest{Name: "v", Size: 4096}); err != nil {
 		t.Fatal(err)
 	}
 	_, release, err := eng.OpenExport(ctx, "v")
@@ -102,16 +102,22 @@ func TestErrors(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"Duplicate", func() error { _, err := c.CreateVolume(ctx, CreateVolumeRequest{Name: "v", Size: 4096}); return err }, 409, apischema.CodeVolumeExists},
-		{"BadName", func() error { _, err := c.CreateVolume(ctx, CreateVolumeRequest{Name: "a/b", Size: 4096}); return err }, 400, apischema.CodeInvalidArgument},
+		{"Duplicate", func() error {
+			_, err := c.CreateVolume(ctx, apischema.CreateVolumeRequest{Name: "v", Size: 4096})
+			return err
+		}, 409, apischema.CodeVolumeExists},
+		{"BadName", func() error {
+			_, err := c.CreateVolume(ctx, apischema.CreateVolumeRequest{Name: "a/b", Size: 4096})
+			return err
+		}, 400, apischema.CodeInvalidArgument},
 		{"NoDatastore", func() error {
-			_, err := c.CreateVolume(ctx, CreateVolumeRequest{Name: "w", Size: 4096, Datastore: "x"})
+			_, err := c.CreateVolume(ctx, apischema.CreateVolumeRequest{Name: "w", Size: 4096, Datastore: "x"})
 			return err
 		}, 404, apischema.CodeDatastoreNotFound},
 		{"InUse", func() error { return c.RemoveVolume(ctx, "v", false) }, 409, apischema.CodeVolumeInUse},
 		{"ReadOnlyInUse", func() error { _, err := c.SetReadOnly(ctx, "v", true); return err }, 409, apischema.CodeVolumeInUse},
 		{"UnknownJob", func() error { _, err := c.CancelJob(ctx, "99"); return err }, 404, apischema.CodeJobNotFound},
-		{"RelativeImport", func() error { _, err := c.Import(ctx, "i", ImportRequest{Path: "x.img"}); return err }, 400, apischema.CodeInvalidArgument},
+		{"RelativeImport", func() error { _, err := c.Import(ctx, "i", apischema.ImportRequest{Path: "x.img"}); return err }, 400, apischema.CodeInvalidArgument},
 		{"AttachKind", func() error { _, err := c.Attach(ctx, "v", "vmware", false); return err }, 400, apischema.CodeInvalidArgument},
 		{"DatastoreExists", func() error { _, err := c.AddDatastore(ctx, "default", t.TempDir()); return err }, 409, apischema.CodeDatastoreExists},
 	} {
@@ -159,7 +165,7 @@ func TestImportJob(t *testing.T) {
 	if err := os.WriteFile(src, []byte(strings.Repeat("data", 2048)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	j, err := c.Import(ctx, "imp", ImportRequest{Path: src, Format: "raw"})
+	j, err := c.Import(ctx, "imp", apischema.ImportRequest{Path: src, Format: "raw"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +182,7 @@ func TestImportJob(t *testing.T) {
 		t.Fatalf("jobs %+v %v", jobs, err)
 	}
 	out := filepath.Join(t.TempDir(), "back.raw")
-	j, err = c.Export(ctx, "imp", ExportRequest{Path: out})
+	j, err = c.Export(ctx, "imp", apischema.ExportRequest{Path: out})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -178,7 +178,7 @@ func TestAuthNoToken(t *testing.T) {
 
 func TestAuthRoles(t *testing.T) {
 	a := newAuthAPI(t)
-	if _, err := a.client(t, RoleAdmin).CreateVolume(t.Context(), CreateVolumeRequest{Name: "v", Size: 1 << 20}); err != nil {
+	if _, err := a.client(t, RoleAdmin).CreateVolume(t.Context(), apischema.CreateVolumeRequest{Name: "v", Size: 1 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	const (
@@ -311,7 +311,7 @@ func TestAuthPaths(t *testing.T) {
 	}
 	for name, p := range escapes {
 		t.Run("Import"+name, func(t *testing.T) {
-			_, err := op.Import(ctx, "imp", ImportRequest{Path: p, Format: "raw"})
+			_, err := op.Import(ctx, "imp", apischema.ImportRequest{Path: p, Format: "raw"})
 			if st, code := apiCode(t, err); st != http.StatusForbidden || code != apischema.CodePathNotAllowed {
 				t.Errorf("import %s: %d %s %v, want 403 path_not_allowed", p, st, code, err)
 			}
@@ -324,12 +324,12 @@ func TestAuthPaths(t *testing.T) {
 		"DotDot":       a.allow + "/../" + filepath.Base(a.out) + "/new.raw",
 		"MissingDirUp": a.allow + "/nope/../../" + filepath.Base(a.out) + "/new.raw",
 	}
-	if _, err := admin.CreateVolume(ctx, CreateVolumeRequest{Name: "v", Size: 4096}); err != nil {
+	if _, err := admin.CreateVolume(ctx, apischema.CreateVolumeRequest{Name: "v", Size: 4096}); err != nil {
 		t.Fatal(err)
 	}
 	for name, p := range newEscapes {
 		t.Run("Export"+name, func(t *testing.T) {
-			_, err := op.Export(ctx, "v", ExportRequest{Path: p})
+			_, err := op.Export(ctx, "v", apischema.ExportRequest{Path: p})
 			if st, code := apiCode(t, err); st != http.StatusForbidden || code != apischema.CodePathNotAllowed {
 				t.Errorf("export %s: %d %s %v, want 403 path_not_allowed", p, st, code, err)
 			}
@@ -341,27 +341,27 @@ func TestAuthPaths(t *testing.T) {
 	}{
 		{"Datastore", func() error { _, err := admin.AddDatastore(ctx, "d", filepath.Join(a.out, "ds")); return err }},
 		{"RepoDir", func() error {
-			_, err := admin.AddRepo(ctx, engine.RepoRequest{Name: "r", Location: filepath.Join(a.out, "repo"), Init: true})
+			_, err := admin.AddRepo(ctx, apischema.RepoRequest{Name: "r", Location: filepath.Join(a.out, "repo"), Init: true})
 			return err
 		}},
 		{"RepoPasswordFile", func() error {
-			_, err := admin.AddRepo(ctx, engine.RepoRequest{Name: "r", Location: filepath.Join(a.allow, "repo"), PasswordFile: secret, Init: true})
+			_, err := admin.AddRepo(ctx, apischema.RepoRequest{Name: "r", Location: filepath.Join(a.allow, "repo"), PasswordFile: secret, Init: true})
 			return err
 		}},
 		{"RestoreToFile", func() error {
-			_, err := op.Restore(ctx, engine.RestoreRequest{Backup: "x", ToFile: filepath.Join(a.out, "r.raw")})
+			_, err := op.Restore(ctx, apischema.RestoreRequest{Backup: "x", ToFile: filepath.Join(a.out, "r.raw")})
 			return err
 		}},
 		{"MirrorFile", func() error {
-			_, err := op.CreateMirror(ctx, engine.MirrorOptions{Volume: "v", Target: "file://" + filepath.Join(a.out, "m.raw"), Mode: "sync"})
+			_, err := op.CreateMirror(ctx, apischema.MirrorOptions{Volume: "v", Target: "file://" + filepath.Join(a.out, "m.raw"), Mode: "sync"})
 			return err
 		}},
 		{"MirrorFileLocalhost", func() error {
-			_, err := op.CreateMirror(ctx, engine.MirrorOptions{Volume: "v", Target: "file://localhost" + filepath.Join(a.allow, "link-to-out", "m.raw"), Mode: "sync"})
+			_, err := op.CreateMirror(ctx, apischema.MirrorOptions{Volume: "v", Target: "file://localhost" + filepath.Join(a.allow, "link-to-out", "m.raw"), Mode: "sync"})
 			return err
 		}},
 		{"MirrorUnixSocket", func() error {
-			_, err := op.CreateMirror(ctx, engine.MirrorOptions{Volume: "v", Target: "nbd+unix:///e?socket=" + filepath.Join(a.out, "s.sock"), Mode: "sync"})
+			_, err := op.CreateMirror(ctx, apischema.MirrorOptions{Volume: "v", Target: "nbd+unix:///e?socket=" + filepath.Join(a.out, "s.sock"), Mode: "sync"})
 			return err
 		}},
 	}
@@ -380,14 +380,14 @@ func TestAuthPaths(t *testing.T) {
 	// Inside the allowed directory: import and export work, a new
 	// datastore too (a path under a missing directory resolves through
 	// its nearest existing ancestor).
-	j, err := op.Import(ctx, "imp", ImportRequest{Path: img, Format: "raw"})
+	j, err := op.Import(ctx, "imp", apischema.ImportRequest{Path: img, Format: "raw"})
 	if err != nil {
 		t.Fatalf("import inside: %v", err)
 	}
 	if f, err := op.WaitJob(ctx, j.ID, 0, nil); err != nil || f.Error != "" {
 		t.Fatalf("import job %+v %v", f, err)
 	}
-	if _, err := op.Export(ctx, "v", ExportRequest{Path: filepath.Join(a.allow, "sub", "out.raw")}); err != nil {
+	if _, err := op.Export(ctx, "v", apischema.ExportRequest{Path: filepath.Join(a.allow, "sub", "out.raw")}); err != nil {
 		t.Errorf("export inside: %v", err)
 	}
 	if _, err := admin.AddDatastore(ctx, "d", filepath.Join(a.allow, "a", "b")); err != nil {
@@ -399,7 +399,7 @@ func TestAuthPaths(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := lc.Import(ctx, "imp2", ImportRequest{Path: secret, Format: "raw"}); err != nil {
+	if _, err := lc.Import(ctx, "imp2", apischema.ImportRequest{Path: secret, Format: "raw"}); err != nil {
 		t.Errorf("import outside over the local door: %v", err)
 	}
 }
@@ -429,7 +429,7 @@ func TestAuthRedactsHostPaths(t *testing.T) {
 		role Role
 		leak bool
 	}{{RoleOperator, false}, {RoleAdmin, true}} {
-		_, err := a.client(t, tc.role).Import(t.Context(), "imp", ImportRequest{Path: missing, Format: "raw"})
+		_, err := a.client(t, tc.role).Import(t.Context(), "imp", apischema.ImportRequest{Path: missing, Format: "raw"})
 		if err == nil {
 			t.Fatalf("%s: import of a missing file succeeded", tc.role)
 		}
@@ -439,7 +439,7 @@ func TestAuthRedactsHostPaths(t *testing.T) {
 	}
 	// A path refusal to a non-admin names no host path either (not even
 	// the allowed directories).
-	_, err := a.client(t, RoleOperator).Import(t.Context(), "imp", ImportRequest{Path: "/etc/shadow"})
+	_, err := a.client(t, RoleOperator).Import(t.Context(), "imp", apischema.ImportRequest{Path: "/etc/shadow"})
 	if st, code := apiCode(t, err); st != http.StatusForbidden || code != apischema.CodePathNotAllowed ||
 		strings.Contains(err.Error(), a.allow) || strings.Contains(err.Error(), "/etc") {
 		t.Errorf("refusal to operator: %d %s %q", st, code, err)

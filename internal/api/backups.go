@@ -5,23 +5,17 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/extrasphere/extrasphere/internal/engine"
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/job"
 	"github.com/extrasphere/extrasphere/internal/repo/backend/s3"
 )
-
-// VerifyRequest is the body of POST /v1/backups/verify.
-type VerifyRequest struct {
-	Repo     string `json:"repo,omitempty"`
-	ReadData bool   `json:"read_data,omitempty"`
-}
 
 func (s *server) listRepos(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.eng.ListRepos(r.Context()))
 }
 
 func (s *server) addRepo(w http.ResponseWriter, r *http.Request) {
-	var req engine.RepoRequest
+	var req apischema.RepoRequest
 	err := decode(r, w, &req)
 	if err == nil && !s3.IsURL(req.Location) {
 		err = hostPath(r, &req.Location)
@@ -50,7 +44,7 @@ func (s *server) deleteRepo(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) startBackup(w http.ResponseWriter, r *http.Request) {
-	var req engine.BackupRequest
+	var req apischema.BackupRequest
 	if err := decode(r, w, &req); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -74,7 +68,7 @@ func (s *server) listBackups(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) verifyBackups(w http.ResponseWriter, r *http.Request) {
-	var req VerifyRequest
+	var req apischema.VerifyRequest
 	if err := decode(r, w, &req); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -88,7 +82,7 @@ func (s *server) verifyBackups(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) pruneBackups(w http.ResponseWriter, r *http.Request) {
-	var req engine.PruneRequest
+	var req apischema.PruneRequest
 	if err := decode(r, w, &req); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -102,7 +96,7 @@ func (s *server) pruneBackups(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) startRestore(w http.ResponseWriter, r *http.Request) {
-	var req engine.RestoreRequest
+	var req apischema.RestoreRequest
 	err := decode(r, w, &req)
 	if err == nil {
 		err = hostPath(r, &req.ToFile)
@@ -121,15 +115,15 @@ func (s *server) startRestore(w http.ResponseWriter, r *http.Request) {
 }
 
 // Repos calls GET /v1/repos.
-func (c *Client) Repos(ctx context.Context) ([]engine.RepoInfo, error) {
-	var out []engine.RepoInfo
+func (c *Client) Repos(ctx context.Context) ([]apischema.RepoInfo, error) {
+	var out []apischema.RepoInfo
 	err := c.do(ctx, http.MethodGet, "/v1/repos", nil, &out)
 	return out, err
 }
 
 // AddRepo calls POST /v1/repos.
-func (c *Client) AddRepo(ctx context.Context, req engine.RepoRequest) (engine.RepoInfo, error) {
-	var out engine.RepoInfo
+func (c *Client) AddRepo(ctx context.Context, req apischema.RepoRequest) (apischema.RepoInfo, error) {
+	var out apischema.RepoInfo
 	err := c.do(ctx, http.MethodPost, "/v1/repos", req, &out)
 	return out, err
 }
@@ -140,42 +134,42 @@ func (c *Client) RemoveRepo(ctx context.Context, name string) error {
 }
 
 // Backup calls POST /v1/backups.
-func (c *Client) Backup(ctx context.Context, req engine.BackupRequest) (job.Info, error) {
+func (c *Client) Backup(ctx context.Context, req apischema.BackupRequest) (job.Info, error) {
 	var out job.Info
 	err := c.do(ctx, http.MethodPost, "/v1/backups", req, &out)
 	return out, err
 }
 
 // Backups calls GET /v1/backups?repo=R.
-func (c *Client) Backups(ctx context.Context, repo string) ([]engine.BackupInfo, error) {
-	var out []engine.BackupInfo
+func (c *Client) Backups(ctx context.Context, repo string) ([]apischema.BackupInfo, error) {
+	var out []apischema.BackupInfo
 	err := c.do(ctx, http.MethodGet, "/v1/backups?repo="+url.QueryEscape(repo), nil, &out)
 	return out, err
 }
 
 // VerifyBackups calls POST /v1/backups/verify.
-func (c *Client) VerifyBackups(ctx context.Context, req VerifyRequest) (engine.VerifyReport, error) {
-	var out engine.VerifyReport
+func (c *Client) VerifyBackups(ctx context.Context, req apischema.VerifyRequest) (apischema.VerifyReport, error) {
+	var out apischema.VerifyReport
 	err := c.do(ctx, http.MethodPost, "/v1/backups/verify", req, &out)
 	return out, err
 }
 
 // PruneBackups calls POST /v1/backups/prune.
-func (c *Client) PruneBackups(ctx context.Context, req engine.PruneRequest) (engine.PruneReport, error) {
-	var out engine.PruneReport
+func (c *Client) PruneBackups(ctx context.Context, req apischema.PruneRequest) (apischema.PruneReport, error) {
+	var out apischema.PruneReport
 	err := c.do(ctx, http.MethodPost, "/v1/backups/prune", req, &out)
 	return out, err
 }
 
 // Restore calls POST /v1/restores.
-func (c *Client) Restore(ctx context.Context, req engine.RestoreRequest) (job.Info, error) {
+func (c *Client) Restore(ctx context.Context, req apischema.RestoreRequest) (job.Info, error) {
 	var out job.Info
 	err := c.do(ctx, http.MethodPost, "/v1/restores", req, &out)
 	return out, err
 }
 
 func (s *server) serveBackup(w http.ResponseWriter, r *http.Request) {
-	var req engine.ServeRequest
+	var req apischema.ServeRequest
 	if err := decode(r, w, &req); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -189,8 +183,8 @@ func (s *server) serveBackup(w http.ResponseWriter, r *http.Request) {
 }
 
 // ServeBackup calls POST /v1/backups/serve.
-func (c *Client) ServeBackup(ctx context.Context, req engine.ServeRequest) (engine.VolumeInfo, error) {
-	var out engine.VolumeInfo
+func (c *Client) ServeBackup(ctx context.Context, req apischema.ServeRequest) (apischema.VolumeInfo, error) {
+	var out apischema.VolumeInfo
 	err := c.do(ctx, http.MethodPost, "/v1/backups/serve", req, &out)
 	return out, err
 }

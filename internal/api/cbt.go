@@ -5,24 +5,19 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/cbt"
-	"github.com/extrasphere/extrasphere/internal/engine"
 )
 
 // Changed-block tracking routes:
 //
 //	POST   /v1/volumes/{name}/cbt                   {"bitmap": NAME} -> 201 cbt.BitmapInfo
-//	GET    /v1/volumes/{name}/cbt                   -> 200 engine.CBTInfo
+//	GET    /v1/volumes/{name}/cbt                   -> 200 apischema.CBTInfo
 //	POST   /v1/volumes/{name}/cbt/{bitmap}/clear    -> 200 cbt.BitmapInfo (reset to all clean)
 //	DELETE /v1/volumes/{name}/cbt/{bitmap}          -> 204 (forget the bitmap)
 
-// EnableCBTRequest is the body of POST /v1/volumes/{name}/cbt.
-type EnableCBTRequest struct {
-	Bitmap string `json:"bitmap,omitempty"` // "" for "cbt"
-}
-
 func (s *server) enableCBT(w http.ResponseWriter, r *http.Request) {
-	var req EnableCBTRequest
+	var req apischema.EnableCBTRequest
 	if err := decode(r, w, &req); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -64,13 +59,13 @@ func (s *server) removeCBT(w http.ResponseWriter, r *http.Request) {
 // EnableCBT calls POST /v1/volumes/{name}/cbt; bitmap "" means "cbt".
 func (c *Client) EnableCBT(ctx context.Context, vol, bitmap string) (cbt.BitmapInfo, error) {
 	var out cbt.BitmapInfo
-	err := c.do(ctx, http.MethodPost, cbtPath(vol), EnableCBTRequest{Bitmap: bitmap}, &out)
+	err := c.do(ctx, http.MethodPost, cbtPath(vol), apischema.EnableCBTRequest{Bitmap: bitmap}, &out)
 	return out, err
 }
 
 // CBT returns GET /v1/volumes/{name}/cbt.
-func (c *Client) CBT(ctx context.Context, vol string) (engine.CBTInfo, error) {
-	var out engine.CBTInfo
+func (c *Client) CBT(ctx context.Context, vol string) (apischema.CBTInfo, error) {
+	var out apischema.CBTInfo
 	err := c.do(ctx, http.MethodGet, cbtPath(vol), nil, &out)
 	return out, err
 }

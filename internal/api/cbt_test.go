@@ -11,7 +11,7 @@ import (
 func TestCBTRoutes(t *testing.T) {
 	eng, c, base := newTestAPI(t)
 	ctx := t.Context()
-	if _, err := c.CreateVolume(ctx, CreateVolumeRequest{Name: "v", Size: 4 << 20}); err != nil {
+	if _, err := c.CreateVolume(ctx, apischema.CreateVolumeRequest{Name: "v", Size: 4 << 20}); err != nil {
 		t.Fatal(err)
 	}
 	in, err := c.EnableCBT(ctx, "v", "")

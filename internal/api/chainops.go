@@ -5,24 +5,12 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/extrasphere/extrasphere/internal/engine"
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/job"
 )
 
-// CloneRequest is the body of POST /v1/volumes/{name}/clone.
-type CloneRequest struct {
-	Name     string `json:"name"`               // the new volume
-	Snapshot string `json:"snapshot,omitempty"` // "" takes a new snapshot
-}
-
-// MigrateRequest is the body of POST /v1/volumes/{name}/migrate.
-type MigrateRequest struct {
-	Datastore string `json:"datastore"`
-	Rate      int64  `json:"rate,omitempty"` // bytes per second; 0 is unlimited
-}
-
 func (s *server) cloneVolume(w http.ResponseWriter, r *http.Request) {
-	var req CloneRequest
+	var req apischema.CloneRequest
 	if err := decode(r, w, &req); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -45,7 +33,7 @@ func (s *server) promoteVolume(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) migrateVolume(w http.ResponseWriter, r *http.Request) {
-	var req MigrateRequest
+	var req apischema.MigrateRequest
 	if err := decode(r, w, &req); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -59,8 +47,8 @@ func (s *server) migrateVolume(w http.ResponseWriter, r *http.Request) {
 }
 
 // Clone calls POST /v1/volumes/{name}/clone.
-func (c *Client) Clone(ctx context.Context, src string, req CloneRequest) (engine.VolumeInfo, error) {
-	var out engine.VolumeInfo
+func (c *Client) Clone(ctx context.Context, src string, req apischema.CloneRequest) (apischema.VolumeInfo, error) {
+	var out apischema.VolumeInfo
 	err := c.do(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(src)+"/clone", req, &out)
 	return out, err
 }
@@ -73,7 +61,7 @@ func (c *Client) Promote(ctx context.Context, name string) (job.Info, error) {
 }
 
 // Migrate calls POST /v1/volumes/{name}/migrate.
-func (c *Client) Migrate(ctx context.Context, name string, req MigrateRequest) (job.Info, error) {
+func (c *Client) Migrate(ctx context.Context, name string, req apischema.MigrateRequest) (job.Info, error) {
 	var out job.Info
 	err := c.do(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(name)+"/migrate", req, &out)
 	return out, err

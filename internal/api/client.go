@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/extrasphere/extrasphere/internal/apischema"
-	"github.com/extrasphere/extrasphere/internal/engine"
 	"github.com/extrasphere/extrasphere/internal/job"
 )
 
@@ -117,29 +116,29 @@ func NewClientWith(addr string, o ClientOptions) (*Client, error) {
 }
 
 // Info returns GET /v1/info.
-func (c *Client) Info(ctx context.Context) (Info, error) {
-	var out Info
+func (c *Client) Info(ctx context.Context) (apischema.Info, error) {
+	var out apischema.Info
 	err := c.do(ctx, http.MethodGet, "/v1/info", nil, &out)
 	return out, err
 }
 
 // ListVolumes returns GET /v1/volumes.
-func (c *Client) ListVolumes(ctx context.Context) ([]engine.VolumeInfo, error) {
-	var out []engine.VolumeInfo
+func (c *Client) ListVolumes(ctx context.Context) ([]apischema.VolumeInfo, error) {
+	var out []apischema.VolumeInfo
 	err := c.do(ctx, http.MethodGet, "/v1/volumes", nil, &out)
 	return out, err
 }
 
 // GetVolume returns GET /v1/volumes/{name}.
-func (c *Client) GetVolume(ctx context.Context, name string) (engine.VolumeInfo, error) {
-	var out engine.VolumeInfo
+func (c *Client) GetVolume(ctx context.Context, name string) (apischema.VolumeInfo, error) {
+	var out apischema.VolumeInfo
 	err := c.do(ctx, http.MethodGet, "/v1/volumes/"+url.PathEscape(name), nil, &out)
 	return out, err
 }
 
 // CreateVolume calls POST /v1/volumes.
-func (c *Client) CreateVolume(ctx context.Context, req CreateVolumeRequest) (engine.VolumeInfo, error) {
-	var out engine.VolumeInfo
+func (c *Client) CreateVolume(ctx context.Context, req apischema.CreateVolumeRequest) (apischema.VolumeInfo, error) {
+	var out apischema.VolumeInfo
 	err := c.do(ctx, http.MethodPost, "/v1/volumes", req, &out)
 	return out, err
 }
@@ -154,21 +153,21 @@ func (c *Client) RemoveVolume(ctx context.Context, name string, force bool) erro
 }
 
 // SetReadOnly calls PATCH /v1/volumes/{name}.
-func (c *Client) SetReadOnly(ctx context.Context, name string, ro bool) (engine.VolumeInfo, error) {
-	var out engine.VolumeInfo
-	err := c.do(ctx, http.MethodPatch, "/v1/volumes/"+url.PathEscape(name), PatchVolumeRequest{ReadOnly: &ro}, &out)
+func (c *Client) SetReadOnly(ctx context.Context, name string, ro bool) (apischema.VolumeInfo, error) {
+	var out apischema.VolumeInfo
+	err := c.do(ctx, http.MethodPatch, "/v1/volumes/"+url.PathEscape(name), apischema.PatchVolumeRequest{ReadOnly: &ro}, &out)
 	return out, err
 }
 
 // Import calls POST /v1/volumes/{name}/import and returns the new job.
-func (c *Client) Import(ctx context.Context, name string, req ImportRequest) (job.Info, error) {
+func (c *Client) Import(ctx context.Context, name string, req apischema.ImportRequest) (job.Info, error) {
 	var out job.Info
 	err := c.do(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(name)+"/import", req, &out)
 	return out, err
 }
 
 // Export calls POST /v1/volumes/{name}/export and returns the new job.
-func (c *Client) Export(ctx context.Context, name string, req ExportRequest) (job.Info, error) {
+func (c *Client) Export(ctx context.Context, name string, req apischema.ExportRequest) (job.Info, error) {
 	var out job.Info
 	err := c.do(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(name)+"/export", req, &out)
 	return out, err
@@ -187,22 +186,22 @@ func (c *Client) Attach(ctx context.Context, name, kind string, tcp bool) (strin
 
 // CreateSnapshot calls POST /v1/snapshots: one snapshot of every volume,
 // at one instant.
-func (c *Client) CreateSnapshot(ctx context.Context, vols []string, name string) ([]engine.SnapshotInfo, error) {
-	var out []engine.SnapshotInfo
-	err := c.do(ctx, http.MethodPost, "/v1/snapshots", CreateSnapshotRequest{Volumes: vols, Name: name}, &out)
+func (c *Client) CreateSnapshot(ctx context.Context, vols []string, name string) ([]apischema.SnapshotInfo, error) {
+	var out []apischema.SnapshotInfo
+	err := c.do(ctx, http.MethodPost, "/v1/snapshots", apischema.CreateSnapshotRequest{Volumes: vols, Name: name}, &out)
 	return out, err
 }
 
 // Snapshots returns GET /v1/volumes/{name}/snapshots.
-func (c *Client) Snapshots(ctx context.Context, vol string) ([]engine.SnapshotInfo, error) {
-	var out []engine.SnapshotInfo
+func (c *Client) Snapshots(ctx context.Context, vol string) ([]apischema.SnapshotInfo, error) {
+	var out []apischema.SnapshotInfo
 	err := c.do(ctx, http.MethodGet, "/v1/volumes/"+url.PathEscape(vol)+"/snapshots", nil, &out)
 	return out, err
 }
 
 // RevertSnapshot calls POST /v1/volumes/{name}/snapshots/{snap}/revert.
-func (c *Client) RevertSnapshot(ctx context.Context, vol, snap string) (engine.SnapshotInfo, error) {
-	var out engine.SnapshotInfo
+func (c *Client) RevertSnapshot(ctx context.Context, vol, snap string) (apischema.SnapshotInfo, error) {
+	var out apischema.SnapshotInfo
 	err := c.do(ctx, http.MethodPost, snapshotPath(vol, snap)+"/revert", nil, &out)
 	return out, err
 }
@@ -269,16 +268,16 @@ func (c *Client) WaitJob(ctx context.Context, id string, interval time.Duration,
 }
 
 // Datastores returns GET /v1/datastores.
-func (c *Client) Datastores(ctx context.Context) ([]engine.DatastoreInfo, error) {
-	var out []engine.DatastoreInfo
+func (c *Client) Datastores(ctx context.Context) ([]apischema.DatastoreInfo, error) {
+	var out []apischema.DatastoreInfo
 	err := c.do(ctx, http.MethodGet, "/v1/datastores", nil, &out)
 	return out, err
 }
 
 // AddDatastore calls POST /v1/datastores.
-func (c *Client) AddDatastore(ctx context.Context, name, path string) (engine.DatastoreInfo, error) {
-	var out engine.DatastoreInfo
-	err := c.do(ctx, http.MethodPost, "/v1/datastores", AddDatastoreRequest{Name: name, Path: path}, &out)
+func (c *Client) AddDatastore(ctx context.Context, name, path string) (apischema.DatastoreInfo, error) {
+	var out apischema.DatastoreInfo
+	err := c.do(ctx, http.MethodPost, "/v1/datastores", apischema.AddDatastoreRequest{Name: name, Path: path}, &out)
 	return out, err
 }
 

@@ -13,8 +13,8 @@ import (
 
 // NBD client routes (who may use NBD over TCP with TLS):
 //
-//	GET    /v1/clients          -> 200 []engine.ClientInfo
-//	POST   /v1/clients          engine.ClientRequest -> 201 engine.ClientCredentials
+//	GET    /v1/clients          -> 200 []apischema.ClientInfo
+//	POST   /v1/clients          apischema.ClientRequest -> 201 apischema.ClientCredentials
 //	DELETE /v1/clients/{name}   -> 204 (revoked for every new connection)
 
 // clientErrorMap maps NBD client errors to statuses and codes, checked
@@ -56,7 +56,7 @@ func (s *server) listClients(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) addClient(w http.ResponseWriter, r *http.Request) {
-	var req engine.ClientRequest
+	var req apischema.ClientRequest
 	if err := decode(r, w, &req); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -78,15 +78,15 @@ func (s *server) removeClient(w http.ResponseWriter, r *http.Request) {
 }
 
 // Clients calls GET /v1/clients.
-func (c *Client) Clients(ctx context.Context) ([]engine.ClientInfo, error) {
-	var out []engine.ClientInfo
+func (c *Client) Clients(ctx context.Context) ([]apischema.ClientInfo, error) {
+	var out []apischema.ClientInfo
 	err := c.do(ctx, http.MethodGet, "/v1/clients", nil, &out)
 	return out, err
 }
 
 // AddClient calls POST /v1/clients.
-func (c *Client) AddClient(ctx context.Context, req engine.ClientRequest) (engine.ClientCredentials, error) {
-	var out engine.ClientCredentials
+func (c *Client) AddClient(ctx context.Context, req apischema.ClientRequest) (apischema.ClientCredentials, error) {
+	var out apischema.ClientCredentials
 	err := c.do(ctx, http.MethodPost, "/v1/clients", req, &out)
 	return out, err
 }

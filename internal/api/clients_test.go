@@ -29,7 +29,7 @@ func TestClientRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := c.CreateVolume(ctx, CreateVolumeRequest{Name: "v", Size: 4096}); err != nil {
+	if _, err := c.CreateVolume(ctx, apischema.CreateVolumeRequest{Name: "v", Size: 4096}); err != nil {
 		t.Fatal(err)
 	}
 	if cs, err := c.Clients(ctx); err != nil || cs == nil || len(cs) != 0 {
@@ -39,7 +39,7 @@ func TestClientRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cr, err := c.AddClient(ctx, engine.ClientRequest{Name: "q", Volumes: []string{"v"}, ReadOnly: true, PublicKey: string(pub)})
+	cr, err := c.AddClient(ctx, apischema.ClientRequest{Name: "q", Volumes: []string{"v"}, ReadOnly: true, PublicKey: string(pub)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,15 +53,15 @@ func TestClientRoutes(t *testing.T) {
 		code   string
 	}{
 		{"Exists", func() error {
-			_, err := c.AddClient(ctx, engine.ClientRequest{Name: "q", Volumes: []string{"v"}, PublicKey: string(pub)})
+			_, err := c.AddClient(ctx, apischema.ClientRequest{Name: "q", Volumes: []string{"v"}, PublicKey: string(pub)})
 			return err
 		}, 409, apischema.CodeClientExists},
 		{"UnknownVolume", func() error {
-			_, err := c.AddClient(ctx, engine.ClientRequest{Name: "r", Volumes: []string{"nope"}, PublicKey: string(pub)})
+			_, err := c.AddClient(ctx, apischema.ClientRequest{Name: "r", Volumes: []string{"nope"}, PublicKey: string(pub)})
 			return err
 		}, 404, apischema.CodeVolumeNotFound},
 		{"BadKey", func() error {
-			_, err := c.AddClient(ctx, engine.ClientRequest{Name: "r", Volumes: []string{"v"}, PublicKey: "x"})
+			_, err := c.AddClient(ctx, apischema.ClientRequest{Name: "r", Volumes: []string{"v"}, PublicKey: "x"})
 			return err
 		}, 400, apischema.CodeInvalidArgument},
 		{"RemoveUnknown", func() error { return c.RemoveClient(ctx, "nope") }, 404, apischema.CodeClientNotFound},
@@ -83,7 +83,7 @@ func TestClientRoutes(t *testing.T) {
 
 func TestClientRoutesWithoutCA(t *testing.T) {
 	_, c, _ := newTestAPI(t)
-	_, err := c.AddClient(context.Background(), engine.ClientRequest{Name: "q", Volumes: []string{"v"}, PublicKey: "x"})
+	_, err := c.AddClient(context.Background(), apischema.ClientRequest{Name: "q", Volumes: []string{"v"}, PublicKey: "x"})
 	if st, code := apiCode(t, err); st != 501 || code != apischema.CodeNoClientCA {
 		t.Fatalf("got %d %s, want 501 %s", st, code, apischema.CodeNoClientCA)
 	}

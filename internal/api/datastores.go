@@ -1,13 +1,17 @@
 package api
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/extrasphere/extrasphere/internal/apischema"
+)
 
 func (s *server) listDatastores(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.eng.ListDatastores(r.Context()))
 }
 
 func (s *server) addDatastore(w http.ResponseWriter, r *http.Request) {
-	var req AddDatastoreRequest
+	var req apischema.AddDatastoreRequest
 	err := decode(r, w, &req)
 	if err == nil {
 		err = hostPath(r, &req.Path)

@@ -11,13 +11,8 @@ import (
 	"github.com/extrasphere/extrasphere/internal/node"
 )
 
-// FailoverRequest is the body of POST /v1/volumes/{name}/failover.
-type FailoverRequest struct {
-	Force bool `json:"force,omitempty"`
-}
-
 func (s *server) createMirror(w http.ResponseWriter, r *http.Request) {
-	var req engine.MirrorOptions
+	var req apischema.MirrorOptions
 	err := decode(r, w, &req)
 	if err == nil {
 		err = mirrorTargetPath(r, &req.Target)
@@ -41,7 +36,7 @@ func (s *server) listMirrors(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ms == nil {
-		ms = []engine.MirrorInfo{}
+		ms = []apischema.MirrorInfo{}
 	}
 	writeJSON(w, http.StatusOK, ms)
 }
@@ -54,7 +49,7 @@ func (s *server) resumeMirror(w http.ResponseWriter, r *http.Request) {
 	s.mirrorOp(w, r, s.eng.ResumeMirror)
 }
 
-func (s *server) mirrorOp(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, name string) (engine.MirrorInfo, error)) {
+func (s *server) mirrorOp(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, name string) (apischema.MirrorInfo, error)) {
 	in, err := fn(r.Context(), r.PathValue("name"))
 	if err != nil {
 		s.writeError(w, r, err)
@@ -72,7 +67,7 @@ func (s *server) deleteMirror(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) failover(w http.ResponseWriter, r *http.Request) {
-	var req FailoverRequest
+	var req apischema.FailoverRequest
 	if r.ContentLength != 0 {
 		if err := decode(r, w, &req); err != nil {
 			s.writeError(w, r, err)
@@ -119,7 +114,7 @@ func (s *server) peerCreateReplica(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusForbidden, apischema.ErrorBody{Error: "not a paired node", Code: apischema.CodeNotPaired})
 		return
 	}
-	var req engine.ReplicaRequest
+	var req apischema.ReplicaRequest
 	if err := decode(r, w, &req); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -138,7 +133,7 @@ func (s *server) peerFailback(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusForbidden, apischema.ErrorBody{Error: "not a paired node", Code: apischema.CodeNotPaired})
 		return
 	}
-	var req engine.FailbackRequest
+	var req apischema.FailbackRequest
 	if err := decode(r, w, &req); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -152,8 +147,8 @@ func (s *server) peerFailback(w http.ResponseWriter, r *http.Request) {
 }
 
 // Mirrors calls GET /v1/mirrors (vol "" for all).
-func (c *Client) Mirrors(ctx context.Context, vol string) ([]engine.MirrorInfo, error) {
-	var out []engine.MirrorInfo
+func (c *Client) Mirrors(ctx context.Context, vol string) ([]apischema.MirrorInfo, error) {
+	var out []apischema.MirrorInfo
 	path := "/v1/mirrors"
 	if vol != "" {
 		path += "?volume=" + url.QueryEscape(vol)
@@ -163,15 +158,15 @@ func (c *Client) Mirrors(ctx context.Context, vol string) ([]engine.MirrorInfo, 
 }
 
 // CreateMirror calls POST /v1/mirrors.
-func (c *Client) CreateMirror(ctx context.Context, req engine.MirrorOptions) (engine.MirrorInfo, error) {
-	var out engine.MirrorInfo
+func (c *Client) CreateMirror(ctx context.Context, req apischema.MirrorOptions) (apischema.MirrorInfo, error) {
+	var out apischema.MirrorInfo
 	err := c.do(ctx, http.MethodPost, "/v1/mirrors", req, &out)
 	return out, err
 }
 
 // MirrorAction calls POST /v1/mirrors/{name}/pause or /resume.
-func (c *Client) MirrorAction(ctx context.Context, name, action string) (engine.MirrorInfo, error) {
-	var out engine.MirrorInfo
+func (c *Client) MirrorAction(ctx context.Context, name, action string) (apischema.MirrorInfo, error) {
+	var out apischema.MirrorInfo
 	err := c.do(ctx, http.MethodPost, "/v1/mirrors/"+url.PathEscape(name)+"/"+action, nil, &out)
 	return out, err
 }
@@ -182,15 +177,15 @@ func (c *Client) RemoveMirror(ctx context.Context, name string) error {
 }
 
 // Failover calls POST /v1/volumes/{name}/failover.
-func (c *Client) Failover(ctx context.Context, name string, force bool) (engine.MirrorInfo, error) {
-	var out engine.MirrorInfo
-	err := c.do(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(name)+"/failover", FailoverRequest{Force: force}, &out)
+func (c *Client) Failover(ctx context.Context, name string, force bool) (apischema.MirrorInfo, error) {
+	var out apischema.MirrorInfo
+	err := c.do(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(name)+"/failover", apischema.FailoverRequest{Force: force}, &out)
 	return out, err
 }
 
 // Failback calls POST /v1/volumes/{name}/failback.
-func (c *Client) Failback(ctx context.Context, name string) (engine.MirrorInfo, error) {
-	var out engine.MirrorInfo
+func (c *Client) Failback(ctx context.Context, name string) (apischema.MirrorInfo, error) {
+	var out apischema.MirrorInfo
 	err := c.do(ctx, http.MethodPost, "/v1/volumes/"+url.PathEscape(name)+"/failback", nil, &out)
 	return out, err
 }

@@ -14,7 +14,7 @@ import (
 // Node identity and pairing routes:
 //
 //	GET    /v1/node                 -> 200 NodeInfo (no pairing code)
-//	POST   /v1/node/code            -> 201 PairingCodeInfo (a fresh single-use code)
+//	POST   /v1/node/code            -> 201 apischema.PairingCodeInfo (a fresh single-use code)
 //	POST   /v1/node/init            {"name": N} -> 201 NodeInfo
 //	POST   /v1/node/pair            {"addr": "HOST:PORT", "code": CODE} -> 200 node.Peer
 //	GET    /v1/node/peers           -> 200 []node.Peer
@@ -50,24 +50,6 @@ type NodeInfo struct {
 	CodeExpires *time.Time  `json:"pairing_code_expires,omitempty"` // when PairingCode stops working
 	Addr        string      `json:"addr,omitempty"`                 // the node port other nodes reach, "" if not known
 	Peers       []node.Peer `json:"peers"`
-}
-
-// PairingCodeInfo is the body of POST /v1/node/code: a code that pairs
-// one node, until Expires.
-type PairingCodeInfo struct {
-	Code    string    `json:"code"`
-	Expires time.Time `json:"expires"`
-}
-
-// NodeInitRequest is the body of POST /v1/node/init.
-type NodeInitRequest struct {
-	Name string `json:"name"`
-}
-
-// NodePairRequest is the body of POST /v1/node/pair.
-type NodePairRequest struct {
-	Addr string `json:"addr"` // the other node's node port, HOST:PORT
-	Code string `json:"code"` // its pairing code (`extrasphere node show` there)
 }
 
 // nodeService returns the engine's node service or errNoNodeService.
@@ -122,7 +104,7 @@ func (s *server) getNode(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) initNode(w http.ResponseWriter, r *http.Request) {
-	var req NodeInitRequest
+	var req apischema.NodeInitRequest
 	if err := decode(r, w, &req); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -157,11 +139,11 @@ func (s *server) newPairingCode(w http.ResponseWriter, r *http.Request) {
 		s.writeNodeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, PairingCodeInfo{Code: pc.Code, Expires: pc.Expires})
+	writeJSON(w, http.StatusCreated, apischema.PairingCodeInfo{Code: pc.Code, Expires: pc.Expires})
 }
 
 func (s *server) pairNode(w http.ResponseWriter, r *http.Request) {
-	var req NodePairRequest
+	var req apischema.NodePairRequest
 	if err := decode(r, w, &req); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -208,8 +190,8 @@ func (c *Client) Node(ctx context.Context) (NodeInfo, error) {
 
 // NewPairingCode calls POST /v1/node/code: a fresh code that pairs one
 // node within node.CodeTTL.
-func (c *Client) NewPairingCode(ctx context.Context) (PairingCodeInfo, error) {
-	var out PairingCodeInfo
+func (c *Client) NewPairingCode(ctx context.Context) (apischema.PairingCodeInfo, error) {
+	var out apischema.PairingCodeInfo
 	err := c.do(ctx, http.MethodPost, "/v1/node/code", nil, &out)
 	return out, err
 }
@@ -217,7 +199,7 @@ func (c *Client) NewPairingCode(ctx context.Context) (PairingCodeInfo, error) {
 // InitNode calls POST /v1/node/init.
 func (c *Client) InitNode(ctx context.Context, name string) (NodeInfo, error) {
 	var out NodeInfo
-	err := c.do(ctx, http.MethodPost, "/v1/node/init", NodeInitRequest{Name: name}, &out)
+	err := c.do(ctx, http.MethodPost, "/v1/node/init", apischema.NodeInitRequest{Name: name}, &out)
 	return out, err
 }
 
@@ -225,7 +207,7 @@ func (c *Client) InitNode(ctx context.Context, name string) (NodeInfo, error) {
 // addr.
 func (c *Client) PairNode(ctx context.Context, addr, code string) (node.Peer, error) {
 	var out node.Peer
-	err := c.do(ctx, http.MethodPost, "/v1/node/pair", NodePairRequest{Addr: addr, Code: code}, &out)
+	err := c.do(ctx, http.MethodPost, "/v1/node/pair", apischema.NodePairRequest{Addr: addr, Code: code}, &out)
 	return out, err
 }
 

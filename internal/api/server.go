@@ -24,7 +24,7 @@ const maxBody = 1 << 20
 
 // Options configure the API handler.
 type Options struct {
-	Info   Info // returned by GET /v1/info
+	Info   apischema.Info // returned by GET /v1/info
 	Logger *slog.Logger
 
 	// Access is the door the handler serves: the zero value is the TCP
@@ -41,7 +41,7 @@ type Options struct {
 // refusal log's limiter.
 type server struct {
 	eng      *engine.Engine
-	info     Info
+	info     apischema.Info
 	log      *slog.Logger
 	access   Access
 	tokens   *TokenStore

@@ -4,17 +4,12 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/engine"
 )
 
-// CreateSnapshotRequest is the body of POST /v1/snapshots.
-type CreateSnapshotRequest struct {
-	Volumes []string `json:"volumes"`        // one volume, or a consistency group
-	Name    string   `json:"name,omitempty"` // "" for snap-YYYYMMDD-HHMMSS
-}
-
 func (s *server) createSnapshot(w http.ResponseWriter, r *http.Request) {
-	var req CreateSnapshotRequest
+	var req apischema.CreateSnapshotRequest
 	if err := decode(r, w, &req); err != nil {
 		s.writeError(w, r, err)
 		return

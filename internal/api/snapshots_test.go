@@ -45,7 +45,7 @@ func TestSnapshots(t *testing.T) {
 	eng, c, _ := newTestAPI(t)
 	ctx := t.Context()
 	for _, n := range []string{"a", "b"} {
-		if _, err := c.CreateVolume(ctx, CreateVolumeRequest{Name: n, Size: 1 << 20}); err != nil {
+		if _, err := c.CreateVolume(ctx, apischema.CreateVolumeRequest{Name: n, Size: 1 << 20}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -97,7 +97,7 @@ func TestSnapshotErrors(t *testing.T) {
 	_, c, base := newTestAPI(t)
 	ctx := t.Context()
 	for _, n := range []string{"v", "ro"} {
-		if _, err := c.CreateVolume(ctx, CreateVolumeRequest{Name: n, Size: 1 << 20, ReadOnly: n == "ro"}); err != nil {
+		if _, err := c.CreateVolume(ctx, apischema.CreateVolumeRequest{Name: n, Size: 1 << 20, ReadOnly: n == "ro"}); err != nil {
 			t.Fatal(err)
 		}
 	}

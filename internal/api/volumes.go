@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/engine"
 )
 
@@ -13,7 +14,7 @@ func (s *server) listVolumes(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) createVolume(w http.ResponseWriter, r *http.Request) {
-	var req CreateVolumeRequest
+	var req apischema.CreateVolumeRequest
 	if err := decode(r, w, &req); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -50,7 +51,7 @@ func (s *server) deleteVolume(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) patchVolume(w http.ResponseWriter, r *http.Request) {
-	var req PatchVolumeRequest
+	var req apischema.PatchVolumeRequest
 	if err := decode(r, w, &req); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -68,7 +69,7 @@ func (s *server) patchVolume(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) importVolume(w http.ResponseWriter, r *http.Request) {
-	var req ImportRequest
+	var req apischema.ImportRequest
 	err := decode(r, w, &req)
 	if err == nil {
 		err = hostPath(r, &req.Path)
@@ -88,7 +89,7 @@ func (s *server) importVolume(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) exportVolume(w http.ResponseWriter, r *http.Request) {
-	var req ExportRequest
+	var req apischema.ExportRequest
 	err := decode(r, w, &req)
 	if err == nil {
 		err = hostPath(r, &req.Path)

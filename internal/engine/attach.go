@@ -7,6 +7,8 @@ import (
 	"hash/crc32"
 	"regexp"
 	"strings"
+
+	"github.com/extrasphere/extrasphere/internal/apischema"
 )
 
 // ReconnectDelay is the seconds QEMU keeps retrying (and holding guest
@@ -20,12 +22,6 @@ const (
 	AttachLibvirt = "libvirt"
 )
 
-// DefaultTLSDir is where the TLS attach snippets look for a client's
-// certificates when no directory is given: libvirt's default
-// nbd_tls_x509_cert_dir (qemu.conf), which holds ca-cert.pem,
-// client-cert.pem and client-key.pem.
-const DefaultTLSDir = "/etc/pki/qemu"
-
 // tlsCredsID is the QEMU object id of the TLS credentials in the QEMU
 // snippet; one object serves every disk of a VM.
 const tlsCredsID = "es-tls"
@@ -34,13 +30,13 @@ const tlsCredsID = "es-tls"
 // command-line arguments (first line -blockdev + -device, second line a
 // commented -drive alternative) or a libvirt <disk> element. With tcp the
 // export is reached over TCP instead of the unix socket, with TLS and the
-// client certificates in DefaultTLSDir (see AttachTLS).
+// client certificates in apischema.DefaultTLSDir (see AttachTLS).
 func (e *Engine) Attach(ctx context.Context, name, kind string, tcp bool) (string, error) {
 	return e.AttachTLS(ctx, name, kind, tcp, "")
 }
 
 // AttachTLS is Attach with the directory of the client's certificates for
-// TCP (`extrasphere client add --out DIR`; "" is DefaultTLSDir). Unless
+// TCP (`extrasphere client add --out DIR`; "" is apischema.DefaultTLSDir). Unless
 // the daemon takes plain TCP (serve --nbd-insecure), the QEMU snippet
 // starts with a tls-creds-x509 object (-object, given once per QEMU) that
 // the disk names with tls-creds, and the libvirt one has tls='yes' and a
@@ -56,7 +52,7 @@ func (e *Engine) AttachTLS(ctx context.Context, name, kind string, tcp bool, tls
 	sock := e.cfg.NBDSocket
 	useTLS := tcp && !e.cfg.NBDInsecure
 	if tlsDir == "" {
-		tlsDir = DefaultTLSDir
+		tlsDir = apischema.DefaultTLSDir
 	}
 	switch kind {
 	case AttachQEMU:
@@ -121,7 +117,7 @@ func libvirtXML(name, sock, host, port string, tcp, useTLS bool, tlsDir string) 
 		tlsAttr = " tls='yes'"
 		comment = fmt.Sprintf("<!-- TLS: libvirt reads ca-cert.pem, client-cert.pem and client-key.pem (extrasphere client add --out) from "+
 			"qemu.conf's nbd_tls_x509_cert_dir, default %s; put them in %s (readable by the qemu user) -->\n",
-			DefaultTLSDir, xmlComment(tlsDir))
+			apischema.DefaultTLSDir, xmlComment(tlsDir))
 	}
 	return fmt.Sprintf(`%s<disk type='network' device='disk'>
   <driver name='qemu' type='raw' cache='none' io='native' discard='unmap'/>

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/cbt"
 	"github.com/extrasphere/extrasphere/internal/job"
@@ -29,13 +30,6 @@ const metaCBTGeneration = "cbt.generation"
 // backupBitmap is the CBT bitmap a repository's backups rotate.
 func backupBitmap(repoName string) string { return "backup-" + repoName }
 
-// BackupRequest starts a backup run.
-type BackupRequest struct {
-	Volumes []string `json:"volumes"`
-	Repo    string   `json:"repo,omitempty"`
-	Full    bool     `json:"full,omitempty"` // read everything, even with a usable bitmap
-}
-
 // Backup backs up volumes at one instant as a job: a group snapshot with
 // I/O held on every volume, during which each volume's backup bitmap
 // starts a new generation; then each volume's snapshot is read (only the
@@ -43,12 +37,12 @@ type BackupRequest struct {
 // repository began the bitmap's old generation) into the repository, the
 // manifest is written, and the snapshot is merged away. The volumes keep
 // running; snapshot changes on them wait until it ends (ErrVolumeInUse).
-func (e *Engine) Backup(ctx context.Context, req BackupRequest) (job.Info, error) {
+func (e *Engine) Backup(ctx context.Context, req apischema.BackupRequest) (job.Info, error) {
 	if len(req.Volumes) == 0 {
 		return job.Info{}, errorf(ErrInvalidArgument, "back up what? name one or more volumes")
 	}
 	if req.Repo == "" {
-		req.Repo = DefaultRepo
+		req.Repo = apischema.DefaultRepo
 	}
 	r, err := e.useRepo(ctx, req.Repo)
 	if err != nil {
@@ -92,7 +86,7 @@ func (e *Engine) Backup(ctx context.Context, req BackupRequest) (job.Info, error
 }
 
 // runBackup is the backup job. v.snapMu of every volume is held.
-func (e *Engine) runBackup(ctx context.Context, r *repo.Repo, req BackupRequest, vs []*volume, j *job.Job) error {
+func (e *Engine) runBackup(ctx context.Context, r *repo.Repo, req apischema.BackupRequest, vs []*volume, j *job.Job) error {
 	snap := backupSnapPrefix + j.ID()
 	bitmap := backupBitmap(req.Repo)
 	rotated := map[string]cbt.Rotated{}
@@ -202,7 +196,7 @@ func repoError(name string, err error) error {
 		return nil
 	}
 	if name == "" {
-		name = DefaultRepo
+		name = apischema.DefaultRepo
 	}
 	switch {
 	case errors.Is(err, repo.ErrNotFound), errors.Is(err, repo.ErrAmbiguous):

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/extrasphere/extrasphere/internal/apischema"
 )
 
 // Wrong backup, restore and repository requests get named errors and
@@ -15,14 +17,14 @@ func TestBackupBadInput(t *testing.T) {
 	e := openEngine(t, t.TempDir())
 	defer e.Close()
 	mustCreate(t, e, CreateOptions{Name: "v", Size: 1 << 20})
-	if _, err := e.Backup(ctx, BackupRequest{Volumes: []string{"v"}}); !errors.Is(err, ErrRepoNotFound) || !strings.Contains(err.Error(), "repo init") {
+	if _, err := e.Backup(ctx, apischema.BackupRequest{Volumes: []string{"v"}}); !errors.Is(err, ErrRepoNotFound) || !strings.Contains(err.Error(), "repo init") {
 		t.Fatalf("backup without a repository: %v", err)
 	}
 	dir := filepath.Join(t.TempDir(), "r")
-	if _, err := e.AddRepo(ctx, RepoRequest{Location: dir, Init: true}); err != nil {
+	if _, err := e.AddRepo(ctx, apischema.RepoRequest{Location: dir, Init: true}); err != nil {
 		t.Fatal(err)
 	}
-	ji, err := e.Backup(ctx, BackupRequest{Volumes: []string{"v"}})
+	ji, err := e.Backup(ctx, apischema.BackupRequest{Volumes: []string{"v"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,33 +40,63 @@ func TestBackupBadInput(t *testing.T) {
 		want error
 		says string
 	}{
-		{"NoVolumes", func() error { _, err := e.Backup(ctx, BackupRequest{}); return err }, ErrInvalidArgument, "volume"},
-		{"UnknownVolume", func() error { _, err := e.Backup(ctx, BackupRequest{Volumes: []string{"nope"}}); return err }, ErrVolumeNotFound, "nope"},
-		{"UnknownRepo", func() error { _, err := e.Backup(ctx, BackupRequest{Volumes: []string{"v"}, Repo: "zz"}); return err }, ErrRepoNotFound, "zz"},
-		{"RepoExists", func() error { _, err := e.AddRepo(ctx, RepoRequest{Location: dir, Init: true}); return err }, ErrRepoExists, "default"},
-		{"RepoInitOverRepo", func() error { _, err := e.AddRepo(ctx, RepoRequest{Name: "r2", Location: dir, Init: true}); return err }, ErrRepoExists, dir},
-		{"RepoRelative", func() error { _, err := e.AddRepo(ctx, RepoRequest{Name: "r3", Location: "rel/dir"}); return err }, ErrInvalidArgument, "rel/dir"},
-		{"RepoNotARepo", func() error { _, err := e.AddRepo(ctx, RepoRequest{Name: "r4", Location: t.TempDir()}); return err }, ErrRepo, "r4"},
+		{"NoVolumes", func() error { _, err := e.Backup(ctx, apischema.BackupRequest{}); return err }, ErrInvalidArgument, "volume"},
+		{"UnknownVolume", func() error { _, err := e.Backup(ctx, apischema.BackupRequest{Volumes: []string{"nope"}}); return err }, ErrVolumeNotFound, "nope"},
+		{"UnknownRepo", func() error {
+			_, err := e.Backup(ctx, apischema.BackupRequest{Volumes: []string{"v"}, Repo: "zz"})
+			return err
+		}, ErrRepoNotFound, "zz"},
+		{"RepoExists", func() error { _, err := e.AddRepo(ctx, apischema.RepoRequest{Location: dir, Init: true}); return err }, ErrRepoExists, "default"},
+		{"RepoInitOverRepo", func() error {
+			_, err := e.AddRepo(ctx, apischema.RepoRequest{Name: "r2", Location: dir, Init: true})
+			return err
+		}, ErrRepoExists, dir},
+		{"RepoRelative", func() error {
+			_, err := e.AddRepo(ctx, apischema.RepoRequest{Name: "r3", Location: "rel/dir"})
+			return err
+		}, ErrInvalidArgument, "rel/dir"},
+		{"RepoNotARepo", func() error {
+			_, err := e.AddRepo(ctx, apischema.RepoRequest{Name: "r4", Location: t.TempDir()})
+			return err
+		}, ErrRepo, "r4"},
 		{"PasswordRelative", func() error {
-			_, err := e.AddRepo(ctx, RepoRequest{Name: "r5", Location: t.TempDir(), PasswordFile: "pw"})
+			_, err := e.AddRepo(ctx, apischema.RepoRequest{Name: "r5", Location: t.TempDir(), PasswordFile: "pw"})
 			return err
 		}, ErrInvalidArgument, "pw"},
-		{"RestoreNoTarget", func() error { _, err := e.Restore(ctx, RestoreRequest{Backup: bs[0].ID}); return err }, ErrInvalidArgument, "exactly one target"},
+		{"RestoreNoTarget", func() error { _, err := e.Restore(ctx, apischema.RestoreRequest{Backup: bs[0].ID}); return err }, ErrInvalidArgument, "exactly one target"},
 		{"RestoreTwoTargets", func() error {
-			_, err := e.Restore(ctx, RestoreRequest{Backup: bs[0].ID, ToFile: "/tmp/x", ToVolume: "x"})
+			_, err := e.Restore(ctx, apischema.RestoreRequest{Backup: bs[0].ID, ToFile: "/tmp/x", ToVolume: "x"})
 			return err
 		}, ErrInvalidArgument, "exactly one target"},
-		{"RestoreUnknownBackup", func() error { _, err := e.Restore(ctx, RestoreRequest{Backup: "nope", ToVolume: "x"}); return err }, ErrBackupNotFound, "nope"},
+		{"RestoreUnknownBackup", func() error {
+			_, err := e.Restore(ctx, apischema.RestoreRequest{Backup: "nope", ToVolume: "x"})
+			return err
+		}, ErrBackupNotFound, "nope"},
 		{"RestoreUnknownSource", func() error {
-			_, err := e.Restore(ctx, RestoreRequest{Backup: bs[0].ID, Volume: "w", ToVolume: "x"})
+			_, err := e.Restore(ctx, apischema.RestoreRequest{Backup: bs[0].ID, Volume: "w", ToVolume: "x"})
 			return err
 		}, ErrVolumeNotFound, "w"},
-		{"RestoreFileExists", func() error { _, err := e.Restore(ctx, RestoreRequest{Backup: bs[0].ID, ToFile: existing}); return err }, ErrFileExists, existing},
-		{"RestoreRelativeFile", func() error { _, err := e.Restore(ctx, RestoreRequest{Backup: bs[0].ID, ToFile: "r.raw"}); return err }, ErrInvalidArgument, "r.raw"},
-		{"RestoreOverVolume", func() error { _, err := e.Restore(ctx, RestoreRequest{Backup: bs[0].ID, ToVolume: "v"}); return err }, ErrVolumeExists, "v"},
-		{"ServeOverVolume", func() error { _, err := e.ServeBackup(ctx, ServeRequest{Backup: bs[0].ID, Name: "v"}); return err }, ErrVolumeExists, "v"},
-		{"ServeBadName", func() error { _, err := e.ServeBackup(ctx, ServeRequest{Backup: bs[0].ID, Name: "a/b"}); return err }, ErrInvalidArgument, "a/b"},
-		{"PruneNoRule", func() error { _, err := e.PruneBackups(ctx, PruneRequest{}); return err }, ErrInvalidArgument, "--keep"},
+		{"RestoreFileExists", func() error {
+			_, err := e.Restore(ctx, apischema.RestoreRequest{Backup: bs[0].ID, ToFile: existing})
+			return err
+		}, ErrFileExists, existing},
+		{"RestoreRelativeFile", func() error {
+			_, err := e.Restore(ctx, apischema.RestoreRequest{Backup: bs[0].ID, ToFile: "r.raw"})
+			return err
+		}, ErrInvalidArgument, "r.raw"},
+		{"RestoreOverVolume", func() error {
+			_, err := e.Restore(ctx, apischema.RestoreRequest{Backup: bs[0].ID, ToVolume: "v"})
+			return err
+		}, ErrVolumeExists, "v"},
+		{"ServeOverVolume", func() error {
+			_, err := e.ServeBackup(ctx, apischema.ServeRequest{Backup: bs[0].ID, Name: "v"})
+			return err
+		}, ErrVolumeExists, "v"},
+		{"ServeBadName", func() error {
+			_, err := e.ServeBackup(ctx, apischema.ServeRequest{Backup: bs[0].ID, Name: "a/b"})
+			return err
+		}, ErrInvalidArgument, "a/b"},
+		{"PruneNoRule", func() error { _, err := e.PruneBackups(ctx, apischema.PruneRequest{}); return err }, ErrInvalidArgument, "--keep"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.do()

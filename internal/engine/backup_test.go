@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/extrasphere/extrasphere/internal/apischema"
 )
 
 // Backups of a running volume: the first is full, the next incremental
@@ -18,7 +20,7 @@ func TestBackupRestore(t *testing.T) {
 	e := openEngine(t, dir)
 	defer e.Close()
 	repoDir := filepath.Join(t.TempDir(), "repo")
-	if _, err := e.AddRepo(t.Context(), RepoRequest{Location: repoDir, Init: true, ChunkSize: 64 << 10}); err != nil {
+	if _, err := e.AddRepo(t.Context(), apischema.RepoRequest{Location: repoDir, Init: true, ChunkSize: 64 << 10}); err != nil {
 		t.Fatal(err)
 	}
 	const size = 16 << 20
@@ -40,7 +42,7 @@ func TestBackupRestore(t *testing.T) {
 		if round > 0 && round < 3 {
 			write(int64(round)*(3<<20)+12345, 100<<10)
 		}
-		ji, err := e.Backup(t.Context(), BackupRequest{Volumes: []string{"b"}})
+		ji, err := e.Backup(t.Context(), apischema.BackupRequest{Volumes: []string{"b"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,7 +71,7 @@ func TestBackupRestore(t *testing.T) {
 	}
 	for i, id := range ids {
 		path := filepath.Join(t.TempDir(), "r.raw")
-		ji, err := e.Restore(t.Context(), RestoreRequest{Backup: id, ToFile: path})
+		ji, err := e.Restore(t.Context(), apischema.RestoreRequest{Backup: id, ToFile: path})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,7 +82,7 @@ func TestBackupRestore(t *testing.T) {
 			t.Fatalf("restore of backup %d differs", i)
 		}
 	}
-	ji, err := e.Restore(t.Context(), RestoreRequest{Backup: ids[1][:len(ids[1])-3], ToVolume: "b2"})
+	ji, err := e.Restore(t.Context(), apischema.RestoreRequest{Backup: ids[1][:len(ids[1])-3], ToVolume: "b2"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,11 +96,11 @@ func TestBackupRestore(t *testing.T) {
 	if err != nil || len(rep.Problems) != 0 {
 		t.Fatalf("verify: %+v %v", rep, err)
 	}
-	pr, err := e.PruneBackups(t.Context(), PruneRequest{KeepLast: 1})
+	pr, err := e.PruneBackups(t.Context(), apischema.PruneRequest{KeepLast: 1})
 	if err != nil || len(pr.Keep) != 1 || len(pr.Forget) != 3 || pr.Keep[0].ID != ids[3] {
 		t.Fatalf("prune: %+v %v", pr, err)
 	}
-	if _, err := e.Restore(t.Context(), RestoreRequest{Backup: ids[0], ToVolume: "b3"}); err == nil {
+	if _, err := e.Restore(t.Context(), apischema.RestoreRequest{Backup: ids[0], ToVolume: "b3"}); err == nil {
 		t.Fatal("restore of a pruned backup: no error")
 	}
 }

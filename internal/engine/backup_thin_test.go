@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"path/filepath"
 	"testing"
+
+	"github.com/extrasphere/extrasphere/internal/apischema"
 )
 
 // A full backup of a thin volume reads only its allocated chunks: the
@@ -18,7 +20,7 @@ func TestBackupThinReadsOnlyData(t *testing.T) {
 	serveNBD(t, e)
 	repoDir := filepath.Join(t.TempDir(), "repo")
 	const chunk = 64 << 10
-	if _, err := e.AddRepo(t.Context(), RepoRequest{Location: repoDir, Init: true, ChunkSize: chunk}); err != nil {
+	if _, err := e.AddRepo(t.Context(), apischema.RepoRequest{Location: repoDir, Init: true, ChunkSize: chunk}); err != nil {
 		t.Fatal(err)
 	}
 	const size = 64 << 20
@@ -35,7 +37,7 @@ func TestBackupThinReadsOnlyData(t *testing.T) {
 	fill(1<<20+8192, 4096, 0x44) // a delta grain over data of the base
 	const wantRead = (32 + 5 + 16) * chunk
 
-	ji, err := e.Backup(t.Context(), BackupRequest{Volumes: []string{"thin"}})
+	ji, err := e.Backup(t.Context(), apischema.BackupRequest{Volumes: []string{"thin"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +56,7 @@ func TestBackupThinReadsOnlyData(t *testing.T) {
 	}
 
 	path := filepath.Join(t.TempDir(), "r.raw")
-	ji, err = e.Restore(t.Context(), RestoreRequest{Backup: bs[0].ID, ToFile: path})
+	ji, err = e.Restore(t.Context(), apischema.RestoreRequest{Backup: bs[0].ID, ToFile: path})
 	if err != nil {
 		t.Fatal(err)
 	}

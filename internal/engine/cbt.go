@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/cbt"
 )
 
@@ -15,15 +16,6 @@ import (
 // Its files are $DATA/cbt/<volume>.bitmaps and .al, keyed by the volume's
 // name, which is unique in the daemon and never changes; docs/FORMATS.md
 // says why they are not in the volume directory.
-
-// CBTInfo is a volume's changed-block tracking.
-type CBTInfo struct {
-	Volume    string           `json:"volume"`
-	Bitmaps   []cbt.BitmapInfo `json:"bitmaps"`
-	Recovered bool             `json:"recovered"`          // the last stop was not clean: hot extents were counted dirty
-	Problems  []string         `json:"problems,omitempty"` // what loading found damaged
-	URI       string           `json:"uri"`                // the export, for nbdinfo --map=qemu:dirty-bitmap:NAME
-}
 
 // DefaultBitmap is the bitmap name `cbt enable` uses without --bitmap.
 const DefaultBitmap = "cbt"
@@ -63,12 +55,12 @@ func (e *Engine) freshCBT(name string, size int64) (*cbt.State, error) {
 // EnableCBT adds a bitmap to a volume: from this instant (I/O is held
 // for it) every write is recorded, and new NBD connections can select
 // the meta context qemu:dirty-bitmap:NAME.
-func (e *Engine) EnableCBT(ctx context.Context, vol, name string) (cbt.BitmapInfo, error) {
+func (e *Engine) EnableCBT(ctx context.Context, vol, name string) (apischema.BitmapInfo, error) {
 	if name == "" {
 		name = DefaultBitmap
 	}
 	if err := cbt.CheckName(name); err != nil {
-		return cbt.BitmapInfo{}, errorf(ErrInvalidArgument, "%w", err)
+		return apischema.BitmapInfo{}, errorf(ErrInvalidArgument, "%w", err)
 	}
 	var info cbt.BitmapInfo
 	err := e.cbtChange(vol, "enable changed-block tracking on", true, func(v *volume) (err error) {
@@ -76,25 +68,25 @@ func (e *Engine) EnableCBT(ctx context.Context, vol, name string) (cbt.BitmapInf
 		return err
 	})
 	if err != nil {
-		return cbt.BitmapInfo{}, err
+		return apischema.BitmapInfo{}, err
 	}
 	e.log.Info("cbt bitmap enabled", "volume", vol, "bitmap", name)
-	return info, nil
+	return apischema.BitmapInfo(info), nil
 }
 
 // ClearCBT resets a bitmap to all clean at one instant (I/O is held): it
 // then holds the writes made from that instant on.
-func (e *Engine) ClearCBT(ctx context.Context, vol, name string) (cbt.BitmapInfo, error) {
+func (e *Engine) ClearCBT(ctx context.Context, vol, name string) (apischema.BitmapInfo, error) {
 	var info cbt.BitmapInfo
 	err := e.cbtChange(vol, "clear a bitmap of", false, func(v *volume) (err error) {
 		info, err = v.cbt.Clear(name)
 		return err
 	})
 	if err != nil {
-		return cbt.BitmapInfo{}, err
+		return apischema.BitmapInfo{}, err
 	}
 	e.log.Info("cbt bitmap cleared", "volume", vol, "bitmap", name)
-	return info, nil
+	return apischema.BitmapInfo(info), nil
 }
 
 // RemoveCBT forgets a bitmap; its meta context is no longer offered.
@@ -108,14 +100,14 @@ func (e *Engine) RemoveCBT(ctx context.Context, vol, name string) error {
 }
 
 // ListCBT describes a volume's bitmaps.
-func (e *Engine) ListCBT(ctx context.Context, vol string) (CBTInfo, error) {
+func (e *Engine) ListCBT(ctx context.Context, vol string) (apischema.CBTInfo, error) {
 	e.mu.Lock()
 	v, err := e.cbtVolumeLocked(vol)
 	e.mu.Unlock()
 	if err != nil {
-		return CBTInfo{}, err
+		return apischema.CBTInfo{}, err
 	}
-	return CBTInfo{Volume: vol, Bitmaps: v.cbt.List(), Recovered: v.cbt.Recovered(),
+	return apischema.CBTInfo{Volume: vol, Bitmaps: bitmapInfos(v.cbt.List()), Recovered: v.cbt.Recovered(),
 		Problems: v.cbt.Problems(), URI: e.UnixURI(vol)}, nil
 }
 
@@ -200,4 +192,13 @@ func deleteCBT(v *volume) error {
 		return nil
 	}
 	return v.cbt.Delete()
+}
+
+// bitmapInfos converts the tracker's bitmap descriptions for the API.
+func bitmapInfos(bs []cbt.BitmapInfo) []apischema.BitmapInfo {
+	out := make([]apischema.BitmapInfo, len(bs))
+	for i, b := range bs {
+		out[i] = apischema.BitmapInfo(b)
+	}
+	return out
 }

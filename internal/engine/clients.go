@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/catalog"
 	"github.com/extrasphere/extrasphere/internal/datastore"
 	"github.com/extrasphere/extrasphere/internal/nbd"
@@ -38,85 +39,57 @@ const noCertHint = "this node serves NBD over TCP only to clients with a certifi
 	"on the node run `extrasphere client add NAME --volumes VOLUME --out DIR` and give the client DIR " +
 	"(QEMU: -object tls-creds-x509,dir=DIR,endpoint=client; libnbd: nbds://HOST/VOLUME?tls-certificates=DIR)"
 
-// ClientRequest asks for a new NBD client: a certificate for PublicKey
-// (PEM "PUBLIC KEY", made by the CLI) that may open Volumes.
-type ClientRequest struct {
-	Name      string   `json:"name"`
-	Volumes   []string `json:"volumes"`
-	ReadOnly  bool     `json:"read_only,omitempty"`
-	PublicKey string   `json:"public_key"`
-}
-
-// ClientInfo describes an NBD client.
-type ClientInfo struct {
-	Name        string    `json:"name"`
-	Volumes     []string  `json:"volumes"`
-	ReadOnly    bool      `json:"read_only"`
-	Serial      string    `json:"serial"`
-	Fingerprint string    `json:"fingerprint"`
-	NotAfter    time.Time `json:"not_after"`
-	Added       time.Time `json:"added"`
-}
-
-// ClientCredentials is a new client and the certificates it needs: its
-// own and the CA's (which also verifies the server).
-type ClientCredentials struct {
-	Client  ClientInfo `json:"client"`
-	CertPEM string     `json:"cert_pem"`
-	CAPEM   string     `json:"ca_pem"`
-}
-
-func clientInfo(c catalog.Client) ClientInfo {
-	return ClientInfo{Name: c.Name, Volumes: c.Volumes, ReadOnly: c.ReadOnly, Serial: c.Serial,
+func clientInfo(c catalog.Client) apischema.ClientInfo {
+	return apischema.ClientInfo{Name: c.Name, Volumes: c.Volumes, ReadOnly: c.ReadOnly, Serial: c.Serial,
 		Fingerprint: c.Fingerprint, NotAfter: c.NotAfter, Added: c.Added}
 }
 
 // AddClient issues a certificate for a new NBD client and records what it
 // may open.
-func (e *Engine) AddClient(ctx context.Context, req ClientRequest) (ClientCredentials, error) {
+func (e *Engine) AddClient(ctx context.Context, req apischema.ClientRequest) (apischema.ClientCredentials, error) {
 	ca := e.cfg.ClientCA
 	if ca == nil {
-		return ClientCredentials{}, errorf(ErrNoClientCA, "add NBD client %s: this daemon has no NBD client CA", req.Name)
+		return apischema.ClientCredentials{}, errorf(ErrNoClientCA, "add NBD client %s: this daemon has no NBD client CA", req.Name)
 	}
 	if !datastore.ValidName(req.Name) {
-		return ClientCredentials{}, errorf(ErrInvalidArgument, "add NBD client %q: a client name is 1-64 letters, digits, '.', '_' or '-'", req.Name)
+		return apischema.ClientCredentials{}, errorf(ErrInvalidArgument, "add NBD client %q: a client name is 1-64 letters, digits, '.', '_' or '-'", req.Name)
 	}
 	if len(req.Volumes) == 0 {
-		return ClientCredentials{}, errorf(ErrInvalidArgument, "add NBD client %s: name at least one volume (--volumes a,b)", req.Name)
+		return apischema.ClientCredentials{}, errorf(ErrInvalidArgument, "add NBD client %s: name at least one volume (--volumes a,b)", req.Name)
 	}
 	vols := slices.Clone(req.Volumes)
 	slices.Sort(vols)
 	vols = slices.Compact(vols)
 	for _, v := range vols {
 		if _, err := e.GetVolume(ctx, v); err != nil {
-			return ClientCredentials{}, fmt.Errorf("add NBD client %s: %w", req.Name, err)
+			return apischema.ClientCredentials{}, fmt.Errorf("add NBD client %s: %w", req.Name, err)
 		}
 	}
 	is, err := ca.IssueClient(req.Name, []byte(req.PublicKey))
 	if errors.Is(err, pki.ErrBadPublicKey) {
-		return ClientCredentials{}, errorf(ErrInvalidArgument, "add NBD client %s: %w", req.Name, err)
+		return apischema.ClientCredentials{}, errorf(ErrInvalidArgument, "add NBD client %s: %w", req.Name, err)
 	}
 	if err != nil {
-		return ClientCredentials{}, err
+		return apischema.ClientCredentials{}, err
 	}
 	rec := catalog.Client{Name: req.Name, Volumes: vols, ReadOnly: req.ReadOnly, Serial: is.Serial,
 		Fingerprint: is.Fingerprint, NotAfter: is.NotAfter.UTC(), Added: time.Now().UTC()}
 	if err := e.cat.AddClient(rec); errors.Is(err, catalog.ErrExists) {
-		return ClientCredentials{}, errorf(ErrClientExists, "NBD client %s already exists: remove it first (extrasphere client rm %s) to issue a new certificate", req.Name, req.Name)
+		return apischema.ClientCredentials{}, errorf(ErrClientExists, "NBD client %s already exists: remove it first (extrasphere client rm %s) to issue a new certificate", req.Name, req.Name)
 	} else if err != nil {
-		return ClientCredentials{}, err
+		return apischema.ClientCredentials{}, err
 	}
 	e.log.Info("nbd client added", "client", req.Name, "volumes", strings.Join(vols, ","), "read_only", req.ReadOnly, "fingerprint", is.Fingerprint)
-	return ClientCredentials{Client: clientInfo(rec), CertPEM: string(is.CertPEM), CAPEM: string(ca.CertPEM())}, nil
+	return apischema.ClientCredentials{Client: clientInfo(rec), CertPEM: string(is.CertPEM), CAPEM: string(ca.CertPEM())}, nil
 }
 
 // Clients lists the NBD clients, sorted by name.
-func (e *Engine) Clients(ctx context.Context) ([]ClientInfo, error) {
+func (e *Engine) Clients(ctx context.Context) ([]apischema.ClientInfo, error) {
 	recs, err := e.cat.Clients()
 	if err != nil {
 		return nil, err
 	}
-	out := make([]ClientInfo, 0, len(recs))
+	out := make([]apischema.ClientInfo, 0, len(recs))
 	for _, r := range recs {
 		out = append(out, clientInfo(r))
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/nbd"
 	"github.com/extrasphere/extrasphere/internal/pki"
 )
@@ -57,7 +58,7 @@ func (f *tlsFixture) client(t *testing.T, name string, ro bool, vols ...string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	cr, err := f.e.AddClient(t.Context(), ClientRequest{Name: name, Volumes: vols, ReadOnly: ro, PublicKey: string(pubPEM)})
+	cr, err := f.e.AddClient(t.Context(), apischema.ClientRequest{Name: name, Volumes: vols, ReadOnly: ro, PublicKey: string(pubPEM)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,14 +162,14 @@ func TestAddClientErrors(t *testing.T) {
 	f.client(t, "c1", false, "a")
 	tests := []struct {
 		name string
-		req  ClientRequest
+		req  apischema.ClientRequest
 		want error
 	}{
-		{"Exists", ClientRequest{Name: "c1", Volumes: []string{"a"}, PublicKey: string(pub)}, ErrClientExists},
-		{"UnknownVolume", ClientRequest{Name: "c2", Volumes: []string{"nope"}, PublicKey: string(pub)}, ErrVolumeNotFound},
-		{"NoVolumes", ClientRequest{Name: "c2", PublicKey: string(pub)}, ErrInvalidArgument},
-		{"BadName", ClientRequest{Name: "a/b", Volumes: []string{"a"}, PublicKey: string(pub)}, ErrInvalidArgument},
-		{"BadKey", ClientRequest{Name: "c2", Volumes: []string{"a"}, PublicKey: "junk"}, ErrInvalidArgument},
+		{"Exists", apischema.ClientRequest{Name: "c1", Volumes: []string{"a"}, PublicKey: string(pub)}, ErrClientExists},
+		{"UnknownVolume", apischema.ClientRequest{Name: "c2", Volumes: []string{"nope"}, PublicKey: string(pub)}, ErrVolumeNotFound},
+		{"NoVolumes", apischema.ClientRequest{Name: "c2", PublicKey: string(pub)}, ErrInvalidArgument},
+		{"BadName", apischema.ClientRequest{Name: "a/b", Volumes: []string{"a"}, PublicKey: string(pub)}, ErrInvalidArgument},
+		{"BadKey", apischema.ClientRequest{Name: "c2", Volumes: []string{"a"}, PublicKey: "junk"}, ErrInvalidArgument},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -205,7 +206,7 @@ func TestAttachTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"<source protocol='nbd' name='a' tls='yes'>", DefaultTLSDir, "nbd_tls_x509_cert_dir"} {
+	for _, want := range []string{"<source protocol='nbd' name='a' tls='yes'>", apischema.DefaultTLSDir, "nbd_tls_x509_cert_dir"} {
 		if !strings.Contains(x, want) {
 			t.Errorf("libvirt TLS xml lacks %s:\n%s", want, x)
 		}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/datastore"
 	"github.com/extrasphere/extrasphere/internal/sparse"
 )
@@ -14,36 +15,36 @@ import (
 // the layers src had frozen at snapshot snap (a new snapshot is taken
 // when snap is ""). The clone is served at once, shares src's frozen
 // layers read-only, and lives on src's datastore. src keeps running.
-func (e *Engine) Clone(ctx context.Context, src, snap, name string) (VolumeInfo, error) {
+func (e *Engine) Clone(ctx context.Context, src, snap, name string) (apischema.VolumeInfo, error) {
 	if err := datastore.CheckName("volume", name); err != nil {
-		return VolumeInfo{}, errorf(ErrInvalidArgument, "%w", err)
+		return apischema.VolumeInfo{}, errorf(ErrInvalidArgument, "%w", err)
 	}
 	vs, unlock, err := e.snapVolumes([]string{src}, "clone")
 	if err != nil {
-		return VolumeInfo{}, err
+		return apischema.VolumeInfo{}, err
 	}
 	defer unlock()
 	v := vs[0]
 	if filling(v) != nil {
-		return VolumeInfo{}, errorf(ErrInvalidArgument, "volume %s is served from a backup: promote it before cloning", src)
+		return apischema.VolumeInfo{}, errorf(ErrInvalidArgument, "volume %s is served from a backup: promote it before cloning", src)
 	}
 	if snap == "" {
 		snap = "clone-" + name
 		if err := v.dev.Flush(ctx); err != nil { // so the flush under the hold is short
-			return VolumeInfo{}, fmt.Errorf("clone %s: flush %s: %w", name, src, err)
+			return apischema.VolumeInfo{}, fmt.Errorf("clone %s: flush %s: %w", name, src, err)
 		}
 		if _, err := e.snapshotOne(ctx, v, snap, time.Now()); err != nil {
-			return VolumeInfo{}, err
+			return apischema.VolumeInfo{}, err
 		}
 	}
 	ls := layersOf(v)
 	k, err := findSnapshot(v, ls, snap)
 	if err != nil {
-		return VolumeInfo{}, err
+		return apischema.VolumeInfo{}, err
 	}
 	ent, err := e.reserveVolume(name, v.ds.name)
 	if err != nil {
-		return VolumeInfo{}, err
+		return apischema.VolumeInfo{}, err
 	}
 	nv, err := e.cloneFiles(ctx, ent, name, ls[k], v.files)
 	e.mu.Lock()
@@ -53,7 +54,7 @@ func (e *Engine) Clone(ctx context.Context, src, snap, name string) (VolumeInfo,
 	}
 	e.mu.Unlock()
 	if err != nil {
-		return VolumeInfo{}, err
+		return apischema.VolumeInfo{}, err
 	}
 	e.log.Info("linked clone created", "volume", name, "origin", src, "snapshot", snap)
 	return e.GetVolume(ctx, name)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/blockdev/devtest"
 	"github.com/extrasphere/extrasphere/internal/cbt"
@@ -43,7 +44,7 @@ func openStackVolume(t *testing.T, size int64) blockdev.Device {
 		t.Fatal(err)
 	}
 	target := filepath.Join(t.TempDir(), "replica.raw")
-	if _, err := e.CreateMirror(ctx, MirrorOptions{Volume: "v", Target: "file://" + target}); err != nil {
+	if _, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "v", Target: "file://" + target}); err != nil {
 		t.Fatal(err)
 	}
 	waitMirror(t, e, "v", mirror.StateInSync)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/datastore"
 	"github.com/extrasphere/extrasphere/internal/flat"
 )
@@ -22,22 +23,22 @@ type CreateOptions struct {
 }
 
 // CreateVolume creates a volume on a datastore and serves it at once.
-func (e *Engine) CreateVolume(ctx context.Context, o CreateOptions) (VolumeInfo, error) {
+func (e *Engine) CreateVolume(ctx context.Context, o CreateOptions) (apischema.VolumeInfo, error) {
 	return e.createVolume(ctx, o, false)
 }
 
 // createVolume is CreateVolume; importing marks the new volume as the
 // target of an import that has not finished (see datastore.ImportingFile).
-func (e *Engine) createVolume(ctx context.Context, o CreateOptions, importing bool) (VolumeInfo, error) {
+func (e *Engine) createVolume(ctx context.Context, o CreateOptions, importing bool) (apischema.VolumeInfo, error) {
 	if err := datastore.CheckName("volume", o.Name); err != nil {
-		return VolumeInfo{}, errorf(ErrInvalidArgument, "%w", err)
+		return apischema.VolumeInfo{}, errorf(ErrInvalidArgument, "%w", err)
 	}
 	if o.Size <= 0 {
-		return VolumeInfo{}, errorf(ErrInvalidArgument, "create volume %s: size must be positive, got %d", o.Name, o.Size)
+		return apischema.VolumeInfo{}, errorf(ErrInvalidArgument, "create volume %s: size must be positive, got %d", o.Name, o.Size)
 	}
 	size, ok := roundUp(o.Size)
 	if !ok {
-		return VolumeInfo{}, errorf(ErrInvalidArgument, "create volume %s: size %d is too large", o.Name, o.Size)
+		return apischema.VolumeInfo{}, errorf(ErrInvalidArgument, "create volume %s: size %d is too large", o.Name, o.Size)
 	}
 	if o.Datastore == "" {
 		o.Datastore = DefaultDatastore
@@ -45,7 +46,7 @@ func (e *Engine) createVolume(ctx context.Context, o CreateOptions, importing bo
 
 	ent, err := e.reserveVolume(o.Name, o.Datastore)
 	if err != nil {
-		return VolumeInfo{}, err
+		return apischema.VolumeInfo{}, err
 	}
 	v, err := e.createFiles(ctx, ent, o.Name, size, o.Preallocate, o.ReadOnly, importing)
 
@@ -56,7 +57,7 @@ func (e *Engine) createVolume(ctx context.Context, o CreateOptions, importing bo
 	}
 	e.mu.Unlock()
 	if err != nil {
-		return VolumeInfo{}, err
+		return apischema.VolumeInfo{}, err
 	}
 	e.log.Info("volume created", "volume", o.Name, "datastore", ent.name, "size", size, "preallocate", o.Preallocate, "read_only", o.ReadOnly)
 	return e.GetVolume(ctx, o.Name)

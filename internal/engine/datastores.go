@@ -7,22 +7,10 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/catalog"
 	"github.com/extrasphere/extrasphere/internal/datastore"
 )
-
-// DatastoreInfo describes a datastore for the API and CLI.
-type DatastoreInfo struct {
-	Name     string   `json:"name"`
-	Path     string   `json:"path"`
-	UUID     string   `json:"uuid,omitempty"`
-	Status   string   `json:"status"` // "online" or "offline"
-	Error    string   `json:"error,omitempty"`
-	Volumes  int      `json:"volumes"`
-	Total    uint64   `json:"total_bytes"`
-	Free     uint64   `json:"free_bytes"`
-	Problems []string `json:"problems,omitempty"` // volumes that could not be loaded
-}
 
 // Datastore statuses.
 const (
@@ -32,9 +20,9 @@ const (
 
 // ListDatastores returns every datastore, sorted by name, with its free
 // space.
-func (e *Engine) ListDatastores(ctx context.Context) []DatastoreInfo {
+func (e *Engine) ListDatastores(ctx context.Context) []apischema.DatastoreInfo {
 	e.mu.Lock()
-	out := make([]DatastoreInfo, 0, len(e.datastores))
+	out := make([]apischema.DatastoreInfo, 0, len(e.datastores))
 	ents := make([]*dsEntry, 0, len(e.datastores))
 	for _, d := range e.datastores {
 		out = append(out, e.dsInfoLocked(d))
@@ -50,7 +38,7 @@ func (e *Engine) ListDatastores(ctx context.Context) []DatastoreInfo {
 
 // fillSpace adds statfs figures to in (outside Engine.mu: statfs on a
 // hung NFS mount blocks).
-func fillSpace(d *dsEntry, in *DatastoreInfo) {
+func fillSpace(d *dsEntry, in *apischema.DatastoreInfo) {
 	if d.ds == nil {
 		return
 	}
@@ -62,8 +50,8 @@ func fillSpace(d *dsEntry, in *DatastoreInfo) {
 	in.Total, in.Free = sp.Total, sp.Free
 }
 
-func (e *Engine) dsInfoLocked(d *dsEntry) DatastoreInfo {
-	in := DatastoreInfo{Name: d.name, Path: d.path, Status: DatastoreOnline}
+func (e *Engine) dsInfoLocked(d *dsEntry) apischema.DatastoreInfo {
+	in := apischema.DatastoreInfo{Name: d.name, Path: d.path, Status: DatastoreOnline}
 	if d.ds != nil {
 		in.UUID = d.ds.UUID
 	} else {
@@ -88,16 +76,16 @@ func (e *Engine) dsInfoLocked(d *dsEntry) DatastoreInfo {
 // already has a marker is adopted with its volumes, and must be added
 // under the name its marker records. The name, the path and every volume
 // name it brings must be new to the daemon.
-func (e *Engine) AddDatastore(ctx context.Context, name, path string) (DatastoreInfo, error) {
+func (e *Engine) AddDatastore(ctx context.Context, name, path string) (apischema.DatastoreInfo, error) {
 	if err := datastore.CheckName("datastore", name); err != nil {
-		return DatastoreInfo{}, errorf(ErrInvalidArgument, "%w", err)
+		return apischema.DatastoreInfo{}, errorf(ErrInvalidArgument, "%w", err)
 	}
 	if !filepath.IsAbs(path) {
-		return DatastoreInfo{}, errorf(ErrInvalidArgument, "datastore path %q must be absolute", path)
+		return apischema.DatastoreInfo{}, errorf(ErrInvalidArgument, "datastore path %q must be absolute", path)
 	}
 	path = filepath.Clean(path)
 	if err := e.reserveDatastore(name, path); err != nil {
-		return DatastoreInfo{}, err
+		return apischema.DatastoreInfo{}, err
 	}
 	defer func() {
 		e.mu.Lock()
@@ -107,28 +95,28 @@ func (e *Engine) AddDatastore(ctx context.Context, name, path string) (Datastore
 
 	ds, created, err := datastore.Init(path, name, now())
 	if err != nil {
-		return DatastoreInfo{}, fmt.Errorf("add datastore %s: %w", name, err)
+		return apischema.DatastoreInfo{}, fmt.Errorf("add datastore %s: %w", name, err)
 	}
 	if ds.Name != name {
-		return DatastoreInfo{}, errorf(ErrInvalidArgument, "the directory %s is already datastore %q (its marker says so): add it as %q",
+		return apischema.DatastoreInfo{}, errorf(ErrInvalidArgument, "the directory %s is already datastore %q (its marker says so): add it as %q",
 			path, ds.Name, ds.Name)
 	}
 	ent := &dsEntry{name: name, path: path, ds: ds}
 	vols := e.scanDatastore(ctx, ent)
 	if ent.ds == nil {
-		return DatastoreInfo{}, fmt.Errorf("add datastore %s: %w", name, ent.err)
+		return apischema.DatastoreInfo{}, fmt.Errorf("add datastore %s: %w", name, ent.err)
 	}
 
 	e.mu.Lock()
 	if err := e.checkNewVolumesLocked(name, vols); err != nil {
 		e.mu.Unlock()
 		closeAll(vols)
-		return DatastoreInfo{}, err
+		return apischema.DatastoreInfo{}, err
 	}
 	if err := e.cat.PutDatastore(catalog.Datastore{Name: name, Path: path, UUID: ds.UUID, Added: now()}); err != nil {
 		e.mu.Unlock()
 		closeAll(vols)
-		return DatastoreInfo{}, fmt.Errorf("add datastore %s: %w", name, err)
+		return apischema.DatastoreInfo{}, fmt.Errorf("add datastore %s: %w", name, err)
 	}
 	e.datastores[name] = ent
 	e.installLocked(ent, vols)

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/failpoint"
 	"github.com/extrasphere/extrasphere/internal/flat"
@@ -24,7 +25,7 @@ func openEngine(t *testing.T, dataDir string) *Engine {
 	return e
 }
 
-func mustCreate(t *testing.T, e *Engine, o CreateOptions) VolumeInfo {
+func mustCreate(t *testing.T, e *Engine, o CreateOptions) apischema.VolumeInfo {
 	t.Helper()
 	in, err := e.CreateVolume(t.Context(), o)
 	if err != nil {

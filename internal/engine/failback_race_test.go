@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/mirror"
 	"github.com/extrasphere/extrasphere/internal/node"
 )
@@ -29,7 +30,7 @@ func TestAcceptFailbackConcurrent(t *testing.T) {
 			e := openEngine(t, t.TempDir())
 			defer e.Close()
 			mustCreate(t, e, CreateOptions{Name: "v", Size: 1 << 20})
-			if _, err := e.CreateMirror(ctx, MirrorOptions{Volume: "v", Target: "file://" + filepath.Join(t.TempDir(), "r.flat")}); err != nil {
+			if _, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "v", Target: "file://" + filepath.Join(t.TempDir(), "r.flat")}); err != nil {
 				t.Fatal(err)
 			}
 			waitMirror(t, e, "v", mirror.StateInSync)
@@ -53,7 +54,7 @@ func TestAcceptFailbackConcurrent(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					<-start
-					_, errs[i] = e.AcceptFailback(ctx, p, FailbackRequest{Volume: "v", OldGen: oldGen,
+					_, errs[i] = e.AcceptFailback(ctx, p, apischema.FailbackRequest{Volume: "v", OldGen: oldGen,
 						NewGen: fmt.Sprintf("gen%d", i), SourceVolume: "w", Size: 1 << 20})
 				}()
 				go func() {

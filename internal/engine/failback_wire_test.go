@@ -4,15 +4,16 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/cbt"
 )
 
-// TestFailbackResponseWire pins the JSON of FailbackResponse: it crosses
+// TestFailbackResponseWire pins the JSON of apischema.FailbackResponse: it crosses
 // the wire between nodes of possibly different versions, so the range
 // field names ("Off", "Len") and the response keys must never change.
 func TestFailbackResponseWire(t *testing.T) {
 	const want = `{"dirty":[{"Off":0,"Len":65536},{"Off":1048576,"Len":4096}],"nbd_port":"10809"}`
-	var resp FailbackResponse
+	var resp apischema.FailbackResponse
 	if err := json.Unmarshal([]byte(want), &resp); err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +40,7 @@ func TestFailbackResponseCleanWire(t *testing.T) {
 	if _, err := st.Enable(MirrorBitmap, now()); err != nil {
 		t.Fatal(err)
 	}
-	got, err := json.Marshal(FailbackResponse{Dirty: (&dirtyLog{st: st}).Ranges(), NBDPort: "1"})
+	got, err := json.Marshal(apischema.FailbackResponse{Dirty: (&dirtyLog{st: st}).Ranges(), NBDPort: "1"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/chain"
 	"github.com/extrasphere/extrasphere/internal/datastore"
@@ -32,42 +33,33 @@ const ddbRestoreFrom = "ddb.extrasphere.restoreFrom"
 // restoreSource opens the backup volume a restoreFrom value names.
 type restoreSource func(ctx context.Context, ref string) (fill.Source, error)
 
-// ServeRequest serves a backup volume as a new volume at once.
-type ServeRequest struct {
-	Repo      string `json:"repo,omitempty"`
-	Backup    string `json:"backup"`
-	Volume    string `json:"volume,omitempty"` // which volume of the backup ("" if it has one)
-	Name      string `json:"name"`             // the new volume
-	Datastore string `json:"datastore,omitempty"`
-}
-
 // ServeBackup creates volume req.Name from a backup and serves it at once,
 // reading from the repository until `promote` copies it home.
-func (e *Engine) ServeBackup(ctx context.Context, req ServeRequest) (VolumeInfo, error) {
+func (e *Engine) ServeBackup(ctx context.Context, req apischema.ServeRequest) (apischema.VolumeInfo, error) {
 	if req.Repo == "" {
-		req.Repo = DefaultRepo
+		req.Repo = apischema.DefaultRepo
 	}
 	if err := datastore.CheckName("volume", req.Name); err != nil {
-		return VolumeInfo{}, errorf(ErrInvalidArgument, "%w", err)
+		return apischema.VolumeInfo{}, errorf(ErrInvalidArgument, "%w", err)
 	}
 	r, err := e.useRepo(ctx, req.Repo)
 	if err != nil {
-		return VolumeInfo{}, err
+		return apischema.VolumeInfo{}, err
 	}
 	m, err := r.Load(ctx, req.Backup)
 	if err != nil {
-		return VolumeInfo{}, repoError(req.Repo, err)
+		return apischema.VolumeInfo{}, repoError(req.Repo, err)
 	}
 	vol, err := pickVolume(m, req.Volume)
 	if err != nil {
-		return VolumeInfo{}, err
+		return apischema.VolumeInfo{}, err
 	}
 	if req.Datastore == "" {
 		req.Datastore = DefaultDatastore
 	}
 	ent, err := e.reserveVolume(req.Name, req.Datastore)
 	if err != nil {
-		return VolumeInfo{}, err
+		return apischema.VolumeInfo{}, err
 	}
 	v, err := e.createRestoring(ctx, ent, req.Name, vol.Size, req.Repo+"/"+m.ID+"/"+vol.Name)
 	e.mu.Lock()
@@ -77,7 +69,7 @@ func (e *Engine) ServeBackup(ctx context.Context, req ServeRequest) (VolumeInfo,
 	}
 	e.mu.Unlock()
 	if err != nil {
-		return VolumeInfo{}, err
+		return apischema.VolumeInfo{}, err
 	}
 	e.log.Info("serving a backup", "volume", req.Name, "backup", m.ID, "source", vol.Name, "repository", req.Repo)
 	return e.GetVolume(ctx, req.Name)

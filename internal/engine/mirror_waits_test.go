@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/memdev"
 	"github.com/extrasphere/extrasphere/internal/mirror"
@@ -95,7 +96,7 @@ func blockedWrite(t *testing.T, e *Engine) (*hungTarget, <-chan error) {
 	const size = 4 << 20
 	h := startHungTarget(t, size)
 	mustCreate(t, e, CreateOptions{Name: "v", Size: size})
-	if _, err := e.CreateMirror(t.Context(), MirrorOptions{Volume: "v", Target: h.uri(), Policy: "block"}); err != nil {
+	if _, err := e.CreateMirror(t.Context(), apischema.MirrorOptions{Volume: "v", Target: h.uri(), Policy: "block"}); err != nil {
 		t.Fatal(err)
 	}
 	waitMirror(t, e, "v", mirror.StateInSync)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/catalog"
 	"github.com/extrasphere/extrasphere/internal/cbt"
@@ -29,14 +30,6 @@ import (
 // volume wrote, which failback sends.
 const MirrorBitmap = "mirror"
 
-// Mirror modes and roles.
-const (
-	ModeSync       = "sync"
-	RoleSource     = "source"
-	RoleReplica    = "replica"
-	RoleFailedOver = "failed-over"
-)
-
 // mirrorEntry is a volume's running mirror and its record.
 type mirrorEntry struct {
 	m   *mirror.Mirror // set once, under mu, before the entry is published (v.mir)
@@ -48,69 +41,42 @@ type mirrorEntry struct {
 	gone bool
 }
 
-// MirrorOptions create a mirror.
-type MirrorOptions struct {
-	Volume   string `json:"volume"`
-	Target   string `json:"target"`
-	Mode     string `json:"mode"`
-	Policy   string `json:"policy"`
-	Insecure bool   `json:"insecure"` // allow plain nbd:// to a host that is not this one
-}
-
-// MirrorInfo describes a mirror (role source) or a replica this node
-// holds for another (role replica or failed-over).
-type MirrorInfo struct {
-	Volume string `json:"volume"`
-	Role   string `json:"role"`
-	Target string `json:"target,omitempty"`
-	Mode   string `json:"mode,omitempty"`
-	mirror.Status
-	LagSeconds float64 `json:"lag_seconds"` // how long the replica has been behind; 0 in sync
-	Gen        string  `json:"gen,omitempty"`
-	Synced     bool    `json:"synced"`
-	Diverged   bool    `json:"diverged"` // this side acknowledged writes the replica lacks
-	// Replica side.
-	Source     string    `json:"source,omitempty"` // NODE/VOLUME that writes here
-	Streams    int       `json:"streams,omitempty"`
-	FailedOver time.Time `json:"failed_over,omitzero"`
-}
-
 // CreateMirror starts mirroring a volume. The first copy runs in the
 // background (state syncing); ListMirrors shows its progress.
-func (e *Engine) CreateMirror(ctx context.Context, o MirrorOptions) (MirrorInfo, error) {
+func (e *Engine) CreateMirror(ctx context.Context, o apischema.MirrorOptions) (apischema.MirrorInfo, error) {
 	if o.Mode == "" {
-		o.Mode = ModeSync
+		o.Mode = apischema.ModeSync
 	}
-	if o.Mode != ModeSync {
-		return MirrorInfo{}, errorf(ErrInvalidArgument, "mirror %s: mode %q: this version mirrors only synchronously (--mode sync)", o.Volume, o.Mode)
+	if o.Mode != apischema.ModeSync {
+		return apischema.MirrorInfo{}, errorf(ErrInvalidArgument, "mirror %s: mode %q: this version mirrors only synchronously (--mode sync)", o.Volume, o.Mode)
 	}
 	if o.Policy == "" {
 		o.Policy = string(mirror.Degrade)
 	}
 	pol, err := mirror.ParsePolicy(o.Policy)
 	if err != nil {
-		return MirrorInfo{}, errorf(ErrInvalidArgument, "mirror %s: %w", o.Volume, err)
+		return apischema.MirrorInfo{}, errorf(ErrInvalidArgument, "mirror %s: %w", o.Volume, err)
 	}
 	spec, err := parseTarget(o.Target, o.Insecure)
 	if err != nil {
-		return MirrorInfo{}, errorf(ErrInvalidArgument, "mirror %s: %w", o.Volume, err)
+		return apischema.MirrorInfo{}, errorf(ErrInvalidArgument, "mirror %s: %w", o.Volume, err)
 	}
 	v, err := e.mirrorableVolume(o.Volume)
 	if err != nil {
-		return MirrorInfo{}, err
+		return apischema.MirrorInfo{}, err
 	}
 	if !v.snapMu.TryLock() {
-		return MirrorInfo{}, errorf(ErrVolumeInUse, "cannot mirror volume %s: a snapshot removal, promote or migration is running on it; retry when it is done", o.Volume)
+		return apischema.MirrorInfo{}, errorf(ErrVolumeInUse, "cannot mirror volume %s: a snapshot removal, promote or migration is running on it; retry when it is done", o.Volume)
 	}
 	defer v.snapMu.Unlock()
 	if v.mir.Load() != nil {
-		return MirrorInfo{}, errorf(ErrMirrorExists, "volume %s already has a mirror (see `extrasphere mirror status %s`); remove it first with `extrasphere mirror rm %s`",
+		return apischema.MirrorInfo{}, errorf(ErrMirrorExists, "volume %s already has a mirror (see `extrasphere mirror status %s`); remove it first with `extrasphere mirror rm %s`",
 			o.Volume, o.Volume, o.Volume)
 	}
 	rec := catalog.Mirror{Volume: o.Volume, Target: o.Target, Mode: o.Mode, Policy: string(pol), Gen: newGen(),
 		Created: now(), Insecure: o.Insecure}
 	if err := e.prepareTarget(ctx, spec, &rec, v.files.Size); err != nil {
-		return MirrorInfo{}, err
+		return apischema.MirrorInfo{}, err
 	}
 	// The dirty log first, all dirty: a crash from here on resumes with a
 	// full copy. A create that fails takes out the dirty log it enabled;
@@ -125,16 +91,16 @@ func (e *Engine) CreateMirror(ctx context.Context, o MirrorOptions) (MirrorInfo,
 	}
 	if err := ensureDirtyLog(v.cbt, true); err != nil {
 		undo()
-		return MirrorInfo{}, fmt.Errorf("mirror %s: %w", o.Volume, err)
+		return apischema.MirrorInfo{}, fmt.Errorf("mirror %s: %w", o.Volume, err)
 	}
 	if err := e.cat.PutMirror(rec); err != nil {
 		undo()
-		return MirrorInfo{}, fmt.Errorf("mirror %s: %w", o.Volume, err)
+		return apischema.MirrorInfo{}, fmt.Errorf("mirror %s: %w", o.Volume, err)
 	}
 	if err := e.attachMirror(v, rec); err != nil {
 		e.cat.DeleteMirror(o.Volume)
 		undo()
-		return MirrorInfo{}, err
+		return apischema.MirrorInfo{}, err
 	}
 	e.log.Info("mirror created", "volume", o.Volume, "target", o.Target, "policy", pol, "gen", rec.Gen)
 	return e.mirrorInfo(v), nil
@@ -404,7 +370,7 @@ func (e *Engine) StopMirrorWaits() {
 
 // ListMirrors describes the mirrors of this node's volumes and the
 // replicas it holds for others; vol "" means all.
-func (e *Engine) ListMirrors(ctx context.Context, vol string) ([]MirrorInfo, error) {
+func (e *Engine) ListMirrors(ctx context.Context, vol string) ([]apischema.MirrorInfo, error) {
 	e.mu.Lock()
 	var vols []*volume
 	for _, v := range e.volumes {
@@ -417,7 +383,7 @@ func (e *Engine) ListMirrors(ctx context.Context, vol string) ([]MirrorInfo, err
 	if vol != "" && !found {
 		return nil, notFound(vol)
 	}
-	var out []MirrorInfo
+	var out []apischema.MirrorInfo
 	for _, v := range vols {
 		if v.mir.Load() != nil {
 			out = append(out, e.mirrorInfo(v))
@@ -433,16 +399,16 @@ func (e *Engine) ListMirrors(ctx context.Context, vol string) ([]MirrorInfo, err
 	return out, nil
 }
 
-func (e *Engine) mirrorInfo(v *volume) MirrorInfo {
+func (e *Engine) mirrorInfo(v *volume) apischema.MirrorInfo {
 	me := v.mir.Load()
 	if me == nil {
-		return MirrorInfo{Volume: v.name}
+		return apischema.MirrorInfo{Volume: v.name}
 	}
 	st := me.m.Status()
 	me.mu.Lock()
 	rec := me.rec
 	me.mu.Unlock()
-	in := MirrorInfo{Volume: v.name, Role: RoleSource, Target: rec.Target, Mode: rec.Mode, Status: st,
+	in := apischema.MirrorInfo{Volume: v.name, Role: apischema.RoleSource, Target: rec.Target, Mode: rec.Mode, MirrorStatus: mirrorStatus(st),
 		Gen: rec.Gen, Synced: rec.Synced, Diverged: rec.Diverged}
 	if st.State != mirror.StateInSync && rec.Synced {
 		in.LagSeconds = time.Since(st.Since).Seconds()
@@ -466,19 +432,19 @@ func (e *Engine) mirrorOf(name string) (*volume, *mirrorEntry, error) {
 }
 
 // PauseMirror stops sending to the replica; writes are tracked.
-func (e *Engine) PauseMirror(ctx context.Context, name string) (MirrorInfo, error) {
+func (e *Engine) PauseMirror(ctx context.Context, name string) (apischema.MirrorInfo, error) {
 	return e.setPaused(name, true)
 }
 
 // ResumeMirror reconnects a paused or refused mirror and resyncs.
-func (e *Engine) ResumeMirror(ctx context.Context, name string) (MirrorInfo, error) {
+func (e *Engine) ResumeMirror(ctx context.Context, name string) (apischema.MirrorInfo, error) {
 	return e.setPaused(name, false)
 }
 
-func (e *Engine) setPaused(name string, paused bool) (MirrorInfo, error) {
+func (e *Engine) setPaused(name string, paused bool) (apischema.MirrorInfo, error) {
 	v, me, err := e.mirrorOf(name)
 	if err != nil {
-		return MirrorInfo{}, err
+		return apischema.MirrorInfo{}, err
 	}
 	me.mu.Lock()
 	r := me.rec
@@ -490,7 +456,7 @@ func (e *Engine) setPaused(name string, paused bool) (MirrorInfo, error) {
 	}
 	me.mu.Unlock()
 	if err != nil {
-		return MirrorInfo{}, fmt.Errorf("mirror %s: %w", name, err)
+		return apischema.MirrorInfo{}, fmt.Errorf("mirror %s: %w", name, err)
 	}
 	if paused {
 		me.m.Pause()
@@ -541,4 +507,11 @@ func newGen() string {
 	var b [8]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// mirrorStatus converts a mirror's status for the API.
+func mirrorStatus(s mirror.Status) apischema.MirrorStatus {
+	return apischema.MirrorStatus{State: string(s.State), Policy: string(s.Policy), Connected: s.Connected,
+		BytesToSync: s.BytesToSync, BytesSent: s.BytesSent, BytesCopied: s.BytesCopied, Since: s.Since,
+		LastError: s.LastError, LastErrorAt: s.LastErrorAt}
 }

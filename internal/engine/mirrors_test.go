@@ -10,12 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/failpoint"
 	"github.com/extrasphere/extrasphere/internal/mirror"
 )
 
 // waitMirror polls until vol's mirror is in state want (watchdog bound only).
-func waitMirror(t *testing.T, e *Engine, vol string, want mirror.State) MirrorInfo {
+func waitMirror(t *testing.T, e *Engine, vol string, want mirror.State) apischema.MirrorInfo {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -23,7 +24,7 @@ func waitMirror(t *testing.T, e *Engine, vol string, want mirror.State) MirrorIn
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ms[0].State == want {
+		if ms[0].State == string(want) {
 			return ms[0]
 		}
 		if time.Now().After(deadline) {
@@ -43,7 +44,7 @@ func TestMirrorToFileLifecycle(t *testing.T) {
 	mustCreate(t, e, CreateOptions{Name: "v", Size: size})
 	writeThrough(t, e, "v", bytes.Repeat([]byte{7}, 1<<20), 0)
 	target := filepath.Join(t.TempDir(), "v.flat")
-	if _, err := e.CreateMirror(ctx, MirrorOptions{Volume: "v", Target: "file://" + target}); err != nil {
+	if _, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "v", Target: "file://" + target}); err != nil {
 		t.Fatal(err)
 	}
 	waitMirror(t, e, "v", mirror.StateInSync)
@@ -100,7 +101,7 @@ func TestMirrorBadInput(t *testing.T) {
 	mustCreate(t, e, CreateOptions{Name: "ro", Size: 1 << 20, ReadOnly: true})
 	mustCreate(t, e, CreateOptions{Name: "w", Size: 1 << 20})
 	f := "file://" + filepath.Join(t.TempDir(), "x.flat")
-	if _, err := e.CreateMirror(ctx, MirrorOptions{Volume: "v", Target: f}); err != nil {
+	if _, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "v", Target: f}); err != nil {
 		t.Fatal(err)
 	}
 	small := filepath.Join(t.TempDir(), "small")
@@ -111,32 +112,41 @@ func TestMirrorBadInput(t *testing.T) {
 		want error
 		says string
 	}{
-		{"NoVolume", func() error { _, err := e.CreateMirror(ctx, MirrorOptions{Volume: "nope", Target: f}); return err }, ErrVolumeNotFound, "nope"},
-		{"NoTarget", func() error { _, err := e.CreateMirror(ctx, MirrorOptions{Volume: "v"}); return err }, ErrInvalidArgument, "extrasphere://"},
+		{"NoVolume", func() error {
+			_, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "nope", Target: f})
+			return err
+		}, ErrVolumeNotFound, "nope"},
+		{"NoTarget", func() error { _, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "v"}); return err }, ErrInvalidArgument, "extrasphere://"},
 		{"BadScheme", func() error {
-			_, err := e.CreateMirror(ctx, MirrorOptions{Volume: "v", Target: "ftp://x/y"})
+			_, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "v", Target: "ftp://x/y"})
 			return err
 		}, ErrInvalidArgument, "ftp"},
 		{"PlainRemote", func() error {
-			_, err := e.CreateMirror(ctx, MirrorOptions{Volume: "v", Target: "nbd://10.9.9.9/e"})
+			_, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "v", Target: "nbd://10.9.9.9/e"})
 			return err
 		}, ErrInvalidArgument, "--insecure"},
 		{"Async", func() error {
-			_, err := e.CreateMirror(ctx, MirrorOptions{Volume: "v", Target: f, Mode: "async"})
+			_, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "v", Target: f, Mode: "async"})
 			return err
 		}, ErrInvalidArgument, "sync"},
 		{"BadPolicy", func() error {
-			_, err := e.CreateMirror(ctx, MirrorOptions{Volume: "v", Target: f, Policy: "pray"})
+			_, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "v", Target: f, Policy: "pray"})
 			return err
 		}, ErrInvalidArgument, "degrade or block"},
-		{"Second", func() error { _, err := e.CreateMirror(ctx, MirrorOptions{Volume: "v", Target: f}); return err }, ErrMirrorExists, "mirror rm v"},
-		{"ReadOnly", func() error { _, err := e.CreateMirror(ctx, MirrorOptions{Volume: "ro", Target: f}); return err }, ErrInvalidArgument, "read-only"},
+		{"Second", func() error {
+			_, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "v", Target: f})
+			return err
+		}, ErrMirrorExists, "mirror rm v"},
+		{"ReadOnly", func() error {
+			_, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "ro", Target: f})
+			return err
+		}, ErrInvalidArgument, "read-only"},
 		{"SmallFile", func() error {
-			_, err := e.CreateMirror(ctx, MirrorOptions{Volume: "w", Target: "file://" + small})
+			_, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "w", Target: "file://" + small})
 			return err
 		}, ErrInvalidArgument, "is 4 bytes"},
 		{"NotPaired", func() error {
-			_, err := e.CreateMirror(ctx, MirrorOptions{Volume: "w", Target: "extrasphere://10.9.9.9:10810/v"})
+			_, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "w", Target: "extrasphere://10.9.9.9:10810/v"})
 			return err
 		}, ErrPeer, "node"},
 		{"RmNone", func() error { return e.RemoveMirror(ctx, "ro") }, ErrMirrorNotFound, "ro"},
@@ -172,7 +182,7 @@ func TestCreateMirrorFailureRollsBack(t *testing.T) {
 	defer e.Close()
 	mustCreate(t, e, CreateOptions{Name: "v", Size: 1 << 20})
 	target := "file://" + filepath.Join(t.TempDir(), "r.flat")
-	if _, err := e.CreateMirror(t.Context(), MirrorOptions{Volume: "v", Target: target}); !errors.Is(err, syscall.EIO) {
+	if _, err := e.CreateMirror(t.Context(), apischema.MirrorOptions{Volume: "v", Target: target}); !errors.Is(err, syscall.EIO) {
 		t.Fatalf("create mirror with attach failing: %v, want EIO", err)
 	}
 	v := e.volumes["v"]
@@ -186,4 +196,20 @@ func TestCreateMirrorFailureRollsBack(t *testing.T) {
 		t.Fatal("the failed create left a mirror on the volume")
 	}
 	writeThrough(t, e, "v", bytes.Repeat([]byte{5}, 4096), 0)
+}
+
+// The API's mirror states and policies are internal/mirror's values: a
+// client (the CLI waits for apischema.MirrorInSync) matches what the
+// engine reports.
+func TestMirrorWireValues(t *testing.T) {
+	for api, m := range map[string]string{
+		apischema.MirrorSyncing: string(mirror.StateSyncing), apischema.MirrorInSync: string(mirror.StateInSync),
+		apischema.MirrorDegraded: string(mirror.StateDegraded), apischema.MirrorResyncing: string(mirror.StateResyncing),
+		apischema.MirrorPaused: string(mirror.StatePaused), apischema.MirrorRefused: string(mirror.StateRefused),
+		apischema.PolicyDegrade: string(mirror.Degrade), apischema.PolicyBlock: string(mirror.Block),
+	} {
+		if api != m {
+			t.Errorf("apischema has %q where internal/mirror has %q", api, m)
+		}
+	}
 }

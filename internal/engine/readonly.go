@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/cbt"
 	"github.com/extrasphere/extrasphere/internal/datastore"
@@ -18,23 +19,23 @@ import (
 // ddb.extrasphere.readOnly key, rewritten atomically) and reopens the
 // stack. The volume must have no open connection: a connected client
 // negotiated the old flags.
-func (e *Engine) SetReadOnly(ctx context.Context, name string, ro bool) (VolumeInfo, error) {
+func (e *Engine) SetReadOnly(ctx context.Context, name string, ro bool) (apischema.VolumeInfo, error) {
 	e.mu.Lock()
 	v, err := e.lookupLocked(name)
 	e.mu.Unlock()
 	if err != nil {
-		return VolumeInfo{}, err
+		return apischema.VolumeInfo{}, err
 	}
 	// The stack is rebuilt: no pivot may run meanwhile (snapMu before
 	// Engine.mu, doc.go).
 	if !v.snapMu.TryLock() {
-		return VolumeInfo{}, errorf(ErrVolumeInUse, "cannot change read-only on volume %s: a snapshot, merge, promote, migration or mirror change is running on it (see `extrasphere job list`); retry when it is done", name)
+		return apischema.VolumeInfo{}, errorf(ErrVolumeInUse, "cannot change read-only on volume %s: a snapshot, merge, promote, migration or mirror change is running on it (see `extrasphere job list`); retry when it is done", name)
 	}
 	defer v.snapMu.Unlock()
 	e.mu.Lock()
 	if cur, err := e.lookupLocked(name); err != nil || cur != v {
 		e.mu.Unlock()
-		return VolumeInfo{}, notFound(name) // removed meanwhile
+		return apischema.VolumeInfo{}, notFound(name) // removed meanwhile
 	}
 	err = inUseLocked(v, "change read-only on")
 	if err == nil && v.err != nil {
@@ -46,7 +47,7 @@ func (e *Engine) SetReadOnly(ctx context.Context, name string, ro bool) (VolumeI
 	}
 	if err != nil {
 		e.mu.Unlock()
-		return VolumeInfo{}, err
+		return apischema.VolumeInfo{}, err
 	}
 	if v.files.ReadOnly == ro {
 		e.mu.Unlock()
@@ -71,7 +72,7 @@ func (e *Engine) SetReadOnly(ctx context.Context, name string, ro bool) (VolumeI
 	}
 	e.mu.Unlock()
 	if err != nil {
-		return VolumeInfo{}, err
+		return apischema.VolumeInfo{}, err
 	}
 	e.log.Info("volume read-only changed", "volume", name, "read_only", ro)
 	return e.GetVolume(ctx, name)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/catalog"
 	"github.com/extrasphere/extrasphere/internal/fence"
@@ -64,7 +65,7 @@ func newFenceRig(t *testing.T, size int64) *fenceRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close() })
-	if _, err := e.CreateReplica(ctx, peer, ReplicaRequest{Volume: "r", Size: size, SourceVolume: "s", Gen: "g1"}); err != nil {
+	if _, err := e.CreateReplica(ctx, peer, apischema.ReplicaRequest{Volume: "r", Size: size, SourceVolume: "s", Gen: "g1"}); err != nil {
 		t.Fatal(err)
 	}
 	srv := nbd.NewServer(e, nbd.Options{TLS: dstNS.ServerTLS(), RequireTLS: true})

@@ -26,21 +26,8 @@ import (
 // replica role: the volume becomes writable here, and its "mirror" CBT
 // bitmap starts recording what it writes, for failback.
 
-// ReplicaRequest asks a node to hold a replica (peer API).
-type ReplicaRequest struct {
-	Volume       string `json:"volume"`
-	Size         int64  `json:"size"`
-	SourceVolume string `json:"source_volume"`
-	Gen          string `json:"gen"`
-}
-
-// ReplicaResponse tells the source where to send.
-type ReplicaResponse struct {
-	NBDPort string `json:"nbd_port"`
-}
-
-type replicaRequest = ReplicaRequest
-type replicaResponse = ReplicaResponse
+type replicaRequest = apischema.ReplicaRequest
+type replicaResponse = apischema.ReplicaResponse
 
 // loadReplicas attaches the replica records to their volumes at start.
 func (e *Engine) loadReplicas() {
@@ -73,13 +60,13 @@ func (e *Engine) nbdPort() (string, error) {
 
 // CreateReplica makes (or re-arms) the replica volume a paired node asks
 // for.
-func (e *Engine) CreateReplica(ctx context.Context, p node.Peer, req ReplicaRequest) (ReplicaResponse, error) {
+func (e *Engine) CreateReplica(ctx context.Context, p node.Peer, req apischema.ReplicaRequest) (apischema.ReplicaResponse, error) {
 	port, err := e.nbdPort()
 	if err != nil {
-		return ReplicaResponse{}, err
+		return apischema.ReplicaResponse{}, err
 	}
 	if req.Gen == "" || strings.ContainsAny(req.Gen, "@/") {
-		return ReplicaResponse{}, errorf(ErrInvalidArgument, "replica %s: bad generation %q", req.Volume, req.Gen)
+		return apischema.ReplicaResponse{}, errorf(ErrInvalidArgument, "replica %s: bad generation %q", req.Volume, req.Gen)
 	}
 	e.mu.Lock()
 	v, exists := e.volumes[req.Volume]
@@ -92,22 +79,22 @@ func (e *Engine) CreateReplica(ctx context.Context, p node.Peer, req ReplicaRequ
 		SourceVolume: req.SourceVolume, Gen: req.Gen, Created: now()}
 	switch {
 	case exists && old == nil:
-		return ReplicaResponse{}, errorf(ErrVolumeExists, "volume %s exists on node %s and is not a replica of %s: choose another target name, or remove it there",
+		return apischema.ReplicaResponse{}, errorf(ErrVolumeExists, "volume %s exists on node %s and is not a replica of %s: choose another target name, or remove it there",
 			req.Volume, e.nodeName(), p.Name)
 	case exists && !old.FailedOver.IsZero():
-		return ReplicaResponse{}, errorf(ErrVolumeInUse, "volume %s on node %s was failed over at %s and takes writes there: it cannot become a replica again (use failback on %s)",
+		return apischema.ReplicaResponse{}, errorf(ErrVolumeInUse, "volume %s on node %s was failed over at %s and takes writes there: it cannot become a replica again (use failback on %s)",
 			req.Volume, e.nodeName(), old.FailedOver.Format(time.RFC3339), e.nodeName())
 	case exists && old.SourceNode != p.Fingerprint:
-		return ReplicaResponse{}, errorf(ErrVolumeInUse, "volume %s on node %s is a replica of node %s, not of %s", req.Volume, e.nodeName(), old.SourceName, p.Name)
+		return apischema.ReplicaResponse{}, errorf(ErrVolumeInUse, "volume %s on node %s is a replica of node %s, not of %s", req.Volume, e.nodeName(), old.SourceName, p.Name)
 	case exists && v.files.Size < req.Size:
-		return ReplicaResponse{}, errorf(ErrInvalidArgument, "replica %s is %d bytes, the source volume %d", req.Volume, v.files.Size, req.Size)
+		return apischema.ReplicaResponse{}, errorf(ErrInvalidArgument, "replica %s is %d bytes, the source volume %d", req.Volume, v.files.Size, req.Size)
 	case !exists:
 		if _, err := e.CreateVolume(ctx, CreateOptions{Name: req.Volume, Size: req.Size}); err != nil {
-			return ReplicaResponse{}, err
+			return apischema.ReplicaResponse{}, err
 		}
 	}
 	if err := e.cat.PutReplica(rec); err != nil {
-		return ReplicaResponse{}, fmt.Errorf("replica %s: %w", req.Volume, err)
+		return apischema.ReplicaResponse{}, fmt.Errorf("replica %s: %w", req.Volume, err)
 	}
 	e.mu.Lock()
 	var rf *replicaFence
@@ -119,11 +106,11 @@ func (e *Engine) CreateReplica(ctx context.Context, p node.Peer, req ReplicaRequ
 	if rf != nil && rf.prev != nil {
 		// Streams of an older generation write no more from here.
 		if err := rf.prev.Seal(ctx); err != nil {
-			return ReplicaResponse{}, fmt.Errorf("replica %s: end the streams of the previous mirror generation: %w", req.Volume, err)
+			return apischema.ReplicaResponse{}, fmt.Errorf("replica %s: end the streams of the previous mirror generation: %w", req.Volume, err)
 		}
 	}
 	e.log.Info("replica ready", "volume", req.Volume, "source", p.Name+"/"+req.SourceVolume, "gen", req.Gen)
-	return ReplicaResponse{NBDPort: port}, nil
+	return apischema.ReplicaResponse{NBDPort: port}, nil
 }
 
 func (e *Engine) nodeName() string {
@@ -308,21 +295,21 @@ func (rf *replicaFence) open(ctx context.Context, epoch uint64) (*fence.Handle, 
 }
 
 // replicaInfo describes v's replica role, if any.
-func (e *Engine) replicaInfo(v *volume) (MirrorInfo, bool) {
+func (e *Engine) replicaInfo(v *volume) (apischema.MirrorInfo, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	r := v.replica
 	if r == nil {
-		return MirrorInfo{}, false
+		return apischema.MirrorInfo{}, false
 	}
-	in := MirrorInfo{Volume: v.name, Role: RoleReplica, Mode: ModeSync, Gen: r.Gen,
+	in := apischema.MirrorInfo{Volume: v.name, Role: apischema.RoleReplica, Mode: apischema.ModeSync, Gen: r.Gen,
 		Source: r.SourceName + "/" + r.SourceVolume, Streams: v.streams, FailedOver: r.FailedOver}
 	in.State = "receiving"
 	if v.streams == 0 {
 		in.State = "idle"
 	}
 	if !r.FailedOver.IsZero() {
-		in.Role, in.State = RoleFailedOver, "writable"
+		in.Role, in.State = apischema.RoleFailedOver, "writable"
 	}
 	return in, true
 }
@@ -331,7 +318,7 @@ func (e *Engine) replicaInfo(v *volume) (MirrorInfo, bool) {
 // stream is cut and refused from now on, and the volume's mirror bitmap
 // records what it writes, for failback. force is needed while the source
 // is still connected (its VM may still write there: split brain).
-func (e *Engine) Failover(ctx context.Context, name string, force bool) (MirrorInfo, error) {
+func (e *Engine) Failover(ctx context.Context, name string, force bool) (apischema.MirrorInfo, error) {
 	e.mu.Lock()
 	v, err := e.lookupLocked(name)
 	if err == nil {
@@ -354,13 +341,13 @@ func (e *Engine) Failover(ctx context.Context, name string, force bool) (MirrorI
 	}
 	e.mu.Unlock()
 	if err != nil {
-		return MirrorInfo{}, err
+		return apischema.MirrorInfo{}, err
 	}
 	// No write of the source's streams lands from now on: the ones in
 	// flight complete first, later ones are refused.
 	if err := rf.f.Seal(ctx); err != nil {
 		rf.f.Unseal()
-		return MirrorInfo{}, errorf(ErrVolumeInUse, "failover %s: the stream of node %s still has writes in flight (%v): retry", name, srcName, err)
+		return apischema.MirrorInfo{}, errorf(ErrVolumeInUse, "failover %s: the stream of node %s still has writes in flight (%v): retry", name, srcName, err)
 	}
 	done := false
 	defer func() {
@@ -372,7 +359,7 @@ func (e *Engine) Failover(ctx context.Context, name string, force bool) (MirrorI
 	defer v.snapMu.Unlock()
 	p, err := e.beginPivot(v)
 	if err != nil {
-		return MirrorInfo{}, err
+		return apischema.MirrorInfo{}, err
 	}
 	defer p.end()
 	// From this instant, the bitmap records every write made here.
@@ -382,14 +369,14 @@ func (e *Engine) Failover(ctx context.Context, name string, force bool) (MirrorI
 		_, err = v.cbt.Enable(MirrorBitmap, now())
 	}
 	if err != nil {
-		return MirrorInfo{}, fmt.Errorf("failover %s: %w", name, err)
+		return apischema.MirrorInfo{}, fmt.Errorf("failover %s: %w", name, err)
 	}
 	e.mu.Lock()
 	r := *v.replica
 	e.mu.Unlock()
 	r.FailedOver, r.NewGen = now(), newGen()
 	if err := e.cat.PutReplica(r); err != nil {
-		return MirrorInfo{}, fmt.Errorf("failover %s: %w", name, err)
+		return apischema.MirrorInfo{}, fmt.Errorf("failover %s: %w", name, err)
 	}
 	e.mu.Lock()
 	v.replica = &r
@@ -406,28 +393,11 @@ func (e *Engine) Failover(ctx context.Context, name string, force bool) (MirrorI
 	return in, nil
 }
 
-// FailbackRequest asks the old source (peer API) to become the replica.
-type FailbackRequest struct {
-	Volume       string `json:"volume"`        // the old source's volume
-	OldGen       string `json:"old_gen"`       // the generation that was failed over
-	NewGen       string `json:"new_gen"`       // the reverse mirror's
-	SourceVolume string `json:"source_volume"` // the failed-over volume (sends from now on)
-	Size         int64  `json:"size"`
-	TargetWrote  bool   `json:"target_wrote"` // the failed-over side wrote since failover
-}
-
-// FailbackResponse is what the old source lacks compared with the
-// failed-over side: everything it wrote that may not have reached it.
-type FailbackResponse struct {
-	Dirty   []blockdev.Range `json:"dirty"`
-	NBDPort string           `json:"nbd_port"`
-}
-
 // Failback mirrors a failed-over volume back to the node it came from,
 // sending only what differs: what was written here since failover and
 // what the old source wrote that never reached here. The old source's
 // volume must be idle. If both sides wrote, it refuses (split brain).
-func (e *Engine) Failback(ctx context.Context, name string) (MirrorInfo, error) {
+func (e *Engine) Failback(ctx context.Context, name string) (apischema.MirrorInfo, error) {
 	e.mu.Lock()
 	v, err := e.lookupLocked(name)
 	var r catalog.Replica
@@ -443,55 +413,55 @@ func (e *Engine) Failback(ctx context.Context, name string) (MirrorInfo, error) 
 	}
 	e.mu.Unlock()
 	if err != nil {
-		return MirrorInfo{}, err
+		return apischema.MirrorInfo{}, err
 	}
 	var p node.Peer
 	if ns := e.Node(); ns != nil {
 		p, _ = ns.Peers().Get(r.SourceNode)
 	}
 	if p.Fingerprint == "" || p.Addr == "" {
-		return MirrorInfo{}, errorf(ErrPeer, "failback %s: node %s (%s) is not paired or its address is unknown: pair again with `extrasphere node pair HOST:PORT --code CODE`", name, r.SourceName, r.SourceNode)
+		return apischema.MirrorInfo{}, errorf(ErrPeer, "failback %s: node %s (%s) is not paired or its address is unknown: pair again with `extrasphere node pair HOST:PORT --code CODE`", name, r.SourceName, r.SourceNode)
 	}
 	if !v.snapMu.TryLock() {
-		return MirrorInfo{}, errorf(ErrVolumeInUse, "cannot fail back volume %s: a snapshot removal, promote or migration is running on it; retry when it is done", name)
+		return apischema.MirrorInfo{}, errorf(ErrVolumeInUse, "cannot fail back volume %s: a snapshot removal, promote or migration is running on it; retry when it is done", name)
 	}
 	defer v.snapMu.Unlock()
 	if v.mir.Load() != nil {
-		return MirrorInfo{}, errorf(ErrMirrorExists, "volume %s already has a mirror", name)
+		return apischema.MirrorInfo{}, errorf(ErrMirrorExists, "volume %s already has a mirror", name)
 	}
 	wrote, err := v.cbt.Ranges(MirrorBitmap)
 	if err != nil {
-		return MirrorInfo{}, fmt.Errorf("failback %s: %w", name, err)
+		return apischema.MirrorInfo{}, fmt.Errorf("failback %s: %w", name, err)
 	}
-	req := FailbackRequest{Volume: r.SourceVolume, OldGen: r.Gen, NewGen: r.NewGen, SourceVolume: name, Size: v.files.Size, TargetWrote: len(wrote) > 0}
-	var resp FailbackResponse
+	req := apischema.FailbackRequest{Volume: r.SourceVolume, OldGen: r.Gen, NewGen: r.NewGen, SourceVolume: name, Size: v.files.Size, TargetWrote: len(wrote) > 0}
+	var resp apischema.FailbackResponse
 	if err := e.Node().PeerClient(p.Addr, p.Fingerprint).Do(ctx, "POST", apischema.PeerFailback, req, &resp); err != nil {
-		return MirrorInfo{}, peerError(name, p, err)
+		return apischema.MirrorInfo{}, peerError(name, p, err)
 	}
 	// What the old source lacks joins the dirty log, durably, before the
 	// record says we are the source.
 	for _, d := range resp.Dirty {
 		if err := v.cbt.MarkRange(MirrorBitmap, d.Off, d.Len); err != nil {
-			return MirrorInfo{}, fmt.Errorf("failback %s: %w", name, err)
+			return apischema.MirrorInfo{}, fmt.Errorf("failback %s: %w", name, err)
 		}
 	}
 	host, _, err := net.SplitHostPort(p.Addr)
 	if err != nil {
-		return MirrorInfo{}, errorf(ErrPeer, "failback %s: node %s address %q: %v", name, p.Name, p.Addr, err)
+		return apischema.MirrorInfo{}, errorf(ErrPeer, "failback %s: node %s address %q: %v", name, p.Name, p.Addr, err)
 	}
-	rec := catalog.Mirror{Volume: name, Target: "extrasphere://" + p.Addr + "/" + r.SourceVolume, Mode: ModeSync,
+	rec := catalog.Mirror{Volume: name, Target: "extrasphere://" + p.Addr + "/" + r.SourceVolume, Mode: apischema.ModeSync,
 		Policy: string(mirror.Degrade), Gen: r.NewGen, Created: now(), PeerFingerprint: p.Fingerprint, PeerAddr: p.Addr,
 		PeerVolume: r.SourceVolume, PeerNBDAddr: net.JoinHostPort(host, resp.NBDPort), Synced: true, Diverged: true}
 	// One transaction: a crash leaves either the replica or the mirror
 	// record, never both.
 	if err := e.cat.BecomeSource(rec); err != nil {
-		return MirrorInfo{}, fmt.Errorf("failback %s: %w", name, err)
+		return apischema.MirrorInfo{}, fmt.Errorf("failback %s: %w", name, err)
 	}
 	e.mu.Lock()
 	v.replica = nil
 	e.mu.Unlock()
 	if err := e.attachMirror(v, rec); err != nil {
-		return MirrorInfo{}, err
+		return apischema.MirrorInfo{}, err
 	}
 	e.log.Info("failback: mirroring back", "volume", name, "to", p.Name+"/"+r.SourceVolume, "dirty_ranges", len(resp.Dirty)+len(wrote))
 	return e.mirrorInfo(v), nil
@@ -505,10 +475,10 @@ func (e *Engine) Failback(ctx context.Context, name string) (MirrorInfo, error) 
 // serialised by the volume's snapMu, taken before anything is checked:
 // every check and the change it allows happen under it, and the volume is
 // marked busy (v.op) so that no NBD client opens it meanwhile.
-func (e *Engine) AcceptFailback(ctx context.Context, p node.Peer, req FailbackRequest) (FailbackResponse, error) {
+func (e *Engine) AcceptFailback(ctx context.Context, p node.Peer, req apischema.FailbackRequest) (apischema.FailbackResponse, error) {
 	port, err := e.nbdPort()
 	if err != nil {
-		return FailbackResponse{}, err
+		return apischema.FailbackResponse{}, err
 	}
 	e.mu.Lock()
 	v, err := e.lookupLocked(req.Volume)
@@ -519,10 +489,10 @@ func (e *Engine) AcceptFailback(ctx context.Context, p node.Peer, req FailbackRe
 		return e.failbackIntoNew(ctx, p, req, port)
 	}
 	if err != nil {
-		return FailbackResponse{}, err
+		return apischema.FailbackResponse{}, err
 	}
 	if !v.snapMu.TryLock() {
-		return FailbackResponse{}, errorf(ErrVolumeInUse, "volume %s on node %s is busy (snapshot removal, promote, migration or another failback); retry", req.Volume, e.nodeName())
+		return apischema.FailbackResponse{}, errorf(ErrVolumeInUse, "volume %s on node %s is busy (snapshot removal, promote, migration or another failback); retry", req.Volume, e.nodeName())
 	}
 	defer v.snapMu.Unlock()
 	e.mu.Lock()
@@ -548,25 +518,25 @@ func (e *Engine) AcceptFailback(ctx context.Context, p node.Peer, req FailbackRe
 	}
 	e.mu.Unlock()
 	if err != nil {
-		return FailbackResponse{}, err
+		return apischema.FailbackResponse{}, err
 	}
 	if already { // a retried failback: resend everything, it is safe
-		return FailbackResponse{Dirty: []blockdev.Range{{Off: 0, Len: size}}, NBDPort: port}, nil
+		return apischema.FailbackResponse{Dirty: []blockdev.Range{{Off: 0, Len: size}}, NBDPort: port}, nil
 	}
 	me := v.mir.Load()
 	if me == nil {
-		return FailbackResponse{}, errorf(ErrMirrorNotFound, "volume %s on node %s has no mirror to %s: nothing to fail back into; remove it there to get a full copy", req.Volume, e.nodeName(), p.Name)
+		return apischema.FailbackResponse{}, errorf(ErrMirrorNotFound, "volume %s on node %s has no mirror to %s: nothing to fail back into; remove it there to get a full copy", req.Volume, e.nodeName(), p.Name)
 	}
 	me.mu.Lock()
 	rec := me.rec
 	me.mu.Unlock()
 	switch {
 	case rec.PeerFingerprint != p.Fingerprint || rec.PeerVolume != req.SourceVolume:
-		return FailbackResponse{}, errorf(ErrVolumeInUse, "volume %s on node %s mirrors to %s, not to %s/%s", req.Volume, e.nodeName(), rec.Target, p.Name, req.SourceVolume)
+		return apischema.FailbackResponse{}, errorf(ErrVolumeInUse, "volume %s on node %s mirrors to %s, not to %s/%s", req.Volume, e.nodeName(), rec.Target, p.Name, req.SourceVolume)
 	case rec.Gen != req.OldGen:
-		return FailbackResponse{}, errorf(ErrVolumeInUse, "volume %s on node %s mirrors in generation %s, the failover was of %s", req.Volume, e.nodeName(), rec.Gen, req.OldGen)
+		return apischema.FailbackResponse{}, errorf(ErrVolumeInUse, "volume %s on node %s mirrors in generation %s, the failover was of %s", req.Volume, e.nodeName(), rec.Gen, req.OldGen)
 	case rec.Diverged && req.TargetWrote:
-		return FailbackResponse{}, errorf(ErrSplitBrain,
+		return apischema.FailbackResponse{}, errorf(ErrSplitBrain,
 			"split brain: volume %s on node %s acknowledged writes that never reached %s, and %s/%s was written after failover. Neither side is overwritten. Keep one: see README, \"Split brain\"",
 			req.Volume, e.nodeName(), p.Name, p.Name, req.SourceVolume)
 	}
@@ -589,7 +559,7 @@ func (e *Engine) AcceptFailback(ctx context.Context, p node.Peer, req FailbackRe
 	}
 	me.mu.Unlock()
 	if err != nil {
-		return FailbackResponse{}, fmt.Errorf("failback into %s: %w", req.Volume, err)
+		return apischema.FailbackResponse{}, fmt.Errorf("failback into %s: %w", req.Volume, err)
 	}
 	if err := v.cbt.Remove(MirrorBitmap); err != nil {
 		e.log.Warn("remove mirror dirty log", "volume", req.Volume, "err", err)
@@ -598,15 +568,15 @@ func (e *Engine) AcceptFailback(ctx context.Context, p node.Peer, req FailbackRe
 	v.replica = &rr
 	e.mu.Unlock()
 	e.log.Warn("failback: this volume is now a replica", "volume", req.Volume, "source", p.Name+"/"+req.SourceVolume)
-	return FailbackResponse{Dirty: dirty, NBDPort: port}, nil
+	return apischema.FailbackResponse{Dirty: dirty, NBDPort: port}, nil
 }
 
 // failbackIntoNew creates the old source's volume afresh as the replica
 // of the failed-over one: everything is sent.
-func (e *Engine) failbackIntoNew(ctx context.Context, p node.Peer, req FailbackRequest, port string) (FailbackResponse, error) {
-	if _, err := e.CreateReplica(ctx, p, ReplicaRequest{Volume: req.Volume, Size: req.Size, SourceVolume: req.SourceVolume, Gen: req.NewGen}); err != nil {
-		return FailbackResponse{}, err
+func (e *Engine) failbackIntoNew(ctx context.Context, p node.Peer, req apischema.FailbackRequest, port string) (apischema.FailbackResponse, error) {
+	if _, err := e.CreateReplica(ctx, p, apischema.ReplicaRequest{Volume: req.Volume, Size: req.Size, SourceVolume: req.SourceVolume, Gen: req.NewGen}); err != nil {
+		return apischema.FailbackResponse{}, err
 	}
 	e.log.Warn("failback into a new volume: full copy", "volume", req.Volume, "source", p.Name+"/"+req.SourceVolume)
-	return FailbackResponse{Dirty: []blockdev.Range{{Off: 0, Len: req.Size}}, NBDPort: port}, nil
+	return apischema.FailbackResponse{Dirty: []blockdev.Range{{Off: 0, Len: req.Size}}, NBDPort: port}, nil
 }

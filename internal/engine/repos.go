@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/catalog"
 	"github.com/extrasphere/extrasphere/internal/datastore"
 	"github.com/extrasphere/extrasphere/internal/repo"
@@ -26,67 +27,39 @@ var (
 	ErrRepo         = errors.New("repository error")
 )
 
-// DefaultRepo is the repository name used when none is given.
-const DefaultRepo = "default"
-
-// RepoRequest adds a repository: Init creates it at Location first.
-type RepoRequest struct {
-	Name         string `json:"name"`
-	Location     string `json:"location"` // a directory, or s3://BUCKET/PREFIX
-	Endpoint     string `json:"endpoint,omitempty"`
-	Insecure     bool   `json:"insecure,omitempty"`
-	Region       string `json:"region,omitempty"`
-	AccessKey    string `json:"access_key,omitempty"`
-	SecretKey    string `json:"secret_key,omitempty"`
-	PasswordFile string `json:"password_file,omitempty"` // absolute path; none: not encrypted
-	Init         bool   `json:"init"`
-	ChunkSize    int    `json:"chunk_size,omitempty"`
-}
-
-// RepoInfo describes a known repository.
-type RepoInfo struct {
-	Name      string `json:"name"`
-	Location  string `json:"location"`
-	Endpoint  string `json:"endpoint,omitempty"`
-	ID        string `json:"id,omitempty"`
-	Encrypted bool   `json:"encrypted"`
-	ChunkSize int    `json:"chunk_size,omitempty"`
-	Error     string `json:"error,omitempty"` // why it cannot be opened now
-}
-
 // AddRepo records a repository (creating it with Init) after opening it
 // once, so a wrong password or endpoint is refused at once.
-func (e *Engine) AddRepo(ctx context.Context, req RepoRequest) (RepoInfo, error) {
+func (e *Engine) AddRepo(ctx context.Context, req apischema.RepoRequest) (apischema.RepoInfo, error) {
 	if req.Name == "" {
-		req.Name = DefaultRepo
+		req.Name = apischema.DefaultRepo
 	}
 	if err := datastore.CheckName("repository", req.Name); err != nil {
-		return RepoInfo{}, errorf(ErrInvalidArgument, "%v", err)
+		return apischema.RepoInfo{}, errorf(ErrInvalidArgument, "%v", err)
 	}
 	if req.PasswordFile != "" && !filepath.IsAbs(req.PasswordFile) {
-		return RepoInfo{}, errorf(ErrInvalidArgument, "password file %q: give an absolute path (the daemon reads it)", req.PasswordFile)
+		return apischema.RepoInfo{}, errorf(ErrInvalidArgument, "password file %q: give an absolute path (the daemon reads it)", req.PasswordFile)
 	}
 	rec := catalog.Repo{Name: req.Name, Location: req.Location, Endpoint: req.Endpoint, Insecure: req.Insecure,
 		Region: req.Region, AccessKey: req.AccessKey, SecretKey: req.SecretKey, PasswordFile: req.PasswordFile, Added: now()}
 	if !s3.IsURL(rec.Location) {
 		if !filepath.IsAbs(rec.Location) {
-			return RepoInfo{}, errorf(ErrInvalidArgument, "repository location %q: give an absolute directory or s3://BUCKET/PREFIX", rec.Location)
+			return apischema.RepoInfo{}, errorf(ErrInvalidArgument, "repository location %q: give an absolute directory or s3://BUCKET/PREFIX", rec.Location)
 		}
 		rec.Location = filepath.Clean(rec.Location)
 	}
 	e.repoMu.Lock()
 	defer e.repoMu.Unlock()
 	if _, ok := e.repos[req.Name]; ok {
-		return RepoInfo{}, errorf(ErrRepoExists, "repository %s already exists (see `extrasphere repo list`)", req.Name)
+		return apischema.RepoInfo{}, errorf(ErrRepoExists, "repository %s already exists (see `extrasphere repo list`)", req.Name)
 	}
 	r, err := openRepo(ctx, rec, req.Init, req.ChunkSize)
 	if err != nil {
-		return RepoInfo{}, err
+		return apischema.RepoInfo{}, err
 	}
 	r.SetFailpoints(e.cfg.Failpoints)
 	if err := e.cat.PutRepo(rec); err != nil {
 		r.Close()
-		return RepoInfo{}, err
+		return apischema.RepoInfo{}, err
 	}
 	e.repos[req.Name] = &repoEntry{rec: rec, r: r}
 	e.log.Info("repository added", "repository", req.Name, "location", rec.Location, "created", req.Init)
@@ -95,10 +68,10 @@ func (e *Engine) AddRepo(ctx context.Context, req RepoRequest) (RepoInfo, error)
 
 // ListRepos describes the known repositories; one that cannot be opened
 // carries its error.
-func (e *Engine) ListRepos(ctx context.Context) []RepoInfo {
+func (e *Engine) ListRepos(ctx context.Context) []apischema.RepoInfo {
 	e.repoMu.Lock()
 	defer e.repoMu.Unlock()
-	out := []RepoInfo{}
+	out := []apischema.RepoInfo{}
 	for _, name := range sortedKeys(e.repos) {
 		ent := e.repos[name]
 		r, err := e.repoLocked(ctx, ent)
@@ -131,10 +104,10 @@ type repoEntry struct {
 	r   *repo.Repo // nil until opened
 }
 
-// useRepo returns an open repository by name ("" = DefaultRepo).
+// useRepo returns an open repository by name ("" = apischema.DefaultRepo).
 func (e *Engine) useRepo(ctx context.Context, name string) (*repo.Repo, error) {
 	if name == "" {
-		name = DefaultRepo
+		name = apischema.DefaultRepo
 	}
 	e.repoMu.Lock()
 	defer e.repoMu.Unlock()
@@ -159,7 +132,7 @@ func (e *Engine) repoLocked(ctx context.Context, ent *repoEntry) (*repo.Repo, er
 }
 
 func (e *Engine) repoNotFound(name string) error {
-	if name == DefaultRepo {
+	if name == apischema.DefaultRepo {
 		return errorf(ErrRepoNotFound, "no backup repository %s: create one with `extrasphere repo init DIR` (or s3://BUCKET/PREFIX --endpoint URL)", name)
 	}
 	return errorf(ErrRepoNotFound, "no backup repository %s (see `extrasphere repo list`)", name)
@@ -251,8 +224,8 @@ func openBackend(ctx context.Context, rec catalog.Repo, create bool) (backend.Ba
 	return s3.Open(ctx, cfg)
 }
 
-func repoInfo(rec catalog.Repo, r *repo.Repo, err error) RepoInfo {
-	in := RepoInfo{Name: rec.Name, Location: rec.Location, Endpoint: rec.Endpoint}
+func repoInfo(rec catalog.Repo, r *repo.Repo, err error) apischema.RepoInfo {
+	in := apischema.RepoInfo{Name: rec.Name, Location: rec.Location, Endpoint: rec.Endpoint}
 	if r != nil {
 		c := r.Config()
 		in.ID, in.Encrypted, in.ChunkSize = c.ID, r.Encrypted(), c.ChunkSize

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/fsx"
 	"github.com/extrasphere/extrasphere/internal/job"
@@ -20,21 +21,10 @@ import (
 // KindRestore is the job kind of a restore.
 const KindRestore = "restore"
 
-// RestoreRequest restores one volume of a backup into a new raw file or a
-// new volume.
-type RestoreRequest struct {
-	Repo      string `json:"repo,omitempty"`
-	Backup    string `json:"backup"`           // id or unique prefix
-	Volume    string `json:"volume,omitempty"` // which volume of the backup ("" if it has one)
-	ToFile    string `json:"to_file,omitempty"`
-	ToVolume  string `json:"to_volume,omitempty"`
-	Datastore string `json:"datastore,omitempty"`
-}
-
 // Restore starts a restore job. The target must not exist: a new sparse
 // raw file (absolute path) or a new volume, which is created with the
 // backed-up size and removed again if the restore fails.
-func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (job.Info, error) {
+func (e *Engine) Restore(ctx context.Context, req apischema.RestoreRequest) (job.Info, error) {
 	if (req.ToFile == "") == (req.ToVolume == "") {
 		return job.Info{}, errorf(ErrInvalidArgument, "restore backup %s: give exactly one target, a file or a new volume", req.Backup)
 	}
@@ -64,7 +54,7 @@ func (e *Engine) Restore(ctx context.Context, req RestoreRequest) (job.Info, err
 // restoreFunc restores the chosen backup volume into dst as a job.
 type restoreFunc func(ctx context.Context, j *job.Job, dst io.WriterAt) error
 
-func (e *Engine) restoreToFile(req RestoreRequest, vol *repo.Volume, restore restoreFunc) (job.Info, error) {
+func (e *Engine) restoreToFile(req apischema.RestoreRequest, vol *repo.Volume, restore restoreFunc) (job.Info, error) {
 	path := req.ToFile
 	if !filepath.IsAbs(path) {
 		return job.Info{}, errorf(ErrInvalidArgument, "restore to %q: give an absolute path (the daemon writes it)", path)
@@ -104,7 +94,7 @@ func (e *Engine) restoreToFile(req RestoreRequest, vol *repo.Volume, restore res
 	return j.Info(), nil
 }
 
-func (e *Engine) restoreToVolume(ctx context.Context, req RestoreRequest, vol *repo.Volume, restore restoreFunc) (job.Info, error) {
+func (e *Engine) restoreToVolume(ctx context.Context, req apischema.RestoreRequest, vol *repo.Volume, restore restoreFunc) (job.Info, error) {
 	name := req.ToVolume
 	// Created as an import: a crash leaves it marked unfinished.
 	if _, err := e.createVolume(ctx, CreateOptions{Name: name, Size: vol.Size, Datastore: req.Datastore}, true); err != nil {

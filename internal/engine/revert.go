@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/chain"
 	"github.com/extrasphere/extrasphere/internal/datastore"
 )
@@ -14,45 +15,45 @@ import (
 // writes; the snapshot itself stays. Connected clients stay connected and
 // see the snapshot's content from their next read (as after a disk swap:
 // stop the guest first unless it expects that).
-func (e *Engine) RevertSnapshot(ctx context.Context, vol, name string) (SnapshotInfo, error) {
+func (e *Engine) RevertSnapshot(ctx context.Context, vol, name string) (apischema.SnapshotInfo, error) {
 	vs, unlock, err := e.snapVolumes([]string{vol}, "revert")
 	if err != nil {
-		return SnapshotInfo{}, err
+		return apischema.SnapshotInfo{}, err
 	}
 	defer unlock()
 	v := vs[0]
 	ls := layersOf(v)
 	k, err := findSnapshot(v, ls, name)
 	if err != nil {
-		return SnapshotInfo{}, err
+		return apischema.SnapshotInfo{}, err
 	}
 	if err := e.refuseShared(v, "revert to snapshot "+name+":", ls[k+1:]); err != nil {
-		return SnapshotInfo{}, err
+		return apischema.SnapshotInfo{}, err
 	}
 	p, err := e.beginPivot(v)
 	if err != nil {
-		return SnapshotInfo{}, err
+		return apischema.SnapshotInfo{}, err
 	}
 	defer p.end()
 	// The content goes back to the snapshot's, under every bitmap: all
 	// dirty (an over-report), saved before anything is deleted.
 	if err := markAllCBT(v); err != nil {
-		return SnapshotInfo{}, fmt.Errorf("revert volume %s: %w", vol, err)
+		return apischema.SnapshotInfo{}, fmt.Errorf("revert volume %s: %w", vol, err)
 	}
 	// Delete from the top down: a crash in between leaves the chain at
 	// an older consistent state whose top is a named layer, which open
 	// completes with a new delta (recoverTop).
 	for i := len(ls) - 1; i > k; i-- {
 		if err := os.Remove(ls[i].path); err != nil {
-			return SnapshotInfo{}, fmt.Errorf("revert volume %s: delete %s: %w", vol, ls[i].path, err)
+			return apischema.SnapshotInfo{}, fmt.Errorf("revert volume %s: delete %s: %w", vol, ls[i].path, err)
 		}
 	}
 	if err := datastore.SyncDir(e.volumeDirOf(v)); err != nil {
-		return SnapshotInfo{}, fmt.Errorf("revert volume %s: %w", vol, err)
+		return apischema.SnapshotInfo{}, fmt.Errorf("revert volume %s: %w", vol, err)
 	}
 	ext, path, err := newDelta(v, e.volumeDirOf(v), ls[k], v.files.Size)
 	if err != nil {
-		return SnapshotInfo{}, fmt.Errorf("revert volume %s: create delta: %w", vol, err)
+		return apischema.SnapshotInfo{}, fmt.Errorf("revert volume %s: create delta: %w", vol, err)
 	}
 	// The installed chain keeps serving if what follows fails (its deleted
 	// layers stay open); the next start opens the new delta over the
@@ -62,7 +63,7 @@ func (e *Engine) RevertSnapshot(ctx context.Context, vol, name string) (Snapshot
 	base, deltas := c.Layers()
 	nd, err := chain.New(base, append(append([]chain.Delta(nil), deltas[:k]...), chain.SparseDelta{Extent: ext}))
 	if err != nil {
-		return SnapshotInfo{}, fmt.Errorf("revert volume %s: %w; restart the daemon to finish the revert", vol, err)
+		return apischema.SnapshotInfo{}, fmt.Errorf("revert volume %s: %w; restart the daemon to finish the revert", vol, err)
 	}
 	p.install(nd, func(f *datastore.VolumeFiles) {
 		f.Chain.Deltas = append(f.Chain.Deltas[:k:k], path)
@@ -76,7 +77,7 @@ func (e *Engine) RevertSnapshot(ctx context.Context, vol, name string) (Snapshot
 	}
 	_, t := ls[k].snapshot()
 	e.log.Info("volume reverted", "volume", vol, "snapshot", name, "deleted_layers", len(ls)-1-k)
-	return SnapshotInfo{Volume: vol, Name: name, Created: t, Layer: ls[k].path}, nil
+	return apischema.SnapshotInfo{Volume: vol, Name: name, Created: t, Layer: ls[k].path}, nil
 }
 
 // volumeDirOf is the volume's own directory.

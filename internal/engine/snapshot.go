@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/chain"
 	"github.com/extrasphere/extrasphere/internal/datastore"
@@ -19,14 +20,6 @@ var (
 	ErrSnapshotNotFound = errors.New("snapshot not found")
 	ErrSnapshotExists   = errors.New("snapshot already exists")
 )
-
-// SnapshotInfo describes one snapshot of a volume.
-type SnapshotInfo struct {
-	Volume  string    `json:"volume"`
-	Name    string    `json:"name"`
-	Created time.Time `json:"created"`
-	Layer   string    `json:"layer"` // the file holding the frozen state
-}
 
 // snapVolumes looks up and locks the volumes of a snapshot operation in
 // name order (so two group operations never deadlock). unlock undoes it.
@@ -76,7 +69,7 @@ func (e *Engine) snapVolumes(names []string, what string) (vs []*volume, unlock 
 // them) while each volume's current top layer is frozen and a new delta
 // takes its writes. A write acknowledged on any volume before the instant
 // is in the snapshot; one issued after it is not.
-func (e *Engine) CreateSnapshot(ctx context.Context, vols []string, name string) ([]SnapshotInfo, error) {
+func (e *Engine) CreateSnapshot(ctx context.Context, vols []string, name string) ([]apischema.SnapshotInfo, error) {
 	if name == "" {
 		name = "snap-" + time.Now().UTC().Format("20060102-150405")
 	}
@@ -94,7 +87,7 @@ func (e *Engine) CreateSnapshot(ctx context.Context, vols []string, name string)
 // snapshotGroup snapshots vs (their snapMu held) at one instant; during,
 // if set, runs for each volume while every volume's I/O is held, after
 // its snapshot (a backup rotates its CBT bitmap there).
-func (e *Engine) snapshotGroup(ctx context.Context, vs []*volume, name string, during func(v *volume) error) ([]SnapshotInfo, error) {
+func (e *Engine) snapshotGroup(ctx context.Context, vs []*volume, name string, during func(v *volume) error) ([]apischema.SnapshotInfo, error) {
 	vols := make([]string, len(vs))
 	for i, v := range vs {
 		vols[i] = v.name
@@ -125,7 +118,7 @@ func (e *Engine) snapshotGroup(ctx context.Context, vs []*volume, name string, d
 		pivots = append(pivots, p)
 	}
 	at := time.Now()
-	var out []SnapshotInfo
+	var out []apischema.SnapshotInfo
 	var errs []error
 	for i, v := range vs {
 		info, err := e.snapshotHeld(ctx, v, pivots[i], name, at)
@@ -152,10 +145,10 @@ func (e *Engine) snapshotGroup(ctx context.Context, vs []*volume, name string, d
 // snapshotOne takes a snapshot of one volume (clone, migrate); v.snapMu
 // is held and the caller has flushed, so the flush under the hold is
 // short.
-func (e *Engine) snapshotOne(ctx context.Context, v *volume, name string, at time.Time) (SnapshotInfo, error) {
+func (e *Engine) snapshotOne(ctx context.Context, v *volume, name string, at time.Time) (apischema.SnapshotInfo, error) {
 	p, err := e.beginPivot(v)
 	if err != nil {
-		return SnapshotInfo{}, err
+		return apischema.SnapshotInfo{}, err
 	}
 	defer p.end()
 	return e.snapshotHeld(ctx, v, p, name, at)
@@ -165,19 +158,19 @@ func (e *Engine) snapshotOne(ctx context.Context, v *volume, name string, at tim
 // a new empty delta on top, in the pivot p (I/O held); v.snapMu is held.
 // On failure the pivot's end undoes each step: the delta goes, the layer
 // is no longer named.
-func (e *Engine) snapshotHeld(ctx context.Context, v *volume, p *pivot, name string, at time.Time) (SnapshotInfo, error) {
+func (e *Engine) snapshotHeld(ctx context.Context, v *volume, p *pivot, name string, at time.Time) (apischema.SnapshotInfo, error) {
 	if err := p.current().Flush(ctx); err != nil {
-		return SnapshotInfo{}, fmt.Errorf("volume %s: flush before snapshot: %w", v.name, err)
+		return apischema.SnapshotInfo{}, fmt.Errorf("volume %s: flush before snapshot: %w", v.name, err)
 	}
 	ls := layersOf(v)
 	top := ls[len(ls)-1]
 	if err := top.setSnapshot(name, at); err != nil {
-		return SnapshotInfo{}, fmt.Errorf("volume %s: name the frozen layer %s: %w", v.name, top.path, err)
+		return apischema.SnapshotInfo{}, fmt.Errorf("volume %s: name the frozen layer %s: %w", v.name, top.path, err)
 	}
 	p.onAbort(func() { top.setSnapshot("", time.Time{}) }) // best effort: the layer stays the writable top
 	ext, path, err := newDelta(v, e.volumeDirOf(v), top, v.files.Size)
 	if err != nil {
-		return SnapshotInfo{}, fmt.Errorf("volume %s: create delta: %w", v.name, err)
+		return apischema.SnapshotInfo{}, fmt.Errorf("volume %s: create delta: %w", v.name, err)
 	}
 	p.onAbort(func() {
 		ext.Close()
@@ -190,7 +183,7 @@ func (e *Engine) snapshotHeld(ctx context.Context, v *volume, p *pivot, name str
 		next, err = chain.New(p.layers, []chain.Delta{chain.SparseDelta{Extent: ext}})
 	}
 	if err != nil {
-		return SnapshotInfo{}, fmt.Errorf("volume %s: %w", v.name, err)
+		return apischema.SnapshotInfo{}, fmt.Errorf("volume %s: %w", v.name, err)
 	}
 	p.install(next, func(f *datastore.VolumeFiles) {
 		f.Chain.Deltas = append(f.Chain.Deltas, path)
@@ -198,11 +191,11 @@ func (e *Engine) snapshotHeld(ctx context.Context, v *volume, p *pivot, name str
 		f.Chain.NextDelta = max(f.Chain.NextDelta, 1) + 1
 	})
 	p.commit()
-	return SnapshotInfo{Volume: v.name, Name: name, Created: at, Layer: top.path}, nil
+	return apischema.SnapshotInfo{Volume: v.name, Name: name, Created: at, Layer: top.path}, nil
 }
 
 // ListSnapshots lists a volume's own snapshots, oldest first.
-func (e *Engine) ListSnapshots(ctx context.Context, vol string) ([]SnapshotInfo, error) {
+func (e *Engine) ListSnapshots(ctx context.Context, vol string) ([]apischema.SnapshotInfo, error) {
 	e.mu.Lock()
 	v, err := e.lookupLocked(vol)
 	e.mu.Unlock()
@@ -212,7 +205,7 @@ func (e *Engine) ListSnapshots(ctx context.Context, vol string) ([]SnapshotInfo,
 	e.mu.Lock() // pivots replace v.layers and v.files under e.mu
 	ls := layersOf(v)
 	e.mu.Unlock()
-	out := []SnapshotInfo{}
+	out := []apischema.SnapshotInfo{}
 	for _, l := range ls {
 		n, t := l.snapshot()
 		if n == "" || !l.own {
@@ -222,7 +215,7 @@ func (e *Engine) ListSnapshots(ctx context.Context, vol string) ([]SnapshotInfo,
 			// A snapshot removal is moving this name down (snaprm_frozen.go).
 			out = out[:len(out)-1]
 		}
-		out = append(out, SnapshotInfo{Volume: vol, Name: n, Created: t, Layer: l.path})
+		out = append(out, apischema.SnapshotInfo{Volume: vol, Name: n, Created: t, Layer: l.path})
 	}
 	return out, nil
 }

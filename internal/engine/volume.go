@@ -10,28 +10,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 )
-
-// VolumeInfo describes a volume for the API and CLI.
-type VolumeInfo struct {
-	Name         string   `json:"name"`
-	Size         int64    `json:"size_bytes"`
-	Allocated    int64    `json:"allocated_bytes"` // blocks the flat file occupies
-	Datastore    string   `json:"datastore"`
-	Path         string   `json:"path"`      // descriptor
-	FlatPath     string   `json:"flat_path"` // raw extent
-	ReadOnly     bool     `json:"read_only"`
-	Preallocated bool     `json:"preallocated"`
-	Connections  int      `json:"connections"`
-	Exports      []string `json:"exports"`
-	Jobs         []string `json:"jobs,omitempty"`   // IDs of running jobs
-	Top          string   `json:"top"`              // the file writes go to: the flat's descriptor or the top delta
-	Layers       []string `json:"layers"`           // every file of the chain, base first
-	Origin       string   `json:"origin,omitempty"` // a linked clone's origin volume
-	Status       string   `json:"status"`           // "ok" or "error"
-	Error        string   `json:"error,omitempty"`
-}
 
 // Volume statuses.
 const (
@@ -41,9 +22,9 @@ const (
 
 // ListVolumes returns every volume, sorted by name, including those that
 // could not be opened (Status "error").
-func (e *Engine) ListVolumes(ctx context.Context) []VolumeInfo {
+func (e *Engine) ListVolumes(ctx context.Context) []apischema.VolumeInfo {
 	e.mu.Lock()
-	out := make([]VolumeInfo, 0, len(e.volumes))
+	out := make([]apischema.VolumeInfo, 0, len(e.volumes))
 	for _, v := range e.volumes {
 		out = append(out, e.infoLocked(v))
 	}
@@ -56,12 +37,12 @@ func (e *Engine) ListVolumes(ctx context.Context) []VolumeInfo {
 }
 
 // GetVolume describes one volume.
-func (e *Engine) GetVolume(ctx context.Context, name string) (VolumeInfo, error) {
+func (e *Engine) GetVolume(ctx context.Context, name string) (apischema.VolumeInfo, error) {
 	e.mu.Lock()
 	v, ok := e.volumes[name]
 	if !ok {
 		e.mu.Unlock()
-		return VolumeInfo{}, notFound(name)
+		return apischema.VolumeInfo{}, notFound(name)
 	}
 	in := e.infoLocked(v)
 	e.mu.Unlock()
@@ -69,8 +50,8 @@ func (e *Engine) GetVolume(ctx context.Context, name string) (VolumeInfo, error)
 	return in, nil
 }
 
-func (e *Engine) infoLocked(v *volume) VolumeInfo {
-	in := VolumeInfo{
+func (e *Engine) infoLocked(v *volume) apischema.VolumeInfo {
+	in := apischema.VolumeInfo{
 		Name:         v.name,
 		Size:         v.files.Size,
 		Datastore:    v.ds.name,
