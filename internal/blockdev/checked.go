@@ -9,7 +9,8 @@ import (
 
 // checked is a filter that asserts every call against the device's size
 // and Caps before passing it to next, and checks next's block-status
-// replies. Test builds (CheckedBuild) put one on every hop of a stack.
+// replies. Test builds (CheckedBuild) put one below the gate of every
+// stack; the filters below it are checked by the conformance suite.
 type checked struct {
 	next Device
 	size int64 // next.Size() at wrap time

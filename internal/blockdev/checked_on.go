@@ -3,5 +3,6 @@
 package blockdev
 
 // CheckedBuild is true in builds with -tags extrasphere_checked: the
-// engine wraps every hop of an export's stack in NewChecked.
+// engine puts a NewChecked below every export's gate (engine.buildStack),
+// so every request the stack gets is checked.
 const CheckedBuild = true

@@ -1,10 +1,11 @@
 // Package catalog is the daemon's embedded metadata store: a bbolt file at
 // $DATA/catalog.db.
 //
-// It holds only what can be rebuilt from the datastores themselves: the
-// list of datastores the daemon serves (name -> path). Volumes are never
-// recorded here; they are rediscovered from their descriptor files at
-// every start. If catalog.db is lost, start the daemon (the default
+// Volumes are never recorded here; they are rediscovered from their
+// descriptor files at every start. The list of datastores (name -> path)
+// can be rebuilt from the datastores themselves; the other records
+// (mirrors, replicas, repositories, NBD clients) cannot, and say below
+// what losing them costs. If catalog.db is lost, start the daemon (the default
 // datastore is recreated from $DATA/datastores/default) and re-add every
 // other datastore path with `extrasphere datastore add NAME PATH`: the
 // marker file in PATH gives back its identity and Scan gives back its
@@ -19,6 +20,14 @@
 //	nbd_clients <name> -> JSON Client (see clients.go)
 //	stream_epochs "last" -> 8 bytes big-endian: the last mirror stream
 //	            epoch issued (epochs.go)
+//	mirrors     <volume> -> JSON Mirror (mirrors.go): a mirror's source side
+//	replicas    <volume> -> JSON Replica (mirrors.go): a replica held here
+//	repos       <name> -> JSON Repo (repos.go): a backup repository
+//
+// Mirror and replica records are what ties a volume to its peer: losing
+// them stops the mirrors (the data on both sides stays; create the mirror
+// again, which resyncs in full). A repository record is its location and
+// credentials: add the repository again (`repo add`, without --init).
 //
 // Job records are history, not state: losing them loses only the job
 // list (the engine recovers interrupted operations from the datastores).

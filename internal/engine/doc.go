@@ -33,7 +33,9 @@
 //	                     waiting; a job holds it for its whole run
 //	gate hold            (pivot) in-flight I/O finished, new I/O waits
 //	Engine.mu            the maps and every field marked "guarded by
-//	                     Engine.mu"; held briefly, never across I/O
+//	                     Engine.mu"; held briefly, never across device
+//	                     I/O (catalog writes do happen under it: a job's
+//	                     record in startJobLocked, a replica's removal)
 //
 // Beside them: mirrorEntry.mu guards one mirror's record and its catalog
 // writes, and repoMu the backup repositories; neither is taken under

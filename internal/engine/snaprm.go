@@ -159,8 +159,9 @@ func (e *Engine) consolidate(ctx context.Context, v *volume, m *chain.Merger, be
 }
 
 // commitMerge finishes a merge with I/O held: copy the last grains, flush,
-// un-name the layer, and delete the top delta (the commit point: until the
-// file is gone the old chain is the truth and reads the same). It returns
+// and delete the top delta (RemoveSnapshot un-named the layer before: that
+// is the removal's commit point, docs/FORMATS.md section 3; until the file
+// is gone the old chain reads the same). It returns
 // the chain without the top delta, for the caller's pivot to install.
 func (e *Engine) commitMerge(ctx context.Context, v *volume, m *chain.Merger, below, top layer) (blockdev.Device, error) {
 	if err := m.Finish(ctx); err != nil {

@@ -1,8 +1,10 @@
 // Package gate is the top of every export's stack: a Device whose next
 // device can be replaced while clients keep their connections. Snapshots,
-// consolidation and migration pivot through it: Swap stops new requests,
-// waits for the ones in flight, runs the pivot, and lets I/O go on against
-// the new stack. The guest sees one slow request, never an error.
+// consolidation and migration pivot through it: Hold stops new requests
+// and waits for the ones in flight, Held.Replace installs the new stack,
+// Held.Release lets I/O go on against it (the engine's pivot primitive,
+// internal/engine/pivot.go, is built on these; Swap does all three for one
+// function). The guest sees one slow request, never an error.
 package gate
 
 import (
