@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -21,14 +19,9 @@ import (
 // ErrUnreachable: the client could not connect to the daemon.
 var ErrUnreachable = errors.New("cannot reach the extrasphere daemon")
 
-// Error is an error response of the API.
-type Error struct {
-	Status  int    // HTTP status
-	Code    string // one of the apischema.Code* constants
-	Message string // the daemon's message, shown to the user as is
-}
-
-func (e *Error) Error() string { return e.Message }
+// Error is an error response of the API (apischema.Error): match its
+// Code.
+type Error = apischema.Error
 
 // Client talks to a daemon's API.
 type Client struct {
@@ -284,61 +277,18 @@ func (c *Client) AddDatastore(ctx context.Context, name, path string) (apischema
 // do sends one request. out is a pointer to decode JSON into, a
 // *bytes.Buffer for text, or nil.
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return fmt.Errorf("encode request: %w", err)
-		}
-		body = bytes.NewReader(b)
+	err := apischema.Call(ctx, c.hc, method, c.base+path, c.token, in, out)
+	var te *apischema.TransportError
+	if !errors.As(err, &te) {
+		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
+	var cv *tls.CertificateVerificationError
+	if errors.As(te.Err, &cv) {
+		return fmt.Errorf("%w at %s: its certificate is not the one the CA certificate given trusts (%v): "+
+			"use DATA/api/%s of that daemon's host as --api-ca", ErrUnreachable, c.addr, cv.Err, CACertFile)
 	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		var cv *tls.CertificateVerificationError
-		if errors.As(err, &cv) {
-			return fmt.Errorf("%w at %s: its certificate is not the one the CA certificate given trusts (%v): "+
-				"use DATA/api/%s of that daemon's host as --api-ca", ErrUnreachable, c.addr, cv.Err, CACertFile)
-		}
-		return fmt.Errorf("%w at %s: %v (is `extrasphere serve` running? check --api or EXTRASPHERE_API)",
-			ErrUnreachable, c.addr, unwrapURL(err))
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("%s %s: read response: %w", method, path, err)
-	}
-	if resp.StatusCode >= 300 {
-		var eb apischema.ErrorBody
-		if json.Unmarshal(data, &eb) != nil || eb.Error == "" {
-			eb = apischema.ErrorBody{Error: fmt.Sprintf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(data))), Code: apischema.CodeInternal}
-		}
-		return &Error{Status: resp.StatusCode, Code: eb.Code, Message: eb.Error}
-	}
-	switch o := out.(type) {
-	case nil:
-		return nil
-	case *bytes.Buffer:
-		o.Write(data)
-		return nil
-	default:
-		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("%s %s: decode response: %w", method, path, err)
-		}
-		return nil
-	}
+	return fmt.Errorf("%w at %s: %v (is `extrasphere serve` running? check --api or EXTRASPHERE_API)",
+		ErrUnreachable, c.addr, te.Err)
 }
 
 // isLoopbackHost reports whether host is localhost or a loopback IP.
@@ -348,14 +298,4 @@ func isLoopbackHost(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-// unwrapURL drops net/http's "Get \"http://extrasphere/v1/...\":" prefix,
-// which shows a made-up host for unix sockets.
-func unwrapURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
 }

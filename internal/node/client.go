@@ -1,18 +1,13 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/extrasphere/extrasphere/internal/apischema"
@@ -20,8 +15,7 @@ import (
 
 // Client limits.
 const (
-	dialTimeout     = 10 * time.Second
-	maxPeerResponse = 64 << 20
+	dialTimeout = 10 * time.Second
 )
 
 // RemoteError is an error reply of another node's peer API. It unwraps to
@@ -103,54 +97,20 @@ func (c *PeerClient) CloseIdleConnections() { c.tr.CloseIdleConnections() }
 // Do sends a JSON request (in nil: no body) to path (/peer/...) and decodes
 // a 2xx reply into out (nil: discard). A non-2xx reply is a *RemoteError.
 func (c *PeerClient) Do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		data, err := json.Marshal(in)
-		if err != nil {
-			return fmt.Errorf("%s %s: encode request: %w", method, path, err)
-		}
-		body = bytes.NewReader(data)
+	err := apischema.Call(ctx, c.hc, method, "https://"+c.addr+path, "", in, out)
+	var ae *apischema.Error
+	if errors.As(err, &ae) {
+		return &RemoteError{Status: ae.Status, Code: ae.Code, Msg: ae.Message}
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "https://"+c.addr+path, body)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
+	var te *apischema.TransportError
+	if !errors.As(err, &te) {
+		return err
 	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+	err = te.Err
+	if errors.Is(err, ErrUnreachable) || errors.Is(err, ErrFingerprintMismatch) || errors.Is(err, ErrNoIdentity) {
+		return err
 	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		if errors.Is(err, ErrUnreachable) || errors.Is(err, ErrFingerprintMismatch) || errors.Is(err, ErrNoIdentity) {
-			return err
-		}
-		return fmt.Errorf("%w at %s: %v", ErrUnreachable, c.addr, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxPeerResponse))
-	if err != nil {
-		return fmt.Errorf("%s %s at %s: read reply: %w", method, path, c.addr, err)
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		var eb apischema.ErrorBody
-		if json.Unmarshal(data, &eb) != nil || eb.Error == "" {
-			eb = apischema.ErrorBody{Error: fmt.Sprintf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(data))), Code: apischema.CodeInternal}
-		}
-		return &RemoteError{Status: resp.StatusCode, Code: eb.Code, Msg: eb.Error}
-	}
-	if out == nil {
-		return nil
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("%s %s at %s: decode reply: %w", method, path, c.addr, err)
-	}
-	return nil
+	return fmt.Errorf("%w at %s: %v", ErrUnreachable, c.addr, err)
 }
 
 // Pair pairs this node with the node at addr (HOST:PORT of its peer API)
