@@ -38,7 +38,7 @@
 //	                     record in startJobLocked, a replica's removal)
 //
 // Beside them: mirrorEntry.mu guards one mirror's record and its catalog
-// writes, and repoMu the backup repositories; neither is taken under
-// Engine.mu. v.layers and v.files change only in a pivot, under both
+// writes, and internal/repos's Registry the backup repositories (its own
+// lock); neither is taken under Engine.mu. v.layers and v.files change only in a pivot, under both
 // snapMu and Engine.mu, so a reader holding either sees them agree.
 package engine

@@ -21,6 +21,7 @@ import (
 	"github.com/extrasphere/extrasphere/internal/job"
 	"github.com/extrasphere/extrasphere/internal/mirror"
 	"github.com/extrasphere/extrasphere/internal/nbd"
+	"github.com/extrasphere/extrasphere/internal/repos"
 )
 
 // Engine is the daemon's core. All methods are safe for concurrent use.
@@ -38,8 +39,7 @@ type Engine struct {
 
 	cleanups sync.WaitGroup // background removals of files no longer read (old copies after a migration); Close waits
 
-	repoMu sync.Mutex // guards repos (and opening them)
-	repos  map[string]*repoEntry
+	repos *repos.Registry // the backup repositories (internal/repos has its own lock)
 
 	// onStep, set only by tests before any job runs, is called at every
 	// named step (failpoint) of a long operation.
@@ -129,7 +129,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg, log: cfg.Logger, cat: cat, jobs: job.NewRegistry(jobOptions(cat, cfg.Logger)),
 		datastores: map[string]*dsEntry{}, volumes: map[string]*volume{}, reserved: map[string]bool{}}
-	err = e.loadRepos()
+	e.repos, err = repos.Open(cat, cfg.Logger, cfg.Failpoints, now)
 	if err == nil {
 		err = e.load(ctx)
 	}
@@ -355,7 +355,7 @@ func (e *Engine) Close() error {
 	e.StopMirrorWaits() // nothing below waits for a replica that does not answer
 
 	e.jobs.Close()
-	e.closeRepos()
+	e.repos.Close()
 
 	e.mu.Lock()
 	vols := make([]*volume, 0, len(e.volumes))

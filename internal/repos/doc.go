@@ -1,0 +1,20 @@
+// Package repos is the daemon's set of known backup repositories: the
+// records of the catalog's "repos" bucket (docs/FORMATS.md), each opened
+// on first use (its backend, local or S3, and its keys) and kept open
+// until it is removed or the registry closes.
+//
+// State: a record is known (in the catalog and the set) and either closed
+// or open. Add opens it at once (creating it with Init), so that a wrong
+// password or endpoint is refused before the record is written; a record
+// loaded at start opens on its first Use, and one that cannot be opened
+// stays known and says why in List.
+//
+// Locking: one mutex guards the set and opening a repository. Opening
+// does I/O under it (reading the repository's config, over the network
+// for S3), so a slow endpoint delays other callers of this package, never
+// volume I/O: the engine takes no lock of its own around these calls, and
+// this package calls nothing of the engine.
+//
+// Errors wrap ErrNotFound, ErrExists, ErrRepo or ErrInvalidArgument, with
+// a message that names the repository and says what to do.
+package repos

@@ -1,0 +1,122 @@
+package repos
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/extrasphere/extrasphere/internal/apischema"
+	"github.com/extrasphere/extrasphere/internal/catalog"
+)
+
+// openRegistry opens the catalog at catPath and a registry over it; stop
+// closes both (as a daemon's stop does), at the latest at the test's end.
+func openRegistry(t *testing.T, catPath string) (g *Registry, stop func()) {
+	t.Helper()
+	cat, err := catalog.Open(catPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err = Open(cat, slog.New(slog.DiscardHandler), nil, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop = func() { once.Do(func() { g.Close(); cat.Close() }) }
+	t.Cleanup(stop)
+	return g, stop
+}
+
+// The life of a record: refused with a named error when wrong, created
+// and opened by Add, known again after a restart and opened on first use,
+// and forgotten by Remove (its data stays).
+func TestRegistry(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	catPath := filepath.Join(dir, "catalog.db")
+	g, stop := openRegistry(t, catPath)
+
+	if _, err := g.Use(ctx, ""); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "repo init") {
+		t.Fatalf("Use of no default = %v, want ErrNotFound saying how to create one", err)
+	}
+	for _, req := range []apischema.RepoRequest{
+		{Name: "a/b", Location: dir},
+		{Location: "relative/dir", Init: true},
+		{Location: dir, PasswordFile: "pw"},
+	} {
+		if _, err := g.Add(ctx, req); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("Add(%+v) = %v, want ErrInvalidArgument", req, err)
+		}
+	}
+	if _, err := g.Add(ctx, apischema.RepoRequest{Location: filepath.Join(dir, "none")}); !errors.Is(err, ErrRepo) {
+		t.Fatalf("Add of a directory that is no repository = %v, want ErrRepo", err)
+	}
+
+	loc := filepath.Join(dir, "repo")
+	in, err := g.Add(ctx, apischema.RepoRequest{Location: loc + "/", Init: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Name != apischema.DefaultRepo || in.Location != loc || in.ID == "" || in.Error != "" {
+		t.Fatalf("Add = %+v", in)
+	}
+	if _, err := g.Add(ctx, apischema.RepoRequest{Location: loc}); !errors.Is(err, ErrExists) {
+		t.Fatalf("second Add = %v, want ErrExists", err)
+	}
+	if _, err := g.Add(ctx, apischema.RepoRequest{Name: "again", Location: loc, Init: true}); !errors.Is(err, ErrExists) {
+		t.Fatalf("Init over a repository = %v, want ErrExists", err)
+	}
+	stop()
+
+	// After a restart the record opens on first use.
+	g, stop = openRegistry(t, catPath)
+	r, err := g.Use(ctx, "")
+	if err != nil || r.Config().ID != in.ID {
+		t.Fatalf("Use after restart: %v", err)
+	}
+	if l := g.List(ctx); len(l) != 1 || l[0] != in {
+		t.Fatalf("List = %+v, want [%+v]", l, in)
+	}
+	if err := g.Remove(apischema.DefaultRepo); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Remove(apischema.DefaultRepo); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second Remove = %v, want ErrNotFound", err)
+	}
+	if _, err := os.Stat(loc); err != nil {
+		t.Fatalf("Remove touched the repository's data: %v", err)
+	}
+	stop()
+	if g, _ = openRegistry(t, catPath); len(g.List(ctx)) != 0 {
+		t.Fatalf("List after Remove and restart = %+v", g.List(ctx))
+	}
+}
+
+// A record whose repository cannot be opened stays known and says why.
+func TestRegistryListsWhatCannotOpen(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	catPath := filepath.Join(dir, "catalog.db")
+	g, stop := openRegistry(t, catPath)
+	loc := filepath.Join(dir, "repo")
+	if _, err := g.Add(ctx, apischema.RepoRequest{Name: "r", Location: loc, Init: true}); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if err := os.RemoveAll(loc); err != nil {
+		t.Fatal(err)
+	}
+	g, _ = openRegistry(t, catPath)
+	l := g.List(ctx)
+	if len(l) != 1 || l[0].Name != "r" || l[0].Error == "" {
+		t.Fatalf("List = %+v, want r with its error", l)
+	}
+	if _, err := g.Use(ctx, "r"); !errors.Is(err, ErrRepo) {
+		t.Fatalf("Use = %v, want ErrRepo", err)
+	}
+}
