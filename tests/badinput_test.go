@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/extrasphere/extrasphere/internal/nbdraw"
 )
 
 // badInputDiskSize is the size of the volume the malformed requests go to.
@@ -35,7 +37,7 @@ func TestBadInput(t *testing.T) {
 		{"Unix", "unix", d.nbdSock()},
 		{"TCP", "tcp", d.tcpAddr()},
 	} {
-		dial := func(t *testing.T) *rawConn { return dialRaw(t, tr.network, tr.addr) }
+		dial := func(t *testing.T) *nbdraw.Conn { return nbdraw.Dial(t, tr.network, tr.addr) }
 		t.Run(tr.name, func(t *testing.T) {
 			t.Run("Handshake", func(t *testing.T) { testBadHandshakes(t, dial) })
 			t.Run("Requests", func(t *testing.T) { testBadRequests(t, dial) })
@@ -59,31 +61,31 @@ func TestBadInput(t *testing.T) {
 }
 
 // testBadHandshakes sends malformed handshakes; each new connection goes through dial.
-func testBadHandshakes(t *testing.T, dial func(*testing.T) *rawConn) {
+func testBadHandshakes(t *testing.T, dial func(*testing.T) *nbdraw.Conn) {
 	closes := []struct {
 		name string
-		send func(r *rawConn)
+		send func(r *nbdraw.Conn)
 	}{
-		{"UnknownClientFlags", func(r *rawConn) { r.clientFlags(1 << 7) }},
-		{"BadOptionMagic", func(r *rawConn) {
-			r.clientFlags(rawCFlagFixedNew)
-			r.write(bytes.Repeat([]byte{0x42}, 16))
+		{"UnknownClientFlags", func(r *nbdraw.Conn) { r.ClientFlags(1 << 7) }},
+		{"BadOptionMagic", func(r *nbdraw.Conn) {
+			r.ClientFlags(nbdraw.CFlagFixedNew)
+			r.Write(bytes.Repeat([]byte{0x42}, 16))
 		}},
-		{"OptionLength2GiB", func(r *rawConn) {
-			r.clientFlags(rawCFlagFixedNew)
-			r.optionHeader(optGo, 1<<31)
+		{"OptionLength2GiB", func(r *nbdraw.Conn) {
+			r.ClientFlags(nbdraw.CFlagFixedNew)
+			r.OptionHeader(nbdraw.OptGo, 1<<31)
 		}},
 		// NBD_OPT_EXPORT_NAME has no error reply: the server must close.
-		{"ExportNameUnknown", func(r *rawConn) {
-			r.clientFlags(rawCFlagFixedNew)
-			r.option(optExportName, []byte("nope"))
+		{"ExportNameUnknown", func(r *nbdraw.Conn) {
+			r.ClientFlags(nbdraw.CFlagFixedNew)
+			r.Option(nbdraw.OptExportName, []byte("nope"))
 		}},
 	}
 	for _, c := range closes {
 		t.Run(c.name, func(t *testing.T) {
 			r := dial(t)
 			c.send(r)
-			if !r.closed() {
+			if !r.Closed() {
 				t.Fatalf("the daemon kept the connection open after %s", c.name)
 			}
 		})
@@ -95,36 +97,36 @@ func testBadHandshakes(t *testing.T, dial func(*testing.T) *rawConn) {
 		data []byte
 		want []uint32 // acceptable final replies
 	}{
-		{"UnknownOption", 99, []byte("xyz"), []uint32{repErrUnsup}},
-		{"GoUnknownExport", optGo, goPayload("nope"), []uint32{repErrUnknown}},
-		{"InfoUnknownExport", optInfo, goPayload("nope"), []uint32{repErrUnknown}},
-		{"GoTruncated", optGo, []byte{0, 0, 0, 9, 'd'}, []uint32{repErrInvalid}},
-		{"GoTrailingGarbage", optGo, append(goPayload("disk"), 1, 2, 3), []uint32{repErrInvalid}},
+		{"UnknownOption", 99, []byte("xyz"), []uint32{nbdraw.RepErrUnsup}},
+		{"GoUnknownExport", nbdraw.OptGo, nbdraw.GoPayload("nope"), []uint32{nbdraw.RepErrUnknown}},
+		{"InfoUnknownExport", nbdraw.OptInfo, nbdraw.GoPayload("nope"), []uint32{nbdraw.RepErrUnknown}},
+		{"GoTruncated", nbdraw.OptGo, []byte{0, 0, 0, 9, 'd'}, []uint32{nbdraw.RepErrInvalid}},
+		{"GoTrailingGarbage", nbdraw.OptGo, append(nbdraw.GoPayload("disk"), 1, 2, 3), []uint32{nbdraw.RepErrInvalid}},
 		// A name over the protocol's 4096-byte string limit: TOO_BIG or INVALID are both errors
 		// the spec allows for it.
-		{"GoNameTooLong", optGo, goPayload(strings.Repeat("a", 5000)), []uint32{repErrTooBig, repErrInvalid}},
-		{"ListWithData", optList, []byte{1}, []uint32{repErrInvalid}},
-		{"MetaWithoutStructured", optSetMetaContext, metaPayload("disk", "base:allocation"), []uint32{repErrInvalid}},
+		{"GoNameTooLong", nbdraw.OptGo, nbdraw.GoPayload(strings.Repeat("a", 5000)), []uint32{nbdraw.RepErrTooBig, nbdraw.RepErrInvalid}},
+		{"ListWithData", nbdraw.OptList, []byte{1}, []uint32{nbdraw.RepErrInvalid}},
+		{"MetaWithoutStructured", nbdraw.OptSetMetaContext, nbdraw.MetaPayload("disk", "base:allocation"), []uint32{nbdraw.RepErrInvalid}},
 	}
 	for _, c := range replies {
 		t.Run(c.name, func(t *testing.T) {
 			r := dial(t)
-			r.clientFlags(rawCFlagFixedNew)
-			r.option(c.opt, c.data)
-			if res := r.finalReply(c.opt); !slices.Contains(c.want, res.final) {
-				t.Fatalf("reply %#x %q, want one of %#x", res.final, res.message, c.want)
+			r.ClientFlags(nbdraw.CFlagFixedNew)
+			r.Option(c.opt, c.data)
+			if res := r.FinalReply(c.opt); !slices.Contains(c.want, res.Final) {
+				t.Fatalf("reply %#x %q, want one of %#x", res.Final, res.Message, c.want)
 			}
 			// The session goes on: a good GO still gets into transmission, and a read works.
-			r.option(optGo, goPayload("disk"))
-			res := r.finalReply(optGo)
-			if res.final != repAck {
-				t.Fatalf("GO after the error: reply %#x %q, want ACK", res.final, res.message)
+			r.Option(nbdraw.OptGo, nbdraw.GoPayload("disk"))
+			res := r.FinalReply(nbdraw.OptGo)
+			if res.Final != nbdraw.RepAck {
+				t.Fatalf("GO after the error: reply %#x %q, want ACK", res.Final, res.Message)
 			}
-			if size, _, ok := res.exportInfo(); !ok || size != badInputDiskSize {
+			if size, _, ok := res.ExportInfo(); !ok || size != badInputDiskSize {
 				t.Fatalf("GO after the error: export info size %d (present %v), want %d", size, ok, badInputDiskSize)
 			}
-			r.request(cmdRead, 0, 7, 0, 512, nil)
-			if h, e := r.simpleReply(); h != 7 || e != 0 {
+			r.Request(nbdraw.CmdRead, 0, 7, 0, 512, nil)
+			if h, e := r.SimpleReply(); h != 7 || e != 0 {
 				t.Fatalf("read after GO: handle %d errno %d", h, e)
 			}
 		})
@@ -132,27 +134,27 @@ func testBadHandshakes(t *testing.T, dial func(*testing.T) *rawConn) {
 
 	t.Run("List", func(t *testing.T) {
 		r := dial(t)
-		r.clientFlags(rawCFlagFixedNew)
-		r.option(optList, nil)
-		res := r.finalReply(optList)
-		slices.Sort(res.servers)
-		if got, want := res.servers, []string{"disk", "load", "ro"}; res.final != repAck || !slices.Equal(got, want) {
-			t.Fatalf("LIST: reply %#x, exports %q, want ACK and %q", res.final, got, want)
+		r.ClientFlags(nbdraw.CFlagFixedNew)
+		r.Option(nbdraw.OptList, nil)
+		res := r.FinalReply(nbdraw.OptList)
+		slices.Sort(res.Servers)
+		if got, want := res.Servers, []string{"disk", "load", "ro"}; res.Final != nbdraw.RepAck || !slices.Equal(got, want) {
+			t.Fatalf("LIST: reply %#x, exports %q, want ACK and %q", res.Final, got, want)
 		}
 	})
 	t.Run("Abort", func(t *testing.T) {
 		r := dial(t)
-		r.clientFlags(rawCFlagFixedNew)
-		r.option(optAbort, nil)
+		r.ClientFlags(nbdraw.CFlagFixedNew)
+		r.Option(nbdraw.OptAbort, nil)
 		// The spec lets the server ACK or just close; it must not keep the session.
-		if !r.closed() {
+		if !r.Closed() {
 			t.Fatal("session still open after NBD_OPT_ABORT")
 		}
 	})
 }
 
 // testBadRequests sends malformed requests after a successful GO.
-func testBadRequests(t *testing.T, dial func(*testing.T) *rawConn) {
+func testBadRequests(t *testing.T, dial func(*testing.T) *nbdraw.Conn) {
 	const size = badInputDiskSize
 	cases := []struct {
 		name    string
@@ -163,25 +165,25 @@ func testBadRequests(t *testing.T, dial func(*testing.T) *rawConn) {
 		payload bool // send length bytes of payload
 		want    uint32
 	}{
-		{"ReadPastEnd", cmdRead, 0, size - 512, 1024, false, eINVAL},
-		{"ReadOffsetPastEnd", cmdRead, 0, 1 << 62, 512, false, eINVAL},
-		{"ReadWraps", cmdRead, 0, ^uint64(0) - 10, 512, false, eINVAL},
-		{"WritePastEnd", cmdWrite, 0, size - 512, 1024, true, eNOSPC},
-		{"WriteOffsetPastEnd", cmdWrite, 0, size, 4096, true, eNOSPC},
-		{"TrimPastEnd", cmdTrim, 0, size, 4096, false, eINVAL},
-		{"ZeroPastEnd", cmdWriteZeroes, 0, size - 1, 2, false, eNOSPC},
-		{"CachePastEnd", cmdCache, 0, size, 1, false, eINVAL},
-		{"UnknownCommand", 42, 0, 0, 512, false, eINVAL},
-		{"UnknownFlag", cmdRead, 1 << 9, 0, 512, false, eINVAL},
-		{"NoHoleOnWrite", cmdWrite, cmdFlagNoHole, 0, 512, true, eINVAL},
-		{"DFWithoutStructured", cmdRead, cmdFlagDF, 0, 512, false, eINVAL},
-		{"OversizeWrite", cmdWrite, 0, 0, rawMaxPayload + 4096, true, eINVAL},
-		{"OversizeRead", cmdRead, 0, 0, rawMaxPayload + 4096, false, eINVAL},
-		{"FlushWithRange", cmdFlush, 0, 4096, 1, false, eINVAL},
-		{"BlockStatusWithoutMeta", cmdBlockStatus, 0, 0, 4096, false, eINVAL},
+		{"ReadPastEnd", nbdraw.CmdRead, 0, size - 512, 1024, false, nbdraw.EINVAL},
+		{"ReadOffsetPastEnd", nbdraw.CmdRead, 0, 1 << 62, 512, false, nbdraw.EINVAL},
+		{"ReadWraps", nbdraw.CmdRead, 0, ^uint64(0) - 10, 512, false, nbdraw.EINVAL},
+		{"WritePastEnd", nbdraw.CmdWrite, 0, size - 512, 1024, true, nbdraw.ENOSPC},
+		{"WriteOffsetPastEnd", nbdraw.CmdWrite, 0, size, 4096, true, nbdraw.ENOSPC},
+		{"TrimPastEnd", nbdraw.CmdTrim, 0, size, 4096, false, nbdraw.EINVAL},
+		{"ZeroPastEnd", nbdraw.CmdWriteZeroes, 0, size - 1, 2, false, nbdraw.ENOSPC},
+		{"CachePastEnd", nbdraw.CmdCache, 0, size, 1, false, nbdraw.EINVAL},
+		{"UnknownCommand", 42, 0, 0, 512, false, nbdraw.EINVAL},
+		{"UnknownFlag", nbdraw.CmdRead, 1 << 9, 0, 512, false, nbdraw.EINVAL},
+		{"NoHoleOnWrite", nbdraw.CmdWrite, nbdraw.CmdFlagNoHole, 0, 512, true, nbdraw.EINVAL},
+		{"DFWithoutStructured", nbdraw.CmdRead, nbdraw.CmdFlagDF, 0, 512, false, nbdraw.EINVAL},
+		{"OversizeWrite", nbdraw.CmdWrite, 0, 0, nbdraw.MaxPayload + 4096, true, nbdraw.EINVAL},
+		{"OversizeRead", nbdraw.CmdRead, 0, 0, nbdraw.MaxPayload + 4096, false, nbdraw.EINVAL},
+		{"FlushWithRange", nbdraw.CmdFlush, 0, 4096, 1, false, nbdraw.EINVAL},
+		{"BlockStatusWithoutMeta", nbdraw.CmdBlockStatus, 0, 0, 4096, false, nbdraw.EINVAL},
 	}
 	r := dial(t)
-	if gotSize, _ := r.open("disk", false); gotSize != size {
+	if gotSize, _ := r.Open("disk", false); gotSize != size {
 		t.Fatalf("GO disk: size %d, want %d", gotSize, size)
 	}
 	for i, c := range cases {
@@ -191,73 +193,73 @@ func testBadRequests(t *testing.T, dial func(*testing.T) *rawConn) {
 				p = make([]byte, c.length)
 			}
 			h := uint64(1000 + i)
-			r.request(c.typ, c.flags, h, c.off, c.length, p)
-			gh, errno := r.simpleReply()
+			r.Request(c.typ, c.flags, h, c.off, c.length, p)
+			gh, errno := r.SimpleReply()
 			if gh != h || errno != c.want {
 				t.Fatalf("reply handle %d errno %d, want handle %d errno %d", gh, errno, h, c.want)
 			}
 			// Still in step: the payload (if any) was consumed, the next requests parse.
-			r.roundTrip(4096, [4]byte{byte(i), 2, 3, 4})
+			r.RoundTrip(4096, [4]byte{byte(i), 2, 3, 4})
 		})
 	}
 
 	t.Run("WriteToReadOnly", func(t *testing.T) {
 		ro := dial(t)
-		if _, flags := ro.open("ro", false); flags&rawTFlagReadOnly == 0 {
+		if _, flags := ro.Open("ro", false); flags&nbdraw.TFlagReadOnly == 0 {
 			t.Errorf("GO ro: transmission flags %#x lack NBD_FLAG_READ_ONLY", flags)
 		}
-		for _, typ := range []uint16{cmdWrite, cmdTrim, cmdWriteZeroes} {
+		for _, typ := range []uint16{nbdraw.CmdWrite, nbdraw.CmdTrim, nbdraw.CmdWriteZeroes} {
 			var p []byte
-			if typ == cmdWrite {
+			if typ == nbdraw.CmdWrite {
 				p = make([]byte, 512)
 			}
-			ro.request(typ, 0, 5, 0, 512, p)
-			if h, e := ro.simpleReply(); h != 5 || e != ePERM {
-				t.Fatalf("command %d on the read-only volume: handle %d errno %d, want EPERM (%d)", typ, h, e, ePERM)
+			ro.Request(typ, 0, 5, 0, 512, p)
+			if h, e := ro.SimpleReply(); h != 5 || e != nbdraw.EPERM {
+				t.Fatalf("command %d on the read-only volume: handle %d errno %d, want EPERM (%d)", typ, h, e, nbdraw.EPERM)
 			}
 		}
-		ro.request(cmdRead, 0, 6, 0, 512, nil)
-		if h, e := ro.simpleReply(); h != 6 || e != 0 {
+		ro.Request(nbdraw.CmdRead, 0, 6, 0, 512, nil)
+		if h, e := ro.SimpleReply(); h != 6 || e != 0 {
 			t.Fatalf("read on the read-only volume: handle %d errno %d", h, e)
 		}
 	})
 	t.Run("StructuredReadPastEnd", func(t *testing.T) {
 		sr := dial(t)
-		sr.open("disk", true)
-		sr.request(cmdRead, 0, 9, size, 512, nil)
-		flags, typ, h, p := sr.chunk()
-		if typ != rawChunkError || flags&rawChunkFlagDone == 0 || h != 9 || len(p) < 4 || binary.BigEndian.Uint32(p) != eINVAL {
+		sr.Open("disk", true)
+		sr.Request(nbdraw.CmdRead, 0, 9, size, 512, nil)
+		flags, typ, h, p := sr.Chunk()
+		if typ != nbdraw.ChunkError || flags&nbdraw.ChunkFlagDone == 0 || h != 9 || len(p) < 4 || binary.BigEndian.Uint32(p) != nbdraw.EINVAL {
 			t.Fatalf("chunk flags %#x type %#x handle %d payload %x, want a final NBD_REPLY_TYPE_ERROR EINVAL for handle 9",
 				flags, typ, h, p)
 		}
 	})
 	t.Run("BadRequestMagic", func(t *testing.T) {
 		bm := dial(t)
-		bm.open("disk", false)
-		bm.write(make([]byte, rawRequestSize))
-		if !bm.closed() {
+		bm.Open("disk", false)
+		bm.Write(make([]byte, nbdraw.RequestSize))
+		if !bm.Closed() {
 			t.Fatal("the daemon kept a connection whose request stream is out of step")
 		}
 	})
 	t.Run("DiscAfterWrite", func(t *testing.T) {
 		dc := dial(t)
-		dc.open("disk", false)
-		dc.request(cmdWrite, cmdFlagFUA, 11, 8192, 4, []byte{9, 8, 7, 6})
-		dc.request(cmdDisc, 0, 12, 0, 0, nil)
-		if h, e := dc.simpleReply(); h != 11 || e != 0 {
+		dc.Open("disk", false)
+		dc.Request(nbdraw.CmdWrite, nbdraw.CmdFlagFUA, 11, 8192, 4, []byte{9, 8, 7, 6})
+		dc.Request(nbdraw.CmdDisc, 0, 12, 0, 0, nil)
+		if h, e := dc.SimpleReply(); h != 11 || e != 0 {
 			t.Fatalf("write before DISC: handle %d errno %d", h, e)
 		}
-		if !dc.closed() {
+		if !dc.Closed() {
 			t.Fatal("connection open after NBD_CMD_DISC")
 		}
 		check := dial(t)
-		check.open("disk", false)
-		check.request(cmdRead, 0, 13, 8192, 4, nil)
-		if h, e := check.simpleReply(); h != 13 || e != 0 {
+		check.Open("disk", false)
+		check.Request(nbdraw.CmdRead, 0, 13, 8192, 4, nil)
+		if h, e := check.SimpleReply(); h != 13 || e != 0 {
 			t.Fatalf("read after DISC: handle %d errno %d", h, e)
 		}
 		var got [4]byte
-		check.read(got[:])
+		check.Read(got[:])
 		if got != [4]byte{9, 8, 7, 6} {
 			t.Fatalf("the write before DISC reads back %x, want 09080706", got)
 		}
@@ -266,35 +268,35 @@ func testBadRequests(t *testing.T, dial func(*testing.T) *rawConn) {
 
 // testBadConnections drops connections at awkward moments; the daemon must shrug them off (the
 // final health check and the next test prove it).
-func testBadConnections(t *testing.T, dial func(*testing.T) *rawConn) {
+func testBadConnections(t *testing.T, dial func(*testing.T) *nbdraw.Conn) {
 	t.Run("HangUpAfterGreeting", func(t *testing.T) {
-		dial(t).nc.Close()
+		dial(t).NC.Close()
 	})
 	t.Run("HangUpMidOption", func(t *testing.T) {
 		r := dial(t)
-		r.clientFlags(rawCFlagFixedNew)
-		r.optionHeader(optGo, 100)
-		r.write([]byte("0123456789"))
-		r.nc.Close()
+		r.ClientFlags(nbdraw.CFlagFixedNew)
+		r.OptionHeader(nbdraw.OptGo, 100)
+		r.Write([]byte("0123456789"))
+		r.NC.Close()
 	})
 	t.Run("HangUpMidWritePayload", func(t *testing.T) {
 		r := dial(t)
-		r.open("disk", false)
-		r.request(cmdWrite, 0, 1, 0, 1<<20, make([]byte, 1000))
-		r.nc.Close()
+		r.Open("disk", false)
+		r.Request(nbdraw.CmdWrite, 0, 1, 0, 1<<20, make([]byte, 1000))
+		r.NC.Close()
 	})
 	t.Run("HangUpWithReadsInFlight", func(t *testing.T) {
 		r := dial(t)
-		r.open("disk", false)
+		r.Open("disk", false)
 		for h := range uint64(16) {
-			r.request(cmdRead, 0, h, h<<20, 1<<20, nil)
+			r.Request(nbdraw.CmdRead, 0, h, h<<20, 1<<20, nil)
 		}
-		r.nc.Close()
+		r.NC.Close()
 	})
 	t.Run("StillServing", func(t *testing.T) {
 		r := dial(t)
-		r.open("disk", false)
-		r.roundTrip(12288, [4]byte{0xa, 0xb, 0xc, 0xd})
+		r.Open("disk", false)
+		r.RoundTrip(12288, [4]byte{0xa, 0xb, 0xc, 0xd})
 	})
 }
 

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/extrasphere/extrasphere/internal/nbdraw"
 )
 
 // TestFaultFullDatastore: a thin volume on a 16 MiB tmpfs datastore is written until the
@@ -152,17 +154,17 @@ func TestFaultBrokenFilesAtRestart(t *testing.T) {
 
 			// Its export answers GO with an error, on both transports, and the session goes on.
 			for _, tr := range [][2]string{{"unix", d.nbdSock()}, {"tcp", d.tcpAddr()}} {
-				r := dialRaw(t, tr[0], tr[1])
-				r.clientFlags(rawCFlagFixedNew)
-				r.option(optGo, goPayload(b.name))
-				if res := r.finalReply(optGo); res.final&(1<<31) == 0 {
-					t.Errorf("GO %s over %s: reply %#x, want an error reply", b.name, tr[0], res.final)
-				} else if res.final != repErrUnknown {
-					t.Logf("GO %s over %s: reply %#x %q (NBD_REP_ERR_UNKNOWN expected)", b.name, tr[0], res.final, res.message)
+				r := nbdraw.Dial(t, tr[0], tr[1])
+				r.ClientFlags(nbdraw.CFlagFixedNew)
+				r.Option(nbdraw.OptGo, nbdraw.GoPayload(b.name))
+				if res := r.FinalReply(nbdraw.OptGo); res.Final&(1<<31) == 0 {
+					t.Errorf("GO %s over %s: reply %#x, want an error reply", b.name, tr[0], res.Final)
+				} else if res.Final != nbdraw.RepErrUnknown {
+					t.Logf("GO %s over %s: reply %#x %q (NBD_REP_ERR_UNKNOWN expected)", b.name, tr[0], res.Final, res.Message)
 				}
-				r.option(optGo, goPayload("good"))
-				if res := r.finalReply(optGo); res.final != repAck {
-					t.Errorf("GO good after the refused GO %s: reply %#x %q", b.name, res.final, res.message)
+				r.Option(nbdraw.OptGo, nbdraw.GoPayload("good"))
+				if res := r.FinalReply(nbdraw.OptGo); res.Final != nbdraw.RepAck {
+					t.Errorf("GO good after the refused GO %s: reply %#x %q", b.name, res.Final, res.Message)
 				}
 			}
 			if code, out := runStatus(t, "nbdinfo", d.UnixURI(b.name)); code == 0 {
@@ -172,11 +174,11 @@ func TestFaultBrokenFilesAtRestart(t *testing.T) {
 	}
 
 	t.Run("ListExports", func(t *testing.T) {
-		r := dialRaw(t, "unix", d.nbdSock())
-		r.clientFlags(rawCFlagFixedNew)
-		r.option(optList, nil)
-		if res := r.finalReply(optList); res.final != repAck || len(res.servers) != 1 || res.servers[0] != "good" {
-			t.Errorf("NBD_OPT_LIST: reply %#x exports %q, want only good", res.final, res.servers)
+		r := nbdraw.Dial(t, "unix", d.nbdSock())
+		r.ClientFlags(nbdraw.CFlagFixedNew)
+		r.Option(nbdraw.OptList, nil)
+		if res := r.FinalReply(nbdraw.OptList); res.Final != nbdraw.RepAck || len(res.Servers) != 1 || res.Servers[0] != "good" {
+			t.Errorf("NBD_OPT_LIST: reply %#x exports %q, want only good", res.Final, res.Servers)
 		}
 	})
 	checkDaemonHealthy(t, d)

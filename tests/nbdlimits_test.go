@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/extrasphere/extrasphere/internal/nbdraw"
 )
 
 // The NBD server's bounds, checked against the real daemon (issue 9, C): a client that never reads
@@ -117,13 +119,13 @@ func waitLogCount(t *testing.T, d *daemon, s string, want int) {
 
 // slowReader opens vol on the unix socket and sends n READs of the protocol's maximal payload
 // without ever reading a reply.
-func slowReader(t *testing.T, d *daemon, vol string, n int) *rawConn {
+func slowReader(t *testing.T, d *daemon, vol string, n int) *nbdraw.Conn {
 	t.Helper()
-	r := dialRaw(t, "unix", d.nbdSock())
-	r.nc.SetDeadline(time.Time{}) // it must not time out on its side: it never reads
-	r.open(vol, false)
+	r := nbdraw.Dial(t, "unix", d.nbdSock())
+	r.NC.SetDeadline(time.Time{}) // it must not time out on its side: it never reads
+	r.Open(vol, false)
 	for i := range n {
-		r.request(cmdRead, 0, uint64(i), 0, rawMaxPayload, nil)
+		r.Request(nbdraw.CmdRead, 0, uint64(i), 0, nbdraw.MaxPayload, nil)
 	}
 	return r
 }
@@ -171,27 +173,27 @@ func TestNBDHostileOptionsBounded(t *testing.T) {
 	base := resetPeakRSS(t, pid)
 
 	const hostile = 1000
-	var held []*rawConn
+	var held []*nbdraw.Conn
 	for i := range hostile {
-		r := dialRaw(t, "unix", d.nbdSock())
-		r.clientFlags(rawCFlagFixedNew | rawCFlagNoZeroes)
+		r := nbdraw.Dial(t, "unix", d.nbdSock())
+		r.ClientFlags(nbdraw.CFlagFixedNew | nbdraw.CFlagNoZeroes)
 		if i%2 == 0 {
 			// 1 MiB announced and all of it but the last byte sent, then nothing: no real client
 			// sends an option that large, and a daemon that stored it would hold it all.
-			r.optionHeader(optSetMetaContext, 1<<20)
-			r.nc.Write(make([]byte, 1<<20-1)) // the daemon may close at the header: no check
+			r.OptionHeader(nbdraw.OptSetMetaContext, 1<<20)
+			r.NC.Write(make([]byte, 1<<20-1)) // the daemon may close at the header: no check
 			held = append(held, r)
 			continue
 		}
 		// 12 KiB announced, half of it sent, then nothing: the daemon waits for the rest.
-		r.optionHeader(optSetMetaContext, 12<<10)
-		r.write(make([]byte, 6<<10))
+		r.OptionHeader(nbdraw.OptSetMetaContext, 12<<10)
+		r.Write(make([]byte, 6<<10))
 		held = append(held, r)
 	}
 	qemuIOWorks(t, d.UnixURI("opt"), 0x3c)
 	checkPeakRSS(t, pid, base, rssSlack)
 	for _, r := range held {
-		r.nc.Close()
+		r.NC.Close()
 	}
 	qemuIOWorks(t, d.UnixURI("opt"), 0xc3)
 }
@@ -241,8 +243,8 @@ func TestNBDDescriptorFloodKeepsListener(t *testing.T) {
 	}
 
 	// The flood is over: both listeners serve again.
-	r := dialRaw(t, "tcp", d.tcpAddr())
-	r.nc.Close()
+	r := nbdraw.Dial(t, "tcp", d.tcpAddr())
+	r.NC.Close()
 	qemuIOWorks(t, d.UnixURI("fd"), 0x77)
 	if !bytes.Contains(readFile(t, d.logPath), []byte("nbd connection refused")) {
 		t.Fatal("the daemon did not log refusing the flood over its connection cap")
@@ -276,25 +278,25 @@ func TestNBDExportNameStructuredReplies(t *testing.T) {
 	d.CreateVolume("xn", "16M")
 	run(t, "qemu-io", "-f", "raw", "-c", "write -P 0x42 4096 4096", d.UnixURI("xn"))
 
-	r := dialRaw(t, "unix", d.nbdSock())
-	r.clientFlags(rawCFlagFixedNew | rawCFlagNoZeroes)
-	r.option(optStructuredReply, nil)
-	if typ, _ := r.optReply(optStructuredReply); typ != repAck {
+	r := nbdraw.Dial(t, "unix", d.nbdSock())
+	r.ClientFlags(nbdraw.CFlagFixedNew | nbdraw.CFlagNoZeroes)
+	r.Option(nbdraw.OptStructuredReply, nil)
+	if typ, _ := r.OptReply(nbdraw.OptStructuredReply); typ != nbdraw.RepAck {
 		t.Fatalf("NBD_OPT_STRUCTURED_REPLY: reply %#x, want ACK", typ)
 	}
-	r.option(optExportName, []byte("xn"))
+	r.Option(nbdraw.OptExportName, []byte("xn"))
 	var info [10]byte // size, transmission flags (no zeroes: NBD_FLAG_C_NO_ZEROES)
-	r.read(info[:])
+	r.Read(info[:])
 	if flags := uint16(info[8])<<8 | uint16(info[9]); flags&tflagSendDF == 0 {
 		t.Fatalf("transmission flags %#x after EXPORT_NAME lack NBD_FLAG_SEND_DF", flags)
 	}
-	r.request(cmdRead, 0, 9, 4096, 4096, nil)
-	flags, typ, h, p := r.chunk()
-	if typ != chunkOffsetData || h != 9 || flags&rawChunkFlagDone == 0 || len(p) != 8+4096 {
+	r.Request(nbdraw.CmdRead, 0, 9, 4096, 4096, nil)
+	flags, typ, h, p := r.Chunk()
+	if typ != chunkOffsetData || h != 9 || flags&nbdraw.ChunkFlagDone == 0 || len(p) != 8+4096 {
 		t.Fatalf("READ reply: chunk type %d flags %#x handle %d, %d bytes; want one OFFSET_DATA chunk of 8+4096", typ, flags, h, len(p))
 	}
 	if !bytes.Equal(p[8:], bytes.Repeat([]byte{0x42}, 4096)) {
 		t.Fatal("READ after EXPORT_NAME returned other data than was written")
 	}
-	r.request(cmdDisc, 0, 10, 0, 0, nil)
+	r.Request(nbdraw.CmdDisc, 0, 10, 0, 0, nil)
 }

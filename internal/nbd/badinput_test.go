@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"strings"
 	"testing"
+
+	"github.com/extrasphere/extrasphere/internal/nbdraw"
 )
 
 // The server answers every malformed option with the reply the protocol
@@ -14,27 +16,27 @@ func TestHandshakeBadInput(t *testing.T) {
 
 	t.Run("UnknownClientFlags", func(t *testing.T) {
 		r := dialRaw(t, s)
-		r.clientFlags(1 << 7)
-		if !r.closed() {
+		r.ClientFlags(1 << 7)
+		if !r.ClosedSilently() {
 			t.Fatal("server kept a client with unknown flags")
 		}
 	})
 	t.Run("BadOptionMagic", func(t *testing.T) {
 		r := dialRaw(t, s)
-		r.clientFlags(cflagFixedNew)
-		r.write(bytes.Repeat([]byte{0x42}, 16))
-		if !r.closed() {
+		r.ClientFlags(cflagFixedNew)
+		r.Write(bytes.Repeat([]byte{0x42}, 16))
+		if !r.ClosedSilently() {
 			t.Fatal("server kept a client with a bad option magic")
 		}
 	})
 	t.Run("HugeOption", func(t *testing.T) {
 		r := dialRaw(t, s)
-		r.clientFlags(cflagFixedNew)
+		r.ClientFlags(cflagFixedNew)
 		b := binary.BigEndian.AppendUint64(nil, optMagic)
 		b = binary.BigEndian.AppendUint32(b, optGo)
 		b = binary.BigEndian.AppendUint32(b, 1<<31)
-		r.write(b)
-		if !r.closed() {
+		r.Write(b)
+		if !r.ClosedSilently() {
 			t.Fatal("server waited for a 2 GiB option")
 		}
 	})
@@ -45,11 +47,11 @@ func TestHandshakeBadInput(t *testing.T) {
 		want uint32
 	}{
 		{"UnknownOption", 99, []byte("xyz"), repErrUnsup},
-		{"GoUnknownExport", optGo, goPayload("nope"), repErrUnknown},
-		{"InfoUnknownExport", optInfo, goPayload("nope"), repErrUnknown},
+		{"GoUnknownExport", optGo, nbdraw.GoPayload("nope"), repErrUnknown},
+		{"InfoUnknownExport", optInfo, nbdraw.GoPayload("nope"), repErrUnknown},
 		{"GoTruncated", optGo, []byte{0, 0, 0, 9, 'd'}, repErrInvalid},
-		{"GoTrailingGarbage", optGo, append(goPayload("disk"), 1, 2, 3), repErrInvalid},
-		{"GoNameTooLong", optGo, goPayload(strings.Repeat("a", 5000)), repErrTooBig},
+		{"GoTrailingGarbage", optGo, append(nbdraw.GoPayload("disk"), 1, 2, 3), repErrInvalid},
+		{"GoNameTooLong", optGo, nbdraw.GoPayload(strings.Repeat("a", 5000)), repErrTooBig},
 		{"ListWithData", optList, []byte{1}, repErrInvalid},
 		{"StructuredWithData", optStructuredReply, []byte{1}, repErrInvalid},
 		{"MetaWithoutStructured", optSetMetaContext, metaPayload("disk", "base:allocation"), repErrInvalid},
@@ -58,60 +60,60 @@ func TestHandshakeBadInput(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := dialRaw(t, s)
-			r.clientFlags(cflagFixedNew)
-			r.option(tc.opt, tc.data)
-			if got := r.finalReply(tc.opt); got != tc.want {
+			r.ClientFlags(cflagFixedNew)
+			r.Option(tc.opt, tc.data)
+			if got := r.FinalReply(tc.opt).Final; got != tc.want {
 				t.Fatalf("reply %#x, want %#x", got, tc.want)
 			}
 			// The session goes on: a good GO still works.
-			r.option(optGo, goPayload("disk"))
-			if got := r.finalReply(optGo); got != repAck {
+			r.Option(optGo, nbdraw.GoPayload("disk"))
+			if got := r.FinalReply(optGo).Final; got != repAck {
 				t.Fatalf("GO after error: %#x", got)
 			}
 		})
 	}
 	t.Run("MetaBadQueryCount", func(t *testing.T) {
 		r := dialRaw(t, s)
-		r.clientFlags(cflagFixedNew)
-		r.option(optStructuredReply, nil)
-		r.optReply(optStructuredReply)
+		r.ClientFlags(cflagFixedNew)
+		r.Option(optStructuredReply, nil)
+		r.OptReply(optStructuredReply)
 		p := metaPayload("disk")
 		binary.BigEndian.PutUint32(p[len(p)-4:], 1<<30)
-		r.option(optListMetaContext, p)
-		if got := r.finalReply(optListMetaContext); got != repErrInvalid {
+		r.Option(optListMetaContext, p)
+		if got := r.FinalReply(optListMetaContext).Final; got != repErrInvalid {
 			t.Fatalf("reply %#x", got)
 		}
 	})
 	t.Run("ExportNameUnknown", func(t *testing.T) {
 		r := dialRaw(t, s)
-		r.clientFlags(cflagFixedNew)
-		r.option(optExportName, []byte("nope"))
-		if !r.closed() {
+		r.ClientFlags(cflagFixedNew)
+		r.Option(optExportName, []byte("nope"))
+		if !r.ClosedSilently() {
 			t.Fatal("no error reply exists for EXPORT_NAME: the server must close")
 		}
 	})
 	t.Run("Abort", func(t *testing.T) {
 		r := dialRaw(t, s)
-		r.clientFlags(cflagFixedNew)
-		r.option(optAbort, nil)
-		if typ, _ := r.optReply(optAbort); typ != repAck {
+		r.ClientFlags(cflagFixedNew)
+		r.Option(optAbort, nil)
+		if typ, _ := r.OptReply(optAbort); typ != repAck {
 			t.Fatalf("abort reply %#x", typ)
 		}
-		if !r.closed() {
+		if !r.ClosedSilently() {
 			t.Fatal("session open after abort")
 		}
 	})
 	t.Run("ExportNameOldStyle", func(t *testing.T) {
 		r := dialRaw(t, s)
-		r.clientFlags(0)
-		r.option(optExportName, []byte("disk"))
+		r.ClientFlags(0)
+		r.Option(optExportName, []byte("disk"))
 		var b [10 + exportNamePadding]byte
-		r.read(b[:])
+		r.Read(b[:])
 		if got := binary.BigEndian.Uint64(b[:]); got != 64<<20 {
 			t.Fatalf("size %d", got)
 		}
-		r.request(cmdRead, 0, 7, 0, 512, nil)
-		if h, e := r.simpleReply(); h != 7 || e != 0 {
+		r.Request(cmdRead, 0, 7, 0, 512, nil)
+		if h, e := r.SimpleReply(); h != 7 || e != 0 {
 			t.Fatalf("read after EXPORT_NAME: handle %d errno %d", h, e)
 		}
 	})
@@ -149,7 +151,7 @@ func TestRequestBadInput(t *testing.T) {
 		{"BlockStatusWithoutMeta", cmdBlockStatus, 0, 0, 4096, false, eINVAL},
 	}
 	r := dialRaw(t, s)
-	r.open("disk", false)
+	r.Open("disk", false)
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var p []byte
@@ -157,22 +159,22 @@ func TestRequestBadInput(t *testing.T) {
 				p = make([]byte, tc.length)
 			}
 			h := uint64(1000 + i)
-			r.request(tc.typ, tc.flags, h, tc.off, tc.length, p)
-			gh, errno := r.simpleReply()
+			r.Request(tc.typ, tc.flags, h, tc.off, tc.length, p)
+			gh, errno := r.SimpleReply()
 			if gh != h || errno != tc.want {
 				t.Fatalf("handle %d errno %d, want handle %d errno %d", gh, errno, h, tc.want)
 			}
 			// Still in step: a good write and read round trip.
-			r.request(cmdWrite, 0, 1, 4096, 4, []byte{1, 2, 3, 4})
-			if _, e := r.simpleReply(); e != 0 {
+			r.Request(cmdWrite, 0, 1, 4096, 4, []byte{1, 2, 3, 4})
+			if _, e := r.SimpleReply(); e != 0 {
 				t.Fatalf("write after bad request: errno %d", e)
 			}
-			r.request(cmdRead, 0, 2, 4096, 4, nil)
-			if _, e := r.simpleReply(); e != 0 {
+			r.Request(cmdRead, 0, 2, 4096, 4, nil)
+			if _, e := r.SimpleReply(); e != 0 {
 				t.Fatalf("read after bad request: errno %d", e)
 			}
 			var got [4]byte
-			r.read(got[:])
+			r.Read(got[:])
 			if got != [4]byte{1, 2, 3, 4} {
 				t.Fatalf("read back %v", got)
 			}
@@ -180,32 +182,32 @@ func TestRequestBadInput(t *testing.T) {
 	}
 	t.Run("WriteToReadOnly", func(t *testing.T) {
 		ro := dialRaw(t, s)
-		ro.open("ro", false)
+		ro.Open("ro", false)
 		for _, typ := range []uint16{cmdWrite, cmdTrim, cmdWriteZeroes} {
 			var p []byte
 			if typ == cmdWrite {
 				p = make([]byte, 512)
 			}
-			ro.request(typ, 0, 5, 0, 512, p)
-			if _, e := ro.simpleReply(); e != ePERM {
+			ro.Request(typ, 0, 5, 0, 512, p)
+			if _, e := ro.SimpleReply(); e != ePERM {
 				t.Fatalf("cmd %d on read-only: errno %d, want EPERM", typ, e)
 			}
 		}
 	})
 	t.Run("StructuredReadPastEnd", func(t *testing.T) {
 		sr := dialRaw(t, s)
-		sr.open("disk", true)
-		sr.request(cmdRead, 0, 9, size, 512, nil)
-		flags, typ, h, p := sr.chunk()
+		sr.Open("disk", true)
+		sr.Request(cmdRead, 0, 9, size, 512, nil)
+		flags, typ, h, p := sr.Chunk()
 		if typ != chunkError || flags&chunkFlagDone == 0 || h != 9 || binary.BigEndian.Uint32(p) != eINVAL {
 			t.Fatalf("chunk flags %d type %#x handle %d payload %x", flags, typ, h, p)
 		}
 	})
 	t.Run("BadMagicCloses", func(t *testing.T) {
 		bm := dialRaw(t, s)
-		bm.open("disk", false)
-		bm.write(make([]byte, requestSize))
-		if !bm.closed() {
+		bm.Open("disk", false)
+		bm.Write(make([]byte, requestSize))
+		if !bm.ClosedSilently() {
 			t.Fatal("server kept a connection whose stream is out of step")
 		}
 	})

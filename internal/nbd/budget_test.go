@@ -82,9 +82,9 @@ func TestSlowReaderStallsThenDropped(t *testing.T) {
 	share := srv.opts.InflightBytes / reqLen
 
 	slow := dialRaw(t, s)
-	slow.open("disk", false)
+	slow.Open("disk", false)
 	for i := range 20 {
-		slow.request(cmdRead, 0, uint64(i), uint64(i)*reqLen, reqLen, nil)
+		slow.Request(cmdRead, 0, uint64(i), uint64(i)*reqLen, reqLen, nil)
 	}
 	waitFor(t, "the slow client's share of reads", func() bool { return dev.reads.Load() == share })
 	if got, limit := srv.MemoryInUse(), srv.opts.InflightBytes; got > limit {
@@ -92,15 +92,15 @@ func TestSlowReaderStallsThenDropped(t *testing.T) {
 	}
 
 	ok := dialRaw(t, s)
-	ok.open("disk", false)
-	ok.roundTrip(0, [4]byte{1, 2, 3, 4})
+	ok.Open("disk", false)
+	ok.RoundTrip(0, [4]byte{1, 2, 3, 4})
 
 	waitFor(t, "the slow client to be dropped", func() bool { return srv.Connections("disk") == 1 })
 	if got := dev.reads.Load(); got != share+1 { // +1: the good client's read
 		t.Fatalf("%d reads ran, want the slow client's share %d and one more", got, share)
 	}
-	ok.roundTrip(8, [4]byte{5, 6, 7, 8})
-	ok.request(cmdDisc, 0, 9, 0, 0, nil)
+	ok.RoundTrip(8, [4]byte{5, 6, 7, 8})
+	ok.Request(cmdDisc, 0, 9, 0, 0, nil)
 	waitFor(t, "the budget to be given back", func() bool { return srv.MemoryInUse() == 0 })
 }
 
@@ -112,9 +112,9 @@ func TestGlobalBudgetAcrossSlowClients(t *testing.T) {
 	const reqLen = 4 << 20
 	for range 3 {
 		c := dialRaw(t, s)
-		c.open("disk", false)
+		c.Open("disk", false)
 		for i := range 20 {
-			c.request(cmdRead, 0, uint64(i), uint64(i)*reqLen, reqLen, nil)
+			c.Request(cmdRead, 0, uint64(i), uint64(i)*reqLen, reqLen, nil)
 		}
 	}
 	waitFor(t, "the budget to fill", func() bool { return dev.reads.Load() >= MinMemoryBytes/reqLen })
@@ -130,11 +130,11 @@ func TestDisconnectCancelsInflight(t *testing.T) {
 	dev := &countingDev{Device: memdev.New(64<<20, false), block: true, release: make(chan struct{})}
 	srv, s := startLimited(t, dev, Options{})
 	c := dialRaw(t, s)
-	c.open("disk", false)
-	c.request(cmdRead, 0, 1, 0, 4096, nil)
-	c.request(cmdRead, 0, 2, 4096, 4096, nil)
+	c.Open("disk", false)
+	c.Request(cmdRead, 0, 1, 0, 4096, nil)
+	c.Request(cmdRead, 0, 2, 4096, 4096, nil)
 	waitFor(t, "both reads to start", func() bool { return dev.reads.Load() == 2 })
-	c.nc.Close()
+	c.NC.Close()
 	waitCancelled(t, srv, 2, dev.cancelled.Load)
 }
 
@@ -155,16 +155,16 @@ func TestDiscFinishesInflight(t *testing.T) {
 	dev := &countingDev{Device: memdev.New(64<<20, false), block: true, release: make(chan struct{})}
 	_, s := startLimited(t, dev, Options{})
 	c := dialRaw(t, s)
-	c.open("disk", false)
-	c.request(cmdRead, 0, 7, 0, 4096, nil)
+	c.Open("disk", false)
+	c.Request(cmdRead, 0, 7, 0, 4096, nil)
 	waitFor(t, "the read to start", func() bool { return dev.reads.Load() == 1 })
-	c.request(cmdDisc, 0, 8, 0, 0, nil)
+	c.Request(cmdDisc, 0, 8, 0, 0, nil)
 	close(dev.release)
-	if h, e := c.simpleReply(); h != 7 || e != 0 {
+	if h, e := c.SimpleReply(); h != 7 || e != 0 {
 		t.Fatalf("reply handle %d errno %d, want 7 and 0", h, e)
 	}
-	c.read(make([]byte, 4096))
-	if !c.closed() {
+	c.Read(make([]byte, 4096))
+	if !c.ClosedSilently() {
 		t.Fatal("the server kept the connection after NBD_CMD_DISC")
 	}
 	if n := dev.cancelled.Load(); n != 0 {
@@ -198,24 +198,6 @@ func TestTicketFor(t *testing.T) {
 	}
 }
 
-// roundTrip writes 4 bytes at off and reads them back.
-func (r *rawConn) roundTrip(off uint64, data [4]byte) {
-	r.t.Helper()
-	r.request(cmdWrite, 0, 101, off, 4, data[:])
-	if h, e := r.simpleReply(); h != 101 || e != 0 {
-		r.t.Fatalf("write: handle %d errno %d, want 101 and 0", h, e)
-	}
-	r.request(cmdRead, 0, 102, off, 4, nil)
-	if h, e := r.simpleReply(); h != 102 || e != 0 {
-		r.t.Fatalf("read: handle %d errno %d, want 102 and 0", h, e)
-	}
-	var got [4]byte
-	r.read(got[:])
-	if got != data {
-		r.t.Fatalf("read back %x, want %x", got, data)
-	}
-}
-
 // Shutdown ends even when a reader waits for budget that a stalled client
 // holds: the wait is cancelled, and the stalled client is dropped after
 // the write deadline like any other.
@@ -224,9 +206,9 @@ func TestShutdownWithStalledClient(t *testing.T) {
 	srv, s := startLimited(t, dev, Options{MemoryBytes: MinMemoryBytes, WriteTimeout: time.Second})
 	const reqLen = 4 << 20
 	slow := dialRaw(t, s)
-	slow.open("disk", false)
+	slow.Open("disk", false)
 	for i := range 20 {
-		slow.request(cmdRead, 0, uint64(i), 0, reqLen, nil)
+		slow.Request(cmdRead, 0, uint64(i), 0, reqLen, nil)
 	}
 	share := srv.opts.InflightBytes / reqLen
 	waitFor(t, "the slow client's share of reads", func() bool { return dev.reads.Load() == share })
@@ -246,8 +228,8 @@ func TestStalledWritePayloadDropped(t *testing.T) {
 	dev := &countingDev{Device: memdev.New(64<<20, false)}
 	srv, s := startLimited(t, dev, Options{PayloadTimeout: time.Second})
 	c := dialRaw(t, s)
-	c.open("disk", false)
-	c.request(cmdWrite, 0, 1, 0, 4<<20, make([]byte, 1000))
+	c.Open("disk", false)
+	c.Request(cmdWrite, 0, 1, 0, 4<<20, make([]byte, 1000))
 	waitFor(t, "the payload's budget to be taken", func() bool { return srv.MemoryInUse() > 0 })
 	if !closedBeforeWatchdog(c) {
 		t.Fatal("the client with an unfinished WRITE was kept")
@@ -261,8 +243,8 @@ func TestShutdownDuringWritePayload(t *testing.T) {
 	dev := &countingDev{Device: memdev.New(64<<20, false)}
 	srv, s := startLimited(t, dev, Options{})
 	c := dialRaw(t, s)
-	c.open("disk", false)
-	c.request(cmdWrite, 0, 1, 0, 4<<20, make([]byte, 1000))
+	c.Open("disk", false)
+	c.Request(cmdWrite, 0, 1, 0, 4<<20, make([]byte, 1000))
 	waitFor(t, "the payload's budget to be taken", func() bool { return srv.MemoryInUse() > 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), watchdog)
 	defer cancel()

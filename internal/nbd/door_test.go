@@ -1,7 +1,6 @@
 package nbd
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/extrasphere/extrasphere/internal/memdev"
+	"github.com/extrasphere/extrasphere/internal/nbdraw"
 )
 
 // doorExports serves "d" to anyone admitted and refuses "secret" with
@@ -150,19 +150,12 @@ func TestRefusalLogBounded(t *testing.T) {
 	}
 }
 
-// dialRawTCP is dialRaw on the door server's TCP listener.
+// dialRawTCP is dialRaw on the door server's TCP listener, with the
+// client flags sent.
 func dialRawTCP(t *testing.T, addr string) *rawConn {
 	t.Helper()
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc.SetDeadline(time.Now().Add(20 * time.Second))
-	t.Cleanup(func() { nc.Close() })
-	r := &rawConn{t: t, nc: nc, br: bufio.NewReader(nc)}
-	var hello [18]byte
-	r.read(hello[:])
-	r.clientFlags(cflagFixedNew | cflagNoZeroes)
+	r := nbdraw.Dial(t, "tcp", addr)
+	r.ClientFlags(cflagFixedNew | cflagNoZeroes)
 	return r
 }
 
@@ -179,20 +172,20 @@ func TestDoorRawBeforeTLS(t *testing.T) {
 		data []byte
 	}{
 		{optList, nil},
-		{optInfo, goPayload("d")},
-		{optGo, goPayload("d")},
+		{optInfo, nbdraw.GoPayload("d")},
+		{optGo, nbdraw.GoPayload("d")},
 		{optStructuredReply, nil},
 		{optListMetaContext, metaReq},
 		{99, nil}, // unknown: still TLS first
 	} {
-		r.option(o.opt, o.data)
-		typ, msg := r.optReply(o.opt)
+		r.Option(o.opt, o.data)
+		typ, msg := r.OptReply(o.opt)
 		if typ != repErrTLSReqd || !strings.Contains(string(msg), doorHint) {
 			t.Fatalf("option %d before TLS: reply %#x %q, want NBD_REP_ERR_TLS_REQD with the hint", o.opt, typ, msg)
 		}
 	}
-	r.option(optExportName, []byte("d"))
-	if !r.closed() {
+	r.Option(optExportName, []byte("d"))
+	if !r.ClosedSilently() {
 		t.Fatal("NBD_OPT_EXPORT_NAME before TLS did not close the connection")
 	}
 }

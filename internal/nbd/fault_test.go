@@ -103,16 +103,16 @@ func TestShutdownDrains(t *testing.T) {
 	srv, uri := startFaultServer(t, fd)
 	sock := uri[strings.Index(uri, "socket=")+len("socket="):]
 	r := dialRaw(t, &testServer{sock: sock})
-	r.open("f", false)
+	r.Open("f", false)
 	for h := uint64(1); h <= 8; h++ {
-		r.request(cmdWrite, 0, h, h*4096, 4096, make([]byte, 4096))
+		r.Request(cmdWrite, 0, h, h*4096, 4096, make([]byte, 4096))
 	}
 	time.Sleep(50 * time.Millisecond) // let the reader take them in
 	done := make(chan error, 1)
 	go func() { done <- srv.Shutdown(context.Background()) }()
 	seen := map[uint64]bool{}
 	for range 8 {
-		h, e := r.simpleReply()
+		h, e := r.SimpleReply()
 		if e != 0 {
 			t.Fatalf("handle %d errno %d", h, e)
 		}
@@ -124,7 +124,7 @@ func TestShutdownDrains(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if !r.closed() {
+	if !r.ClosedSilently() {
 		t.Fatal("connection open after Shutdown")
 	}
 }
@@ -143,14 +143,14 @@ func TestExportGoneDropsConnections(t *testing.T) {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 	r := dialRaw(t, &testServer{sock: sock})
-	r.open("g", false)
-	r.request(cmdRead, 0, 1, 0, 512, nil)
-	if _, e := r.simpleReply(); e != 0 {
+	r.Open("g", false)
+	r.Request(cmdRead, 0, 1, 0, 512, nil)
+	if _, e := r.SimpleReply(); e != 0 {
 		t.Fatalf("read errno %d", e)
 	}
-	r.read(make([]byte, 512))
+	r.Read(make([]byte, 512))
 	close(gone)
-	if !r.closed() {
+	if !r.ClosedSilently() {
 		t.Fatal("connection survived its export's removal")
 	}
 }

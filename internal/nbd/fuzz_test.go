@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/extrasphere/extrasphere/internal/memdev"
+	"github.com/extrasphere/extrasphere/internal/nbdraw"
 )
 
 func FuzzRequest(f *testing.F) {
@@ -42,8 +43,8 @@ func FuzzRequest(f *testing.F) {
 }
 
 func FuzzInfoRequest(f *testing.F) {
-	f.Add(goPayload("disk"))
-	f.Add(append(goPayload("x")[:5], 0, 2, 0, 1, 0, 3))
+	f.Add(nbdraw.GoPayload("disk"))
+	f.Add(append(nbdraw.GoPayload("x")[:5], 0, 2, 0, 1, 0, 3))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := parseInfoRequest(b)
@@ -188,7 +189,7 @@ func connStacks() string {
 // FuzzOptionPhase feeds arbitrary bytes as the negotiation: whatever the
 // options say, the server allocates only what their limits allow.
 func FuzzOptionPhase(f *testing.F) {
-	f.Add(cat(fuzzHello, fuzzOpt(optList, nil), fuzzOpt(optInfo, goPayload("ro"))))
+	f.Add(cat(fuzzHello, fuzzOpt(optList, nil), fuzzOpt(optInfo, nbdraw.GoPayload("ro"))))
 	f.Add(cat(fuzzHello, fuzzOpt(optStructuredReply, nil), fuzzOpt(optListMetaContext, metaPayload("disk")), fuzzOpt(optAbort, []byte{1})))
 	f.Add(cat(fuzzHello, fuzzOpt(optGo, make([]byte, maxGoData+1)), fuzzOpt(99, []byte("xyz"))))
 	f.Add(cat(fuzzHello, fuzzOpt(optStartTLS, nil), fuzzOpt(optSetMetaContext, metaPayload("disk", "base:allocation"))))
@@ -223,13 +224,13 @@ func FuzzTransmission(f *testing.F) {
 		var pre []byte
 		switch mode % 4 {
 		case 0:
-			pre = cat(fuzzHello, fuzzOpt(optStructuredReply, nil), fuzzOpt(optSetMetaContext, metaPayload("disk", "base:allocation")), fuzzOpt(optGo, goPayload("disk")))
+			pre = cat(fuzzHello, fuzzOpt(optStructuredReply, nil), fuzzOpt(optSetMetaContext, metaPayload("disk", "base:allocation")), fuzzOpt(optGo, nbdraw.GoPayload("disk")))
 		case 1:
-			pre = cat(fuzzHello, fuzzOpt(optGo, goPayload("disk")))
+			pre = cat(fuzzHello, fuzzOpt(optGo, nbdraw.GoPayload("disk")))
 		case 2:
 			pre = cat(fuzzHello, fuzzOpt(optStructuredReply, nil), fuzzOpt(optSetMetaContext, metaPayload("disk", "base:allocation")), fuzzOpt(optExportName, []byte("disk")))
 		case 3:
-			pre = cat(fuzzHello, fuzzOpt(optGo, goPayload("ro")))
+			pre = cat(fuzzHello, fuzzOpt(optGo, nbdraw.GoPayload("ro")))
 		}
 		fuzzConn(t, cat(pre, in))
 	})

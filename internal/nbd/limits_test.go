@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/extrasphere/extrasphere/internal/memdev"
+	"github.com/extrasphere/extrasphere/internal/nbdraw"
 )
 
 // Every option's data is checked against what that option can need before
@@ -42,13 +43,13 @@ func TestOptionDataLimits(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := dialRaw(t, s)
-			r.clientFlags(cflagFixedNew)
-			r.option(tc.opt, make([]byte, tc.n))
-			if got := r.finalReply(tc.opt); got != tc.want {
+			r.ClientFlags(cflagFixedNew)
+			r.Option(tc.opt, make([]byte, tc.n))
+			if got := r.FinalReply(tc.opt).Final; got != tc.want {
 				t.Fatalf("reply %#x, want %#x", got, tc.want)
 			}
-			r.option(optGo, goPayload("disk"))
-			if got := r.finalReply(optGo); got != repAck {
+			r.Option(optGo, nbdraw.GoPayload("disk"))
+			if got := r.FinalReply(optGo).Final; got != repAck {
 				t.Fatalf("GO after the oversized option: %#x", got)
 			}
 		})
@@ -65,20 +66,20 @@ func TestOptionDataLimits(t *testing.T) {
 	for _, tc := range ends {
 		t.Run(tc.name, func(t *testing.T) {
 			r := dialRaw(t, s)
-			r.clientFlags(cflagFixedNew)
+			r.ClientFlags(cflagFixedNew)
 			b := binary.BigEndian.AppendUint64(nil, optMagic)
 			b = binary.BigEndian.AppendUint32(b, tc.opt)
-			r.write(binary.BigEndian.AppendUint32(b, tc.n)) // the header alone: nothing is read
-			if !r.closed() {
+			r.Write(binary.BigEndian.AppendUint32(b, tc.n)) // the header alone: nothing is read
+			if !r.ClosedSilently() {
 				t.Fatalf("server waited for %d bytes of option %d", tc.n, tc.opt)
 			}
 		})
 	}
 	t.Run("AbortWithData", func(t *testing.T) {
 		r := dialRaw(t, s)
-		r.clientFlags(cflagFixedNew)
-		r.option(optAbort, make([]byte, 100))
-		if got, _ := r.optReply(optAbort); got != repAck {
+		r.ClientFlags(cflagFixedNew)
+		r.Option(optAbort, make([]byte, 100))
+		if got, _ := r.OptReply(optAbort); got != repAck {
 			t.Fatalf("abort: %#x, want ACK", got)
 		}
 	})
@@ -93,31 +94,31 @@ func maxMetaOption() int { return maxMetaData + 1000 }
 func TestExportNameKeepsStructuredReplies(t *testing.T) {
 	s := startServer(t)
 	r := dialRaw(t, s)
-	r.clientFlags(cflagFixedNew | cflagNoZeroes)
-	r.option(optStructuredReply, nil)
-	if typ, _ := r.optReply(optStructuredReply); typ != repAck {
+	r.ClientFlags(cflagFixedNew | cflagNoZeroes)
+	r.Option(optStructuredReply, nil)
+	if typ, _ := r.OptReply(optStructuredReply); typ != repAck {
 		t.Fatalf("structured reply: %#x", typ)
 	}
-	r.option(optSetMetaContext, metaPayload("disk", "base:allocation"))
-	if typ := r.finalReply(optSetMetaContext); typ != repAck {
+	r.Option(optSetMetaContext, metaPayload("disk", "base:allocation"))
+	if typ := r.FinalReply(optSetMetaContext).Final; typ != repAck {
 		t.Fatalf("set meta context: %#x", typ)
 	}
-	r.option(optExportName, []byte("disk"))
+	r.Option(optExportName, []byte("disk"))
 	var info [10]byte
-	r.read(info[:])
+	r.Read(info[:])
 	if flags := binary.BigEndian.Uint16(info[8:]); flags&tflagDF == 0 {
 		t.Fatalf("transmission flags %#x lack NBD_FLAG_SEND_DF", flags)
 	}
 	if err := s.disk.WriteAt(t.Context(), []byte("abcd"), 4096, 0); err != nil {
 		t.Fatal(err)
 	}
-	r.request(cmdRead, 0, 5, 4096, 4, nil)
-	flags, typ, h, p := r.chunk()
+	r.Request(cmdRead, 0, 5, 4096, 4, nil)
+	flags, typ, h, p := r.Chunk()
 	if typ != chunkOffsetData || h != 5 || flags&chunkFlagDone == 0 || len(p) != 12 || string(p[8:]) != "abcd" {
 		t.Fatalf("READ reply: flags %#x type %d handle %d payload %q, want one OFFSET_DATA chunk", flags, typ, h, p)
 	}
-	r.request(cmdBlockStatus, 0, 6, 0, 1<<20, nil)
-	if _, typ, h, _ := r.chunk(); typ != chunkBlockStatus || h != 6 {
+	r.Request(cmdBlockStatus, 0, 6, 0, 1<<20, nil)
+	if _, typ, h, _ := r.Chunk(); typ != chunkBlockStatus || h != 6 {
 		t.Fatalf("BLOCK_STATUS reply type %d handle %d, want a block status chunk", typ, h)
 	}
 }
@@ -354,12 +355,12 @@ func TestHandshakeDeadlineCoversTLS(t *testing.T) {
 	})
 	t.Run("SilentInTLSHandshake", func(t *testing.T) {
 		r := dialRaw(t, s)
-		r.clientFlags(cflagFixedNew)
-		r.option(optStartTLS, nil)
-		if typ, _ := r.optReply(optStartTLS); typ != repAck {
+		r.ClientFlags(cflagFixedNew)
+		r.Option(optStartTLS, nil)
+		if typ, _ := r.OptReply(optStartTLS); typ != repAck {
 			t.Fatalf("STARTTLS: %#x", typ)
 		}
-		r.write([]byte{0x16, 0x03, 0x01}) // the start of a ClientHello, then nothing
+		r.Write([]byte{0x16, 0x03, 0x01}) // the start of a ClientHello, then nothing
 		if !closedBeforeWatchdog(r) {
 			t.Fatal("a client stalled in the TLS handshake was kept past the handshake deadline")
 		}
@@ -369,8 +370,8 @@ func TestHandshakeDeadlineCoversTLS(t *testing.T) {
 // closedBeforeWatchdog reports whether the server ends the connection
 // before the watchdog, discarding what it sends first.
 func closedBeforeWatchdog(r *rawConn) bool {
-	r.nc.SetReadDeadline(time.Now().Add(watchdog))
-	_, err := io.Copy(io.Discard, r.br)
+	r.NC.SetReadDeadline(time.Now().Add(watchdog))
+	_, err := io.Copy(io.Discard, r.BR)
 	var ne net.Error
 	return !(errors.As(err, &ne) && ne.Timeout())
 }

@@ -45,7 +45,7 @@ func startGated(t *testing.T, dev *gatedDev) (*Server, *rawConn) {
 	t.Helper()
 	srv, s := startLimited(t, dev, Options{})
 	c := dialRaw(t, s)
-	c.open("disk", false)
+	c.Open("disk", false)
 	return srv, c
 }
 
@@ -63,18 +63,18 @@ func TestBlockedRequestDoesNotStopReading(t *testing.T) {
 // first go and reads its reply.
 func readBehindBlocked(t *testing.T, c *rawConn, dev *gatedDev, h uint64) {
 	t.Helper()
-	c.request(cmdRead, 0, h, 0, 4096, nil)
+	c.Request(cmdRead, 0, h, 0, 4096, nil)
 	<-dev.started
-	c.request(cmdRead, 0, h+1, 4096, 4096, nil)
-	if got, e := c.simpleReply(); got != h+1 || e != 0 {
+	c.Request(cmdRead, 0, h+1, 4096, 4096, nil)
+	if got, e := c.SimpleReply(); got != h+1 || e != 0 {
 		t.Fatalf("reply handle %d errno %d, want %d (the read behind the blocked one) and 0", got, e, h+1)
 	}
-	c.read(make([]byte, 4096))
+	c.Read(make([]byte, 4096))
 	close(dev.release)
-	if got, e := c.simpleReply(); got != h || e != 0 {
+	if got, e := c.SimpleReply(); got != h || e != 0 {
 		t.Fatalf("reply handle %d errno %d, want %d and 0", got, e, h)
 	}
-	c.read(make([]byte, 4096))
+	c.Read(make([]byte, 4096))
 }
 
 // A disconnect cancels a lone blocked request too, although it holds the
@@ -82,9 +82,9 @@ func readBehindBlocked(t *testing.T, c *rawConn, dev *gatedDev, h uint64) {
 func TestDisconnectCancelsLoneRequest(t *testing.T) {
 	dev := newGatedDev()
 	srv, c := startGated(t, dev)
-	c.request(cmdRead, 0, 1, 0, 4096, nil)
+	c.Request(cmdRead, 0, 1, 0, 4096, nil)
 	<-dev.started
-	c.nc.Close()
+	c.NC.Close()
 	waitCancelled(t, srv, 1, dev.cancelled.Load)
 }
 
@@ -99,20 +99,20 @@ func TestQueueDepthOneInLine(t *testing.T) {
 		for j := range buf {
 			buf[j] = byte(i)
 		}
-		c.request(cmdWrite, 0, h, uint64(i%16)*4096, 4096, buf)
-		if got, e := c.simpleReply(); got != h || e != 0 {
+		c.Request(cmdWrite, 0, h, uint64(i%16)*4096, 4096, buf)
+		if got, e := c.SimpleReply(); got != h || e != 0 {
 			t.Fatalf("write %d: reply handle %d errno %d", i, got, e)
 		}
-		c.request(cmdFlush, 0, h+1000, 0, 0, nil)
-		if got, e := c.simpleReply(); got != h+1000 || e != 0 {
+		c.Request(cmdFlush, 0, h+1000, 0, 0, nil)
+		if got, e := c.SimpleReply(); got != h+1000 || e != 0 {
 			t.Fatalf("flush %d: reply handle %d errno %d", i, got, e)
 		}
-		c.request(cmdRead, 0, h+2000, uint64(i%16)*4096, 4096, nil)
-		if got, e := c.simpleReply(); got != h+2000 || e != 0 {
+		c.Request(cmdRead, 0, h+2000, uint64(i%16)*4096, 4096, nil)
+		if got, e := c.SimpleReply(); got != h+2000 || e != 0 {
 			t.Fatalf("read %d: reply handle %d errno %d", i, got, e)
 		}
 		got := make([]byte, 4096)
-		c.read(got)
+		c.Read(got)
 		if got[0] != byte(i) || got[4095] != byte(i) {
 			t.Fatalf("read %d: got %d, want %d", i, got[0], byte(i))
 		}
@@ -125,11 +125,11 @@ func TestQueueDepthOneInLine(t *testing.T) {
 func TestWatchRestartsAfterCalm(t *testing.T) {
 	dev := newGatedDev()
 	srv, c := startGated(t, dev)
-	c.request(cmdRead, 0, 1, 4096, 4096, nil) // not gated: runs in line, starts the watch
-	if h, e := c.simpleReply(); h != 1 || e != 0 {
+	c.Request(cmdRead, 0, 1, 4096, 4096, nil) // not gated: runs in line, starts the watch
+	if h, e := c.SimpleReply(); h != 1 || e != 0 {
 		t.Fatalf("reply handle %d errno %d, want 1 and 0", h, e)
 	}
-	c.read(make([]byte, 4096))
+	c.Read(make([]byte, 4096))
 	tr := onlyTransmission(t, srv)
 	waitFor(t, "the watch to stop", func() bool { return !tr.watching.Load() })
 
