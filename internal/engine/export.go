@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/extrasphere/extrasphere/internal/job"
+	"github.com/extrasphere/extrasphere/internal/transfer"
 )
 
 // ExportOptions are the parameters of Export.
@@ -32,8 +33,8 @@ func (e *Engine) Export(ctx context.Context, name string, o ExportOptions) (job.
 	if format == "" {
 		format = formatFromExt(o.Path)
 	}
-	if !validFormat(format) {
-		return job.Info{}, errorf(ErrInvalidArgument, "export %s: format %q: use one of %v", name, format, Formats)
+	if !transfer.ValidFormat(format) {
+		return job.Info{}, errorf(ErrInvalidArgument, "export %s: format %q: use one of %v", name, format, transfer.Formats)
 	}
 	if _, err := os.Lstat(o.Path); err == nil {
 		return job.Info{}, errorf(ErrFileExists, "export %s: %s already exists: remove it or choose another path", name, o.Path)
@@ -67,11 +68,11 @@ func (e *Engine) Export(ctx context.Context, name string, o ExportOptions) (job.
 
 	var fn job.Func
 	if format == "raw" {
-		fn = func(ctx context.Context, j *job.Job) error { return copyOut(ctx, dev, o.Path, j) }
+		fn = func(ctx context.Context, j *job.Job) error { return transfer.CopyOut(ctx, dev, o.Path, j.Add) }
 	} else {
 		args := []string{"convert", "-p", "-f", "raw", "-O", format, e.UnixURI(name), o.Path}
 		fn = func(ctx context.Context, j *job.Job) error {
-			return qemuImgRun(ctx, qemuImg, args, func(pct float64) { j.SetDone(int64(pct / 100 * float64(size))) })
+			return transfer.QemuImgRun(ctx, qemuImg, args, func(pct float64) { j.SetDone(int64(pct / 100 * float64(size))) })
 		}
 	}
 	cleanup := func(err error) error {
@@ -97,7 +98,7 @@ func (e *Engine) Export(ctx context.Context, name string, o ExportOptions) (job.
 // formatFromExt maps a file extension to a format, raw when unknown.
 func formatFromExt(path string) string {
 	ext := strings.TrimPrefix(strings.ToLower(filepath.Ext(path)), ".")
-	if ext != "raw" && validFormat(ext) {
+	if ext != "raw" && transfer.ValidFormat(ext) {
 		return ext
 	}
 	return "raw"

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 
 	"github.com/extrasphere/extrasphere/internal/datastore"
 	"github.com/extrasphere/extrasphere/internal/job"
+	"github.com/extrasphere/extrasphere/internal/transfer"
 )
 
 // ImportOptions are the parameters of Import.
@@ -60,7 +62,7 @@ func (e *Engine) Import(ctx context.Context, name string, o ImportOptions) (job.
 			if err != nil {
 				return err
 			}
-			return copyIn(ctx, dev, src, srcSize, j)
+			return transfer.CopyIn(ctx, dev, src, srcSize, j.Add)
 		}
 	} else {
 		qemuImg, err := e.qemuImgPath("importing a " + format + " image")
@@ -70,7 +72,7 @@ func (e *Engine) Import(ctx context.Context, name string, o ImportOptions) (job.
 		}
 		args := []string{"convert", "-p", "-n", "--target-is-zero", "-f", format, "-O", "raw", o.Path, e.UnixURI(name)}
 		fn = func(ctx context.Context, j *job.Job) error {
-			return qemuImgRun(ctx, qemuImg, args, func(pct float64) { j.SetDone(int64(pct / 100 * float64(size))) })
+			return transfer.QemuImgRun(ctx, qemuImg, args, func(pct float64) { j.SetDone(int64(pct / 100 * float64(size))) })
 		}
 	}
 	cleanup := e.finishOrRemove("import into", name)
@@ -97,8 +99,8 @@ func (e *Engine) openSource(ctx context.Context, path, format string) (src *os.F
 	if !filepath.IsAbs(path) {
 		return nil, 0, "", errorf(ErrInvalidArgument, "source path %q must be absolute", path)
 	}
-	if format != "" && !validFormat(format) {
-		return nil, 0, "", errorf(ErrInvalidArgument, "format %q: use one of %v", format, Formats)
+	if format != "" && !transfer.ValidFormat(format) {
+		return nil, 0, "", errorf(ErrInvalidArgument, "format %q: use one of %v", format, transfer.Formats)
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -110,13 +112,13 @@ func (e *Engine) openSource(ctx context.Context, path, format string) (src *os.F
 	if format == "" {
 		format = "raw"
 		if qemuImg, err := e.qemuImgPath("format detection"); err == nil {
-			in, err := e.qemuImgInfo(ctx, qemuImg, path, "")
+			in, err := e.imageInfo(ctx, qemuImg, path, "")
 			if err != nil {
 				return nil, 0, "", err
 			}
 			format = in.Format
-			if !validFormat(format) {
-				return nil, 0, "", errorf(ErrInvalidArgument, "source %s is a %s image; supported: %v", path, format, Formats)
+			if !transfer.ValidFormat(format) {
+				return nil, 0, "", errorf(ErrInvalidArgument, "source %s is a %s image; supported: %v", path, format, transfer.Formats)
 			}
 		}
 	}
@@ -125,7 +127,7 @@ func (e *Engine) openSource(ctx context.Context, path, format string) (src *os.F
 		if err != nil {
 			return nil, 0, "", err
 		}
-		in, err := e.qemuImgInfo(ctx, qemuImg, path, format)
+		in, err := e.imageInfo(ctx, qemuImg, path, format)
 		if err != nil {
 			return nil, 0, "", err
 		}
@@ -185,4 +187,23 @@ func (e *Engine) finishImport(name string) error {
 	v.files.Importing = false
 	e.mu.Unlock()
 	return nil
+}
+
+// qemuImgPath finds qemu-img or returns ErrQemuImgMissing with a hint.
+func (e *Engine) qemuImgPath(why string) (string, error) {
+	p, err := exec.LookPath(e.cfg.QemuImg)
+	if err != nil {
+		return "", errorf(ErrQemuImgMissing, "%s needs %s, which is not installed (apt-get install qemu-utils)", why, e.cfg.QemuImg)
+	}
+	return p, nil
+}
+
+// imageInfo is transfer.QemuImgInfo with an unusable image reported as
+// ErrInvalidArgument.
+func (e *Engine) imageInfo(ctx context.Context, qemuImg, path, format string) (transfer.ImageInfo, error) {
+	in, err := transfer.QemuImgInfo(ctx, qemuImg, path, format)
+	if errors.Is(err, transfer.ErrBadImage) {
+		err = errorf(ErrInvalidArgument, "%w", err)
+	}
+	return in, err
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/extrasphere/extrasphere/internal/flat"
 	"github.com/extrasphere/extrasphere/internal/job"
 	"github.com/extrasphere/extrasphere/internal/sparse"
+	"github.com/extrasphere/extrasphere/internal/transfer"
 	"github.com/extrasphere/extrasphere/internal/vmdk"
 )
 
@@ -344,7 +345,7 @@ func (e *Engine) copyLayers(ctx context.Context, v *volume, frozen []layer, dir 
 	}
 	j.SetTotal(total + v.files.Size)
 	c := &layerCopies{baseDesc: filepath.Join(dir, filepath.Base(frozen[0].path))}
-	lim := newLimiter(rate)
+	lim := transfer.NewLimiter(rate)
 	// The base: a new sparse flat with the same descriptor text, and the
 	// frozen flat's data ranges copied in by the kernel.
 	if err := flat.Create(c.baseDesc, v.files.Size, flat.CreateOptions{}); err != nil {
@@ -415,7 +416,7 @@ func copyDescriptor(src, dst string) error {
 
 // copyFile copies a frozen file into a new one, keeping holes, and
 // fsyncs it. It returns the file's size.
-func copyFile(ctx context.Context, src, dst string, lim *limiter, progress func(int64)) (int64, error) {
+func copyFile(ctx context.Context, src, dst string, lim *transfer.Limiter, progress func(int64)) (int64, error) {
 	fi, err := os.Stat(src)
 	if err != nil {
 		return 0, err
@@ -434,7 +435,7 @@ func copyFile(ctx context.Context, src, dst string, lim *limiter, progress func(
 
 // copyFileData copies the data ranges of src into dst, an existing file
 // that reads as zeros where src has holes, and fdatasyncs dst.
-func copyFileData(ctx context.Context, src, dst string, size int64, lim *limiter, progress func(int64)) error {
+func copyFileData(ctx context.Context, src, dst string, size int64, lim *transfer.Limiter, progress func(int64)) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -446,7 +447,7 @@ func copyFileData(ctx context.Context, src, dst string, size int64, lim *limiter
 	}
 	defer out.Close()
 	var done int64
-	if err := fsx.CopyData(ctx, out, in, size, copyFileChunk, lim.wait, func(n int64) {
+	if err := fsx.CopyData(ctx, out, in, size, copyFileChunk, lim.Wait, func(n int64) {
 		done += n
 		if progress != nil {
 			progress(done)

@@ -1,4 +1,4 @@
-package engine
+package transfer
 
 import (
 	"bytes"
@@ -26,7 +26,7 @@ func TestCopyDeviceCopiesDataAndCountsHoles(t *testing.T) {
 	dst := memdev.New(size, false)
 	var mu sync.Mutex // the copy's workers report concurrently
 	var last int64
-	err := copyDevice(ctx, dst, src, 0, func(done int64) {
+	err := CopyDevice(ctx, dst, src, 0, func(done int64) {
 		mu.Lock()
 		defer mu.Unlock()
 		if done > size {
@@ -80,8 +80,8 @@ func (failStatus) BlockStatus(context.Context, string, int64, int64) ([]blockdev
 func TestCopySpansWhenBlockStatusFails(t *testing.T) {
 	ctx := t.Context()
 	src := failStatus{memdev.New(1<<20, false)}
-	if err := copyDevice(ctx, memdev.New(1<<20, false), src, 0, nil); !errors.Is(err, errStatus) {
-		t.Fatalf("copyDevice = %v, want %v", err, errStatus)
+	if err := CopyDevice(ctx, memdev.New(1<<20, false), src, 0, nil); !errors.Is(err, errStatus) {
+		t.Fatalf("CopyDevice = %v, want %v", err, errStatus)
 	}
 	var got []blockdev.Range
 	err := allocatedSpans(src, 1<<20, true)(ctx, func(r blockdev.Range) bool {
@@ -119,10 +119,10 @@ func TestCopyDeviceCancels(t *testing.T) {
 	}
 	dst := blockWrites{Device: memdev.New(size, false), started: make(chan struct{}, 1)}
 	errc := make(chan error, 1)
-	go func() { errc <- copyDevice(ctx, dst, src, 0, nil) }()
+	go func() { errc <- CopyDevice(ctx, dst, src, 0, nil) }()
 	<-dst.started
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
-		t.Fatalf("copyDevice = %v, want context.Canceled", err)
+		t.Fatalf("CopyDevice = %v, want context.Canceled", err)
 	}
 }

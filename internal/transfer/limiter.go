@@ -1,4 +1,4 @@
-package engine
+package transfer
 
 import (
 	"context"
@@ -6,16 +6,20 @@ import (
 	"time"
 )
 
-// limiter spaces reads to at most rate bytes per second.
-type limiter struct {
+// Limiter spaces reads to at most rate bytes per second (a migration's
+// --rate). Its methods are safe for concurrent use.
+type Limiter struct {
 	rate int64
 	mu   sync.Mutex // guards next
 	next time.Time  // when the budget allows the next read to start
 }
 
-func newLimiter(rate int64) *limiter { return &limiter{rate: rate} }
+// NewLimiter returns a Limiter of rate bytes per second; rate <= 0 does
+// not limit.
+func NewLimiter(rate int64) *Limiter { return &Limiter{rate: rate} }
 
-func (l *limiter) wait(ctx context.Context, n int64) error {
+// Wait waits until n more bytes fit the rate, or ctx ends.
+func (l *Limiter) Wait(ctx context.Context, n int64) error {
 	if l.rate <= 0 {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package engine
+package transfer
 
 import (
 	"context"
@@ -15,7 +15,6 @@ import (
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/datastore"
-	"github.com/extrasphere/extrasphere/internal/job"
 )
 
 // Native copy tuning: chunks of copyChunk bytes (at most the device's
@@ -25,9 +24,9 @@ const (
 	copyWorkers = 4
 )
 
-// chunkSize is the copy unit for dev: copyChunk bounded by MaxPayload and
+// ChunkSize is the copy unit for dev: copyChunk bounded by MaxPayload and
 // a multiple of MinBlock.
-func chunkSize(c blockdev.Caps) int64 {
+func ChunkSize(c blockdev.Caps) int64 {
 	n := int64(copyChunk)
 	if c.MaxPayload > 0 && int64(c.MaxPayload) < n {
 		n = int64(c.MaxPayload)
@@ -38,18 +37,19 @@ func chunkSize(c blockdev.Caps) int64 {
 	return n
 }
 
-// copyIn copies srcSize bytes of a raw file into dev, which reads as
+// CopyIn copies srcSize bytes of a raw file into dev, which reads as
 // zeros: holes of the source are skipped with SEEK_DATA/SEEK_HOLE and
 // all-zero chunks are not written. A source shorter than a block is
-// padded with zeros. Ends with a Flush.
-func copyIn(ctx context.Context, dev blockdev.Device, src *os.File, srcSize int64, j *job.Job) error {
+// padded with zeros. progress gets the bytes done since its last call
+// (holes included; it may be nil). Ends with a Flush.
+func CopyIn(ctx context.Context, dev blockdev.Device, src *os.File, srcSize int64, progress func(n int64)) error {
 	caps := dev.Caps()
 	size := dev.Size()
 	spans := alignSpans(dataSpans(src, min(srcSize, size)), int64(max(caps.MinBlock, 1)), size)
 	err := copyPlan{
 		size:  size,
 		spans: rangesOf(spans),
-		chunk: chunkSize(caps),
+		chunk: ChunkSize(caps),
 		read: func(_ context.Context, b []byte, off int64) error {
 			n, err := src.ReadAt(b, off)
 			if err != nil && !errors.Is(err, io.EOF) {
@@ -64,7 +64,7 @@ func copyIn(ctx context.Context, dev blockdev.Device, src *os.File, srcSize int6
 			}
 			return nil
 		},
-		progress: j.Add,
+		progress: progress,
 	}.run(ctx)
 	if err != nil {
 		return err
@@ -75,11 +75,12 @@ func copyIn(ctx context.Context, dev blockdev.Device, src *os.File, srcSize int6
 	return nil
 }
 
-// copyOut writes dev to a new sparse raw file at path: the file is
+// CopyOut writes dev to a new sparse raw file at path: the file is
 // truncated to the device size, ranges BlockStatus reports as zero are
 // skipped, and all-zero chunks are not written. The file is fsynced and
-// its directory too.
-func copyOut(ctx context.Context, dev blockdev.Device, path string, j *job.Job) (err error) {
+// its directory too. On an error the file is left for the caller to
+// remove. progress is as for CopyIn.
+func CopyOut(ctx context.Context, dev blockdev.Device, path string, progress func(n int64)) (err error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", path, err)
@@ -96,7 +97,7 @@ func copyOut(ctx context.Context, dev blockdev.Device, path string, j *job.Job) 
 	err = copyPlan{
 		size:  size,
 		spans: allocatedSpans(dev, size, true),
-		chunk: chunkSize(dev.Caps()),
+		chunk: ChunkSize(dev.Caps()),
 		read: func(ctx context.Context, b []byte, off int64) error {
 			if err := dev.ReadAt(ctx, b, off); err != nil {
 				return fmt.Errorf("read volume at %d: %w", off, err)
@@ -109,12 +110,11 @@ func copyOut(ctx context.Context, dev blockdev.Device, path string, j *job.Job) 
 			}
 			return nil
 		},
-		progress: j.Add,
+		progress: progress,
 	}.run(ctx)
 	if err != nil {
 		return err
 	}
-	// gofail: var engineExportBeforeFsync struct{}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("fsync %s: %w", path, err)
 	}
@@ -124,12 +124,12 @@ func copyOut(ctx context.Context, dev blockdev.Device, path string, j *job.Job) 
 	return datastore.SyncDir(filepath.Dir(path))
 }
 
-// copyDevice copies src into dst (same size; dst reads as zeros where it
+// CopyDevice copies src into dst (same size; dst reads as zeros where it
 // was not written). Ranges src reports as holes or zeros, and all-zero
 // chunks, are not written; a failed BlockStatus fails the copy. rate,
 // when > 0, caps the bytes read per second (the --rate of a migration);
 // progress gets the bytes done so far. Ends with a Flush of dst.
-func copyDevice(ctx context.Context, dst, src blockdev.Device, rate int64, progress func(done int64)) error {
+func CopyDevice(ctx context.Context, dst, src blockdev.Device, rate int64, progress func(done int64)) error {
 	size := src.Size()
 	if dst.Size() != size {
 		return fmt.Errorf("copy: source is %d bytes, target %d", size, dst.Size())
@@ -138,7 +138,7 @@ func copyDevice(ctx context.Context, dst, src blockdev.Device, rate int64, progr
 	err := copyPlan{
 		size:  size,
 		spans: allocatedSpans(src, size, false),
-		chunk: chunkSize(dst.Caps()),
+		chunk: ChunkSize(dst.Caps()),
 		read: func(ctx context.Context, b []byte, off int64) error {
 			if err := src.ReadAt(ctx, b, off); err != nil {
 				return fmt.Errorf("copy: read at %d: %w", off, err)
@@ -183,7 +183,7 @@ type copyPlan struct {
 // of a span listing, a read or a write.
 func (p copyPlan) run(ctx context.Context) error {
 	pool := sync.Pool{New: func() any { b := make([]byte, p.chunk); return &b }}
-	lim := newLimiter(p.rate)
+	lim := NewLimiter(p.rate)
 	report := func(n int64) {
 		if p.progress != nil && n > 0 {
 			p.progress(n)
@@ -203,7 +203,7 @@ func (p copyPlan) run(ctx context.Context) error {
 				bp := pool.Get().(*[]byte)
 				defer pool.Put(bp)
 				b := (*bp)[:piece.Len]
-				if err := lim.wait(gctx, piece.Len); err != nil {
+				if err := lim.Wait(gctx, piece.Len); err != nil {
 					return err
 				}
 				if err := p.read(gctx, b, piece.Off); err != nil {

@@ -1,9 +1,10 @@
-package engine
+package transfer
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
 	"regexp"
@@ -13,11 +14,15 @@ import (
 	"time"
 )
 
+// ErrBadImage: qemu-img describes an image that cannot be a volume.
+var ErrBadImage = errors.New("not a usable image")
+
 // Formats lists the image formats import and export accept. "raw" is
 // handled natively; the others go through qemu-img.
 var Formats = []string{"raw", "qcow2", "vmdk", "vdi", "vhdx"}
 
-func validFormat(f string) bool {
+// ValidFormat reports whether f is one of Formats.
+func ValidFormat(f string) bool {
 	for _, x := range Formats {
 		if f == x {
 			return true
@@ -26,23 +31,15 @@ func validFormat(f string) bool {
 	return false
 }
 
-// qemuImgPath finds qemu-img or returns ErrQemuImgMissing with a hint.
-func (e *Engine) qemuImgPath(why string) (string, error) {
-	p, err := exec.LookPath(e.cfg.QemuImg)
-	if err != nil {
-		return "", errorf(ErrQemuImgMissing, "%s needs %s, which is not installed (apt-get install qemu-utils)", why, e.cfg.QemuImg)
-	}
-	return p, nil
-}
-
-// imageInfo is the part of `qemu-img info --output=json` the engine uses.
-type imageInfo struct {
+// ImageInfo is the part of `qemu-img info --output=json` that import uses.
+type ImageInfo struct {
 	Format      string `json:"format"`
 	VirtualSize int64  `json:"virtual-size"`
 }
 
-// qemuImgInfo runs qemu-img info on path; format "" lets qemu-img probe.
-func (e *Engine) qemuImgInfo(ctx context.Context, qemuImg, path, format string) (imageInfo, error) {
+// QemuImgInfo runs qemu-img (the binary at qemuImg) info on path; format
+// "" lets qemu-img probe. An image without a size fails with ErrBadImage.
+func QemuImgInfo(ctx context.Context, qemuImg, path, format string) (ImageInfo, error) {
 	args := []string{"info", "--output=json"}
 	if format != "" {
 		args = append(args, "-f", format)
@@ -52,14 +49,14 @@ func (e *Engine) qemuImgInfo(ctx context.Context, qemuImg, path, format string) 
 	cmd := exec.CommandContext(ctx, qemuImg, args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return imageInfo{}, fmt.Errorf("qemu-img info %s: %s: %w", path, lastLine(stderr.String()), err)
+		return ImageInfo{}, fmt.Errorf("qemu-img info %s: %s: %w", path, lastLine(stderr.String()), err)
 	}
-	var in imageInfo
+	var in ImageInfo
 	if err := json.Unmarshal(stdout.Bytes(), &in); err != nil {
-		return imageInfo{}, fmt.Errorf("qemu-img info %s: decode: %w", path, err)
+		return ImageInfo{}, fmt.Errorf("qemu-img info %s: decode: %w", path, err)
 	}
 	if in.VirtualSize <= 0 {
-		return imageInfo{}, errorf(ErrInvalidArgument, "qemu-img info %s: virtual size %d", path, in.VirtualSize)
+		return ImageInfo{}, fmt.Errorf("qemu-img info %s: virtual size %d: %w", path, in.VirtualSize, ErrBadImage)
 	}
 	return in, nil
 }
@@ -71,9 +68,9 @@ var progressRE = regexp.MustCompile(`\((\d+(?:\.\d+)?)/100%\)`)
 // it is killed (a child holding them must not hang the job).
 const waitDelay = 5 * time.Second
 
-// qemuImgRun runs qemu-img with -p in args and calls onPct with every
+// QemuImgRun runs qemu-img with -p in args and calls onPct with every
 // percentage it prints. A cancelled ctx kills qemu-img.
-func qemuImgRun(ctx context.Context, qemuImg string, args []string, onPct func(float64)) error {
+func QemuImgRun(ctx context.Context, qemuImg string, args []string, onPct func(float64)) error {
 	cmd := exec.CommandContext(ctx, qemuImg, args...)
 	var stderr tailBuffer
 	cmd.Stdout = &progressWriter{onPct: onPct}
