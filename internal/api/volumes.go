@@ -115,7 +115,7 @@ func (s *server) attach(w http.ResponseWriter, r *http.Request) {
 	}
 	kind := r.URL.Query().Get("kind")
 	if kind == "" {
-		kind = engine.AttachQEMU
+		kind = apischema.AttachQEMU
 	}
 	text, err := s.eng.AttachTLS(r.Context(), r.PathValue("name"), kind, tcp, r.URL.Query().Get("tls_dir"))
 	if err != nil {

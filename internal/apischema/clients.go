@@ -4,6 +4,12 @@ package apischema
 
 import "time"
 
+// Attach kinds: the kind parameter of GET /v1/volumes/{name}/attach.
+const (
+	AttachQEMU    = "qemu"
+	AttachLibvirt = "libvirt"
+)
+
 // DefaultTLSDir is where the TLS attach snippets (GET
 // /v1/volumes/{name}/attach?tcp=1) look for a client's certificates when
 // no directory is given: libvirt's default nbd_tls_x509_cert_dir

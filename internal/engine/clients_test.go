@@ -189,7 +189,7 @@ func TestAddClientErrors(t *testing.T) {
 
 func TestAttachTLS(t *testing.T) {
 	f := startTLSEngine(t)
-	q, err := f.e.AttachTLS(t.Context(), "a", AttachQEMU, true, "/etc/certs")
+	q, err := f.e.AttachTLS(t.Context(), "a", apischema.AttachQEMU, true, "/etc/certs")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func TestAttachTLS(t *testing.T) {
 	if !strings.Contains(q, ",tls-creds=es-tls,") {
 		t.Errorf("the -drive alternative lacks tls-creds:\n%s", q)
 	}
-	x, err := f.e.AttachTLS(t.Context(), "a", AttachLibvirt, true, "")
+	x, err := f.e.AttachTLS(t.Context(), "a", apischema.AttachLibvirt, true, "")
 	if err != nil {
 		t.Fatal(err)
 	}

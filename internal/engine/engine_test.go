@@ -343,7 +343,7 @@ func TestAttach(t *testing.T) {
 	mustCreate(t, e, CreateOptions{Name: "vm1", Size: 4096})
 	sock := filepath.Join(dir, "nbd.sock")
 
-	q, err := e.Attach(t.Context(), "vm1", AttachQEMU, false)
+	q, err := e.Attach(t.Context(), "vm1", apischema.AttachQEMU, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,26 +354,26 @@ func TestAttach(t *testing.T) {
 	if !strings.Contains(q, "-drive 'driver=nbd,server.type=unix,server.path="+sock+",export=vm1,reconnect-delay=30,if=virtio'") {
 		t.Errorf("no -drive alternative in %s", q)
 	}
-	qt, _ := e.Attach(t.Context(), "vm1", AttachQEMU, true)
+	qt, _ := e.Attach(t.Context(), "vm1", apischema.AttachQEMU, true)
 	if !strings.Contains(qt, `"server":{"type":"inet","host":"127.0.0.1","port":"10809"}`) {
 		t.Errorf("tcp qemu %s", qt)
 	}
-	x, _ := e.Attach(t.Context(), "vm1", AttachLibvirt, false)
+	x, _ := e.Attach(t.Context(), "vm1", apischema.AttachLibvirt, false)
 	for _, s := range []string{"<disk type='network' device='disk'>", "<driver name='qemu' type='raw' cache='none' io='native' discard='unmap'/>",
 		"<source protocol='nbd' name='vm1'>", "<host transport='unix' socket='" + sock + "'/>", "<reconnect delay='30'/>", "bus='virtio'"} {
 		if !strings.Contains(x, s) {
 			t.Errorf("libvirt xml lacks %s:\n%s", s, x)
 		}
 	}
-	xt, _ := e.Attach(t.Context(), "vm1", AttachLibvirt, true)
+	xt, _ := e.Attach(t.Context(), "vm1", apischema.AttachLibvirt, true)
 	if !strings.Contains(xt, "<host name='127.0.0.1' port='10809'/>") {
 		t.Errorf("tcp libvirt %s", xt)
 	}
-	if _, err := e.Attach(t.Context(), "nope", AttachQEMU, false); !errors.Is(err, ErrVolumeNotFound) {
+	if _, err := e.Attach(t.Context(), "nope", apischema.AttachQEMU, false); !errors.Is(err, ErrVolumeNotFound) {
 		t.Errorf("attach unknown: %v", err)
 	}
-	if got, want := nodeName("0starts-with-a-digit-and-is-long"), "es-0starts-with-a-dig-"; !strings.HasPrefix(got, want) || len(got) > 31 {
-		t.Errorf("node name %q", got)
+	if _, err := e.Attach(t.Context(), "vm1", "vmware", false); !errors.Is(err, ErrInvalidArgument) {
+		t.Errorf("attach of an unknown kind: %v, want ErrInvalidArgument", err)
 	}
 }
 
