@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/extrasphere/extrasphere/internal/access"
 	"github.com/extrasphere/extrasphere/internal/engine"
 	"github.com/extrasphere/extrasphere/internal/nbd"
 	"github.com/extrasphere/extrasphere/internal/node"
@@ -75,7 +76,7 @@ func openClientCA(data, nbdAddr string, ns *node.Service) (*pki.CA, tls.Certific
 }
 
 // nbdServerTLS is the NBD server's TLS configuration. A node's replica
-// stream offers engine.ReplicaALPN and gets the node's own TLS (its
+// stream offers access.ReplicaALPN and gets the node's own TLS (its
 // certificate is pinned by the source; the engine checks the source's
 // certificate per export); every other client gets the certificate the
 // client CA issued and is verified against that CA.
@@ -85,7 +86,7 @@ func nbdServerTLS(ca *pki.CA, cert tls.Certificate, ns *node.Service) *tls.Confi
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
-			if !slices.Contains(h.SupportedProtos, engine.ReplicaALPN) {
+			if !slices.Contains(h.SupportedProtos, access.ReplicaALPN) {
 				return clients, nil
 			}
 			cfg, err := nodes.GetConfigForClient(h)
@@ -93,7 +94,7 @@ func nbdServerTLS(ca *pki.CA, cert tls.Certificate, ns *node.Service) *tls.Confi
 				return nil, err
 			}
 			cfg = cfg.Clone()
-			cfg.NextProtos = []string{engine.ReplicaALPN}
+			cfg.NextProtos = []string{access.ReplicaALPN}
 			return cfg, nil
 		},
 	}

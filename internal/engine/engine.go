@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/access"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/catalog"
 	"github.com/extrasphere/extrasphere/internal/cbt"
@@ -39,7 +40,8 @@ type Engine struct {
 
 	cleanups sync.WaitGroup // background removals of files no longer read (old copies after a migration); Close waits
 
-	repos *repos.Registry // the backup repositories (internal/repos has its own lock)
+	repos  *repos.Registry // the backup repositories (internal/repos has its own lock)
+	access *access.Access  // the NBD clients and what they may open
 
 	// onStep, set only by tests before any job runs, is called at every
 	// named step (failpoint) of a long operation.
@@ -129,6 +131,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	e := &Engine{cfg: cfg, log: cfg.Logger, cat: cat, jobs: job.NewRegistry(jobOptions(cat, cfg.Logger)),
 		datastores: map[string]*dsEntry{}, volumes: map[string]*volume{}, reserved: map[string]bool{}}
+	e.access = access.New(cat, cfg.ClientCA, cfg.Logger)
 	e.repos, err = repos.Open(cat, cfg.Logger, cfg.Failpoints, now)
 	if err == nil {
 		err = e.load(ctx)

@@ -2,7 +2,8 @@ package engine
 
 import (
 	"errors"
-	"fmt"
+
+	"github.com/extrasphere/extrasphere/internal/errkind"
 )
 
 // Sentinel errors of the engine. Every error the engine returns wraps at
@@ -67,19 +68,6 @@ var (
 	ErrStreamEpoch = errors.New("replica stream without a valid epoch")
 )
 
-// kindError is an error whose message is complete on its own and that
-// also wraps a sentinel for errors.Is, without repeating the sentinel's
-// text at the end of the message.
-type kindError struct {
-	kind error // one of the sentinels above
-	err  error // the full message, possibly wrapping a cause
-}
-
-func (e *kindError) Error() string   { return e.err.Error() }
-func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
-
 // errorf formats a message like fmt.Errorf (%w allowed for a cause) and
-// tags it with the sentinel kind.
-func errorf(kind error, format string, a ...any) error {
-	return &kindError{kind: kind, err: fmt.Errorf(format, a...)}
-}
+// tags it with the sentinel kind (internal/errkind).
+func errorf(kind error, format string, a ...any) error { return errkind.Errorf(kind, format, a...) }

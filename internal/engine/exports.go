@@ -20,7 +20,7 @@ func (e *Engine) OpenExport(ctx context.Context, name string) (*nbd.Export, func
 	}
 	// Who the client is (clients.go) is asked before the engine lock: it
 	// reads the catalog.
-	clientRO, err := e.grant(ctx, name)
+	clientRO, err := e.access.Grant(ctx, name)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -73,7 +73,7 @@ func (e *Engine) ListExports(ctx context.Context) []string {
 	}
 	e.mu.Unlock()
 	sort.Strings(out)
-	return e.listable(ctx, out)
+	return e.access.Listable(ctx, out)
 }
 
 // UnixURI is the nbd+unix URI of an export.

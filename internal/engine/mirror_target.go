@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/extrasphere/extrasphere/internal/access"
 	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/catalog"
@@ -220,7 +221,7 @@ func (e *Engine) dialer(rec catalog.Mirror, size int64) (mirror.Dialer, error) {
 		if err != nil {
 			return nil, err
 		}
-		cfg.NextProtos = []string{ReplicaALPN} // the node certificate, not the client CA's (clients.go)
+		cfg.NextProtos = []string{access.ReplicaALPN} // the node certificate, not the client CA's (clients.go)
 		// Every session has a new epoch: the replica fences the older
 		// ones before it acknowledges this one's NBD_OPT_GO.
 		epoch, err := e.cat.NextStreamEpoch(uint64(time.Now().UnixNano()))

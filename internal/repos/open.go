@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/extrasphere/extrasphere/internal/catalog"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/repo"
 	"github.com/extrasphere/extrasphere/internal/repo/backend"
 	"github.com/extrasphere/extrasphere/internal/repo/backend/local"
@@ -21,7 +22,7 @@ func openRepo(ctx context.Context, rec catalog.Repo, create bool, chunkSize int)
 		if errors.Is(err, repo.ErrExists) {
 			kind = ErrExists
 		}
-		return errorf(kind, "repository %s at %s: %w", rec.Name, rec.Location, err)
+		return errkind.Errorf(kind, "repository %s at %s: %w", rec.Name, rec.Location, err)
 	}
 	var password []byte
 	if rec.PasswordFile != "" {

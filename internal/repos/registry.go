@@ -3,7 +3,6 @@ package repos
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/catalog"
 	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/failpoint"
 	"github.com/extrasphere/extrasphere/internal/repo"
 	"github.com/extrasphere/extrasphere/internal/repo/backend/s3"
@@ -70,24 +70,24 @@ func (g *Registry) Add(ctx context.Context, req apischema.RepoRequest) (apischem
 		req.Name = apischema.DefaultRepo
 	}
 	if err := datastore.CheckName("repository", req.Name); err != nil {
-		return apischema.RepoInfo{}, errorf(ErrInvalidArgument, "%v", err)
+		return apischema.RepoInfo{}, errkind.Errorf(ErrInvalidArgument, "%v", err)
 	}
 	if req.PasswordFile != "" && !filepath.IsAbs(req.PasswordFile) {
-		return apischema.RepoInfo{}, errorf(ErrInvalidArgument, "password file %q: give an absolute path (the daemon reads it)", req.PasswordFile)
+		return apischema.RepoInfo{}, errkind.Errorf(ErrInvalidArgument, "password file %q: give an absolute path (the daemon reads it)", req.PasswordFile)
 	}
 	rec := catalog.Repo{Name: req.Name, Location: req.Location, Endpoint: req.Endpoint, Insecure: req.Insecure,
 		Region: req.Region, AccessKey: req.AccessKey, SecretKey: req.SecretKey, PasswordFile: req.PasswordFile,
 		Added: g.now()}
 	if !s3.IsURL(rec.Location) {
 		if !filepath.IsAbs(rec.Location) {
-			return apischema.RepoInfo{}, errorf(ErrInvalidArgument, "repository location %q: give an absolute directory or s3://BUCKET/PREFIX", rec.Location)
+			return apischema.RepoInfo{}, errkind.Errorf(ErrInvalidArgument, "repository location %q: give an absolute directory or s3://BUCKET/PREFIX", rec.Location)
 		}
 		rec.Location = filepath.Clean(rec.Location)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if _, ok := g.m[req.Name]; ok {
-		return apischema.RepoInfo{}, errorf(ErrExists, "repository %s already exists (see `extrasphere repo list`)", req.Name)
+		return apischema.RepoInfo{}, errkind.Errorf(ErrExists, "repository %s already exists (see `extrasphere repo list`)", req.Name)
 	}
 	r, err := openRepo(ctx, rec, req.Init, req.ChunkSize)
 	if err != nil {
@@ -183,9 +183,9 @@ func (g *Registry) openLocked(ctx context.Context, ent *entry) (*repo.Repo, erro
 
 func notFound(name string) error {
 	if name == apischema.DefaultRepo {
-		return errorf(ErrNotFound, "no backup repository %s: create one with `extrasphere repo init DIR` (or s3://BUCKET/PREFIX --endpoint URL)", name)
+		return errkind.Errorf(ErrNotFound, "no backup repository %s: create one with `extrasphere repo init DIR` (or s3://BUCKET/PREFIX --endpoint URL)", name)
 	}
-	return errorf(ErrNotFound, "no backup repository %s (see `extrasphere repo list`)", name)
+	return errkind.Errorf(ErrNotFound, "no backup repository %s (see `extrasphere repo list`)", name)
 }
 
 func info(rec catalog.Repo, r *repo.Repo, err error) apischema.RepoInfo {
@@ -198,15 +198,4 @@ func info(rec catalog.Repo, r *repo.Repo, err error) apischema.RepoInfo {
 		in.Error = err.Error()
 	}
 	return in
-}
-
-// kindError is a message complete on its own that also matches its
-// sentinel with errors.Is.
-type kindError struct{ kind, err error }
-
-func (e *kindError) Error() string   { return e.err.Error() }
-func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
-
-func errorf(kind error, format string, a ...any) error {
-	return &kindError{kind: kind, err: fmt.Errorf(format, a...)}
 }
