@@ -135,7 +135,14 @@ func (m *crashModel) fill(t *testing.T, uri string, seed uint64) {
 // the old or the new content. Afterwards the model holds what was read there.
 func (m *crashModel) verify(t *testing.T, d *daemon, vol, when string) {
 	t.Helper()
-	got := readFile(t, migExport(t, d, vol))
+	m.data, m.pending = m.check(t, readFile(t, migExport(t, d, vol)), when+": volume "+vol), nil
+}
+
+// check compares got with the model and returns what the model becomes: every acknowledged write
+// must be in got; a write that was not acknowledged may hold the old or the new bytes, and got
+// says which. what names the copy checked, for the failure message.
+func (m *crashModel) check(t *testing.T, got []byte, what string) []byte {
+	t.Helper()
 	want := bytes.Clone(m.data)
 	for _, p := range m.pending {
 		for i := p.off; i < p.off+p.n; i++ {
@@ -151,10 +158,10 @@ func (m *crashModel) verify(t *testing.T, d *daemon, vol, when string) {
 				cover = append(cover, w.String())
 			}
 		}
-		t.Fatalf("%s: volume %s byte %d is %#x, want %#x (random data below %d; writes covering it, oldest first: %q)",
-			when, vol, i, got[i], want[i], crashDataLen, cover)
+		t.Fatalf("%s: byte %d is %#x, want %#x (random data below %d; writes covering it, oldest first: %q)",
+			what, i, got[i], want[i], crashDataLen, cover)
 	}
-	m.data, m.pending = want, nil
+	return want
 }
 
 // checkOffline stops the daemon, checks with qemu-img that the volume's chain in dir opens and

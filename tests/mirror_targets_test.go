@@ -296,29 +296,6 @@ func TestMirrorBlockPolicy(t *testing.T) {
 // completion), even if the FLUSH after it failed.
 func mtAcked(w crashWrite) bool { return w.ok || strings.Contains(w.out, "wrote ") }
 
-// mtCheckModel compares got with the model: every acknowledged write must be there; a write that
-// was not acknowledged may hold the old or the new bytes.
-func mtCheckModel(t *testing.T, m *crashModel, got []byte, when string) {
-	t.Helper()
-	want := bytes.Clone(m.data)
-	for _, p := range m.pending {
-		for i := p.off; i < p.off+p.n; i++ {
-			if got[i] == p.pat {
-				want[i] = p.pat
-			}
-		}
-	}
-	if i := firstDiff(got, want); i >= 0 {
-		var cover []string
-		for _, w := range m.log {
-			if int64(i) >= w.off && int64(i) < w.off+w.n {
-				cover = append(cover, w.String())
-			}
-		}
-		t.Fatalf("%s: byte %d is %#x, want %#x (writes covering it, oldest first: %q)", when, i, got[i], want[i], cover)
-	}
-}
-
 // TestMirrorSourceKilled (issue 5, Must show 2): a volume mirrored to another daemon; while a
 // write+flush loop runs, the source daemon gets SIGKILL. Every write the source acknowledged
 // (qemu-io reported it done) is in the replica's flat file, read offline. Restarted, the source's
@@ -357,7 +334,7 @@ func TestMirrorSourceKilled(t *testing.T) {
 	}
 
 	dst.Stop()
-	mtCheckModel(t, m, readFile(t, flatOf(dst, "cv")), "replica after SIGKILL of the source (read offline)")
+	m.check(t, readFile(t, flatOf(dst, "cv")), "replica after SIGKILL of the source (read offline)")
 	dst.Restart()
 
 	src.Restart()

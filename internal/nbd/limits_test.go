@@ -161,23 +161,7 @@ func TestConnectionCaps(t *testing.T) {
 	logs := &logCounter{prefix: "nbd connection refused"}
 	exp := &testExports{devs: map[string]*Export{"disk": {Name: "disk", Device: memdev.New(1<<20, false)}}}
 	srv := NewServer(exp, Options{Logger: slog.New(logs), MaxConns: 4, MaxConnsPerClient: 2})
-	tl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := t.TempDir() + "/nbd.sock"
-	ul, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(tl)
-	go srv.Serve(ul)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), watchdog)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	tcp := tl.Addr().String()
+	sock, tcp := serveBoth(t, srv)
 
 	for i := range 2 {
 		if _, ok := greets(t, "tcp", tcp); !ok {

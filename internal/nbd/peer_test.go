@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"math/big"
 	"net"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -134,19 +133,7 @@ func startPeerServer(t *testing.T) *peerFixture {
 		Certificates: []tls.Certificate{f.srvCert},
 		ClientAuth:   tls.RequestClientCert,
 	}})
-	tl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.sock = filepath.Join(t.TempDir(), "nbd.sock")
-	ul, err := net.Listen("unix", f.sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(tl)
-	go srv.Serve(ul)
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	f.tcp = tl.Addr().String()
+	f.sock, f.tcp = serveBoth(t, srv)
 	return f
 }
 

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/memdev"
@@ -60,23 +59,32 @@ func startServer(t *testing.T) *testServer {
 		"ro":   {Name: "ro", Device: memdev.New(8<<20, false), ReadOnly: true},
 	}}
 	srv := NewServer(exp, Options{})
-	sock := filepath.Join(t.TempDir(), "nbd.sock")
+	sock, tcp := serveBoth(t, srv)
+	return &testServer{srv: srv, sock: sock, tcp: tcp, disk: disk}
+}
+
+// serveBoth serves srv on a fresh unix socket and on a loopback TCP port
+// until the test ends (then shuts it down, bounded by the watchdog).
+func serveBoth(t *testing.T, srv *Server) (sock, tcp string) {
+	t.Helper()
+	sock = filepath.Join(t.TempDir(), "nbd.sock")
 	ul, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
+		ul.Close()
 		t.Fatal(err)
 	}
 	go srv.Serve(ul)
 	go srv.Serve(tl)
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), watchdog)
 		defer cancel()
 		srv.Shutdown(ctx)
 	})
-	return &testServer{srv: srv, sock: sock, tcp: tl.Addr().String(), disk: disk}
+	return sock, tl.Addr().String()
 }
 
 func (s *testServer) uri(export string) string {
