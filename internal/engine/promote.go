@@ -97,7 +97,7 @@ func (e *Engine) promote(ctx context.Context, v *volume, j *job.Job) error {
 		return fmt.Errorf("promote %s: %w", v.name, err)
 	}
 	j.SetDetail("copying the shared layers into " + filepath.Base(flatPath))
-	if err := transfer.CopyDevice(ctx, nb, shared, 0, j.SetDone); err != nil {
+	if err := transfer.CopyDevice(ctx, nb, shared, 0, j.Add); err != nil {
 		return fail(err)
 	}
 	bottom := deltas[nShared].(chain.SparseDelta).Extent

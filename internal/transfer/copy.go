@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
@@ -128,13 +127,12 @@ func CopyOut(ctx context.Context, dev blockdev.Device, path string, progress fun
 // was not written). Ranges src reports as holes or zeros, and all-zero
 // chunks, are not written; a failed BlockStatus fails the copy. rate,
 // when > 0, caps the bytes read per second (the --rate of a migration);
-// progress gets the bytes done so far. Ends with a Flush of dst.
-func CopyDevice(ctx context.Context, dst, src blockdev.Device, rate int64, progress func(done int64)) error {
+// progress is as for CopyIn. Ends with a Flush of dst.
+func CopyDevice(ctx context.Context, dst, src blockdev.Device, rate int64, progress func(n int64)) error {
 	size := src.Size()
 	if dst.Size() != size {
 		return fmt.Errorf("copy: source is %d bytes, target %d", size, dst.Size())
 	}
-	var done atomic.Int64
 	err := copyPlan{
 		size:  size,
 		spans: allocatedSpans(src, size, false),
@@ -152,11 +150,7 @@ func CopyDevice(ctx context.Context, dst, src blockdev.Device, rate int64, progr
 			return nil
 		},
 		rate: rate,
-		progress: func(n int64) {
-			if progress != nil {
-				progress(done.Add(n))
-			}
-		},
+		progress: progress,
 	}.run(ctx)
 	if err != nil {
 		return err
