@@ -149,7 +149,7 @@ func CopyDevice(ctx context.Context, dst, src blockdev.Device, rate int64, progr
 			}
 			return nil
 		},
-		rate: rate,
+		rate:     rate,
 		progress: progress,
 	}.run(ctx)
 	if err != nil {
