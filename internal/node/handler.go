@@ -15,7 +15,7 @@ import (
 
 // Peer API routes (HTTPS with ServerTLS):
 //
-//	POST /peer/v1/pair   PairRequest -> 200 PairReply   (any client certificate; a pending code's secret authorises, once)
+//	POST /peer/v1/pair   PairRequest -> 200 Hello       (any client certificate; a pending code's secret authorises, once)
 //	GET  /peer/v1/hello  -> 200 Hello                    (paired peers)
 //	*    /peer/...       -> next, with the Peer in the context (paired peers)
 //
