@@ -125,3 +125,78 @@ func constValues(t *testing.T, path, prefix string) []string {
 	}
 	return out
 }
+
+// docs/API.md names every JSON key of every request and response type of
+// apischema (as "key" in an example or `key` in the text), so a field
+// added to a type is documented with it.
+func TestAPIDocCoversJSONKeys(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "API.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join("..", "apischema", "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		af, err := parser.ParseFile(token.NewFileSet(), f, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(af, func(node ast.Node) bool {
+			ts, ok := node.(*ast.TypeSpec)
+			if !ok {
+				return true
+			}
+			st, ok := ts.Type.(*ast.StructType)
+			if !ok {
+				return false
+			}
+			for _, fld := range st.Fields.List {
+				if fld.Tag == nil {
+					continue
+				}
+				tag, err := strconv.Unquote(fld.Tag.Value)
+				if err != nil {
+					t.Fatalf("%s: tag %s: %v", ts.Name.Name, fld.Tag.Value, err)
+				}
+				key, _, _ := strings.Cut(reflectTag(tag, "json"), ",")
+				if key == "" || key == "-" {
+					continue
+				}
+				n++
+				if !strings.Contains(string(doc), `"`+key+`"`) && !strings.Contains(string(doc), "`"+key+"`") {
+					t.Errorf("docs/API.md does not document the key %q of apischema.%s", key, ts.Name.Name)
+				}
+			}
+			return false
+		})
+	}
+	if n < 100 {
+		t.Fatalf("found %d JSON keys in apischema, want its types' (100 or more)", n)
+	}
+}
+
+// reflectTag is the value of key in a struct tag.
+func reflectTag(tag, key string) string {
+	for tag != "" {
+		tag = strings.TrimLeft(tag, " ")
+		name, rest, ok := strings.Cut(tag, `:"`)
+		if !ok {
+			return ""
+		}
+		val, after, ok := strings.Cut(rest, `"`)
+		if !ok {
+			return ""
+		}
+		if name == key {
+			return val
+		}
+		tag = after
+	}
+	return ""
+}
