@@ -88,6 +88,14 @@ const (
 	PolicyBlock   = "block"
 )
 
+// Replica states (MirrorStatus.State of a MirrorInfo whose Role is
+// RoleReplica or RoleFailedOver).
+const (
+	ReplicaReceiving = "receiving" // a source's stream is open
+	ReplicaIdle      = "idle"      // no stream is open
+	ReplicaWritable  = "writable"  // failed over: the volume takes writes here
+)
+
 // MirrorStatus is a mirror's replication state (internal/mirror's Status;
 // States and Policies are listed in docs/API.md).
 type MirrorStatus struct {

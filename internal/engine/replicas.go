@@ -304,12 +304,12 @@ func (e *Engine) replicaInfo(v *volume) (apischema.MirrorInfo, bool) {
 	}
 	in := apischema.MirrorInfo{Volume: v.name, Role: apischema.RoleReplica, Mode: apischema.ModeSync, Gen: r.Gen,
 		Source: r.SourceName + "/" + r.SourceVolume, Streams: v.streams, FailedOver: r.FailedOver}
-	in.State = "receiving"
+	in.State = apischema.ReplicaReceiving
 	if v.streams == 0 {
-		in.State = "idle"
+		in.State = apischema.ReplicaIdle
 	}
 	if !r.FailedOver.IsZero() {
-		in.Role, in.State = apischema.RoleFailedOver, "writable"
+		in.Role, in.State = apischema.RoleFailedOver, apischema.ReplicaWritable
 	}
 	return in, true
 }
