@@ -4,6 +4,15 @@
 // that change them (snapshots, merges, clones, migration, mirrors and
 // replicas, backups and restores, import and export).
 //
+// What needs no volume of its own lives beside it, and the engine
+// delegates: internal/transfer (the copies of import, export and promote,
+// and qemu-img), internal/repos (the known backup repositories),
+// internal/access (which NBD client may open which volume) and
+// internal/attach (the QEMU and libvirt snippets). The API's types are
+// internal/apischema's. docs/ARCHITECTURE.md walks a write, a read, a
+// FLUSH, a snapshot, a migration, a resync and a backup through this
+// package and the ones below it.
+//
 // # Lifecycle
 //
 // Open scans every datastore of the catalog and opens every volume's
