@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"net/url"
 	"sort"
 	"strings"
@@ -97,7 +98,7 @@ func (e *Engine) TCPURI(name string) string {
 	return scheme + net.JoinHostPort(host, port) + "/" + url.PathEscape(name)
 }
 
-// tcpHostPort is the address a local client connects to.
+// tcpHostPort is the address a TCP client connects to (attach, TCPURI).
 func (e *Engine) tcpHostPort() (host, port string, ok bool) {
 	if e.cfg.NBDAddr == "" {
 		return "", "", false
@@ -107,7 +108,13 @@ func (e *Engine) tcpHostPort() (host, port string, ok bool) {
 		return "", "", false
 	}
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		// Listening on every address: the host's name, which the NBD
+		// server certificate names (pki.ServerNames), so a client on
+		// another host can use what attach and the URIs say.
 		host = "127.0.0.1"
+		if h, err := os.Hostname(); err == nil && h != "" {
+			host = h
+		}
 	}
 	return host, port, true
 }
