@@ -5,6 +5,8 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -210,6 +212,35 @@ func TestMirrorWireValues(t *testing.T) {
 	} {
 		if api != m {
 			t.Errorf("apischema has %q where internal/mirror has %q", api, m)
+		}
+	}
+}
+
+// apischema.MirrorStatus is mapped from mirror.Status by hand (its State
+// and Policy are plain strings on the wire), so a field added to the
+// mirror's status must be added to the API's too: every JSON key of one
+// is a key of the other, and mirrorStatus fills it.
+func TestMirrorStatusKeepsEveryField(t *testing.T) {
+	keys := func(typ reflect.Type) []string {
+		var out []string
+		for i := range typ.NumField() {
+			k, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
+			out = append(out, k)
+		}
+		slices.Sort(out)
+		return out
+	}
+	in, api := keys(reflect.TypeFor[mirror.Status]()), keys(reflect.TypeFor[apischema.MirrorStatus]())
+	if !slices.Equal(in, api) {
+		t.Fatalf("mirror.Status keys %v, apischema.MirrorStatus keys %v", in, api)
+	}
+	// Every field set in the source reaches the API value.
+	s := mirror.Status{State: mirror.StateDegraded, Policy: mirror.Block, Connected: true, BytesToSync: 1,
+		BytesSent: 2, BytesCopied: 3, Since: time.Unix(4, 0), LastError: "e", LastErrorAt: time.Unix(5, 0)}
+	got := reflect.ValueOf(mirrorStatus(s))
+	for i := range got.NumField() {
+		if got.Field(i).IsZero() {
+			t.Errorf("mirrorStatus leaves %s empty", got.Type().Field(i).Name)
 		}
 	}
 }

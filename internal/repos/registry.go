@@ -35,13 +35,12 @@ var (
 // Registry is the set of known repositories. Its methods are safe for
 // concurrent use.
 type Registry struct {
-	cat  *catalog.Catalog
-	log  *slog.Logger
-	fp   *failpoint.Set // given to every repository opened; nil in production
-	now  func() time.Time
-	mu   sync.Mutex // guards m, and opening a repository
-	m    map[string]*entry
-	done bool // Close ran
+	cat *catalog.Catalog
+	log *slog.Logger
+	fp  *failpoint.Set // given to every repository opened; nil in production
+	now func() time.Time
+	mu  sync.Mutex // guards m, and opening a repository
+	m   map[string]*entry
 }
 
 // entry is one known repository, opened on first use.
