@@ -8,6 +8,7 @@ import (
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/cbt"
 	"github.com/extrasphere/extrasphere/internal/engine"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 )
 
 // Sentinels of access control (auth*.go).
@@ -44,33 +45,33 @@ var errorMap = []struct {
 	status int
 	code   string
 }{
-	{engine.ErrVolumeNotFound, http.StatusNotFound, apischema.CodeVolumeNotFound},
-	{engine.ErrVolumeExists, http.StatusConflict, apischema.CodeVolumeExists},
-	{engine.ErrVolumeInUse, http.StatusConflict, apischema.CodeVolumeInUse},
-	{engine.ErrVolumeUnavailable, http.StatusConflict, apischema.CodeVolumeUnavailable},
-	{engine.ErrDatastoreNotFound, http.StatusNotFound, apischema.CodeDatastoreNotFound},
-	{engine.ErrDatastoreExists, http.StatusConflict, apischema.CodeDatastoreExists},
-	{engine.ErrDatastoreOffline, http.StatusConflict, apischema.CodeDatastoreOffline},
-	{engine.ErrSnapshotNotFound, http.StatusNotFound, apischema.CodeSnapshotNotFound},
-	{engine.ErrSnapshotExists, http.StatusConflict, apischema.CodeSnapshotExists},
+	{errkind.ErrVolumeNotFound, http.StatusNotFound, apischema.CodeVolumeNotFound},
+	{errkind.ErrVolumeExists, http.StatusConflict, apischema.CodeVolumeExists},
+	{errkind.ErrVolumeInUse, http.StatusConflict, apischema.CodeVolumeInUse},
+	{errkind.ErrVolumeUnavailable, http.StatusConflict, apischema.CodeVolumeUnavailable},
+	{errkind.ErrDatastoreNotFound, http.StatusNotFound, apischema.CodeDatastoreNotFound},
+	{errkind.ErrDatastoreExists, http.StatusConflict, apischema.CodeDatastoreExists},
+	{errkind.ErrDatastoreOffline, http.StatusConflict, apischema.CodeDatastoreOffline},
+	{errkind.ErrSnapshotNotFound, http.StatusNotFound, apischema.CodeSnapshotNotFound},
+	{errkind.ErrSnapshotExists, http.StatusConflict, apischema.CodeSnapshotExists},
 	{engine.ErrJobNotFound, http.StatusNotFound, apischema.CodeJobNotFound},
 	{cbt.ErrBitmapNotFound, http.StatusNotFound, apischema.CodeBitmapNotFound},
 	{cbt.ErrBitmapExists, http.StatusConflict, apischema.CodeBitmapExists},
 	{engine.ErrRepoNotFound, http.StatusNotFound, apischema.CodeRepoNotFound},
 	{engine.ErrRepoExists, http.StatusConflict, apischema.CodeRepoExists},
-	{engine.ErrBackupNotFound, http.StatusNotFound, apischema.CodeBackupNotFound},
-	{engine.ErrFileExists, http.StatusConflict, apischema.CodeFileExists},
-	{engine.ErrQemuImgMissing, http.StatusNotImplemented, apischema.CodeQemuImgMissing},
-	{engine.ErrNoTCP, http.StatusConflict, apischema.CodeNoTCP},
-	{engine.ErrInvalidArgument, http.StatusBadRequest, apischema.CodeInvalidArgument},
+	{errkind.ErrBackupNotFound, http.StatusNotFound, apischema.CodeBackupNotFound},
+	{errkind.ErrFileExists, http.StatusConflict, apischema.CodeFileExists},
+	{errkind.ErrQemuImgMissing, http.StatusNotImplemented, apischema.CodeQemuImgMissing},
+	{errkind.ErrNoTCP, http.StatusConflict, apischema.CodeNoTCP},
+	{errkind.ErrInvalidArgument, http.StatusBadRequest, apischema.CodeInvalidArgument},
 	{blockdev.ErrNoSpace, http.StatusInsufficientStorage, apischema.CodeNoSpace},
-	{engine.ErrClosed, http.StatusServiceUnavailable, apischema.CodeShuttingDown},
+	{errkind.ErrClosed, http.StatusServiceUnavailable, apischema.CodeShuttingDown},
 	{engine.ErrRepo, http.StatusBadGateway, apischema.CodeRepoError},
-	{engine.ErrMirrorNotFound, http.StatusNotFound, apischema.CodeMirrorNotFound},
-	{engine.ErrMirrorExists, http.StatusConflict, apischema.CodeMirrorExists},
-	{engine.ErrNotReplica, http.StatusConflict, apischema.CodeNotReplica},
-	{engine.ErrSplitBrain, http.StatusConflict, apischema.CodeSplitBrain},
-	{engine.ErrPeer, http.StatusBadGateway, apischema.CodePeerError},
+	{errkind.ErrMirrorNotFound, http.StatusNotFound, apischema.CodeMirrorNotFound},
+	{errkind.ErrMirrorExists, http.StatusConflict, apischema.CodeMirrorExists},
+	{errkind.ErrNotReplica, http.StatusConflict, apischema.CodeNotReplica},
+	{errkind.ErrSplitBrain, http.StatusConflict, apischema.CodeSplitBrain},
+	{errkind.ErrPeer, http.StatusBadGateway, apischema.CodePeerError},
 	{ErrPathNotAllowed, http.StatusForbidden, apischema.CodePathNotAllowed},
 	{ErrInvalidRole, http.StatusBadRequest, apischema.CodeInvalidArgument},
 	{ErrInvalidToken, http.StatusBadRequest, apischema.CodeInvalidArgument},

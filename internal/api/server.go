@@ -17,6 +17,7 @@ import (
 
 	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/engine"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 )
 
 // maxBody bounds request bodies.
@@ -148,9 +149,9 @@ func decode(r *http.Request, w http.ResponseWriter, v any) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		if errors.Is(err, io.EOF) {
-			return fmt.Errorf("request body: empty, want a JSON object: %w", engine.ErrInvalidArgument)
+			return fmt.Errorf("request body: empty, want a JSON object: %w", errkind.ErrInvalidArgument)
 		}
-		return fmt.Errorf("request body: %v: %w", err, engine.ErrInvalidArgument)
+		return fmt.Errorf("request body: %v: %w", err, errkind.ErrInvalidArgument)
 	}
 	return nil
 }

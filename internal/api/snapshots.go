@@ -5,7 +5,7 @@ import (
 	"net/http"
 
 	"github.com/extrasphere/extrasphere/internal/apischema"
-	"github.com/extrasphere/extrasphere/internal/engine"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 )
 
 func (s *server) createSnapshot(w http.ResponseWriter, r *http.Request) {
@@ -15,7 +15,7 @@ func (s *server) createSnapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(req.Volumes) == 0 {
-		s.writeError(w, r, fmt.Errorf("snapshot: the body names no volume (volumes: [...]): %w", engine.ErrInvalidArgument))
+		s.writeError(w, r, fmt.Errorf("snapshot: the body names no volume (volumes: [...]): %w", errkind.ErrInvalidArgument))
 		return
 	}
 	out, err := s.eng.CreateSnapshot(r.Context(), req.Volumes, req.Name)

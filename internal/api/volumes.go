@@ -7,6 +7,7 @@ import (
 
 	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/engine"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 )
 
 func (s *server) listVolumes(w http.ResponseWriter, r *http.Request) {
@@ -57,7 +58,7 @@ func (s *server) patchVolume(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.ReadOnly == nil {
-		s.writeError(w, r, fmt.Errorf("nothing to change: the body sets no field (read_only): %w", engine.ErrInvalidArgument))
+		s.writeError(w, r, fmt.Errorf("nothing to change: the body sets no field (read_only): %w", errkind.ErrInvalidArgument))
 		return
 	}
 	in, err := s.eng.SetReadOnly(r.Context(), r.PathValue("name"), *req.ReadOnly)
@@ -134,7 +135,7 @@ func boolParam(r *http.Request, name string) (bool, error) {
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		return false, fmt.Errorf("query parameter %s=%q: want 1/0 or true/false: %w", name, v, engine.ErrInvalidArgument)
+		return false, fmt.Errorf("query parameter %s=%q: want 1/0 or true/false: %w", name, v, errkind.ErrInvalidArgument)
 	}
 	return b, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/extrasphere/extrasphere/internal/attach"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 )
 
 // Attach returns the text that attaches a volume's export to a VM (see
@@ -25,12 +26,12 @@ func (e *Engine) AttachTLS(ctx context.Context, name, kind string, tcp bool, tls
 	}
 	host, port, ok := e.tcpHostPort()
 	if tcp && !ok {
-		return "", errorf(ErrNoTCP, "attach %s over TCP: the daemon was started without an NBD TCP listener (serve --nbd HOST:PORT)", name)
+		return "", errorf(errkind.ErrNoTCP, "attach %s over TCP: the daemon was started without an NBD TCP listener (serve --nbd HOST:PORT)", name)
 	}
 	s, err := attach.Snippet(kind, attach.Target{Name: name, Socket: e.cfg.NBDSocket, TCP: tcp, Host: host, Port: port,
 		TLS: !e.cfg.NBDInsecure, TLSDir: tlsDir})
 	if errors.Is(err, attach.ErrKind) {
-		err = errorf(ErrInvalidArgument, "%w", err)
+		err = errorf(errkind.ErrInvalidArgument, "%w", err)
 	}
 	return s, err
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/extrasphere/extrasphere/internal/apischema"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 )
 
 // Wrong backup, restore and repository requests get named errors and
@@ -40,8 +41,8 @@ func TestBackupBadInput(t *testing.T) {
 		want error
 		says string
 	}{
-		{"NoVolumes", func() error { _, err := e.Backup(ctx, apischema.BackupRequest{}); return err }, ErrInvalidArgument, "volume"},
-		{"UnknownVolume", func() error { _, err := e.Backup(ctx, apischema.BackupRequest{Volumes: []string{"nope"}}); return err }, ErrVolumeNotFound, "nope"},
+		{"NoVolumes", func() error { _, err := e.Backup(ctx, apischema.BackupRequest{}); return err }, errkind.ErrInvalidArgument, "volume"},
+		{"UnknownVolume", func() error { _, err := e.Backup(ctx, apischema.BackupRequest{Volumes: []string{"nope"}}); return err }, errkind.ErrVolumeNotFound, "nope"},
 		{"UnknownRepo", func() error {
 			_, err := e.Backup(ctx, apischema.BackupRequest{Volumes: []string{"v"}, Repo: "zz"})
 			return err
@@ -54,7 +55,7 @@ func TestBackupBadInput(t *testing.T) {
 		{"RepoRelative", func() error {
 			_, err := e.AddRepo(ctx, apischema.RepoRequest{Name: "r3", Location: "rel/dir"})
 			return err
-		}, ErrInvalidArgument, "rel/dir"},
+		}, errkind.ErrInvalidArgument, "rel/dir"},
 		{"RepoNotARepo", func() error {
 			_, err := e.AddRepo(ctx, apischema.RepoRequest{Name: "r4", Location: t.TempDir()})
 			return err
@@ -62,41 +63,41 @@ func TestBackupBadInput(t *testing.T) {
 		{"PasswordRelative", func() error {
 			_, err := e.AddRepo(ctx, apischema.RepoRequest{Name: "r5", Location: t.TempDir(), PasswordFile: "pw"})
 			return err
-		}, ErrInvalidArgument, "pw"},
-		{"RestoreNoTarget", func() error { _, err := e.Restore(ctx, apischema.RestoreRequest{Backup: bs[0].ID}); return err }, ErrInvalidArgument, "exactly one target"},
+		}, errkind.ErrInvalidArgument, "pw"},
+		{"RestoreNoTarget", func() error { _, err := e.Restore(ctx, apischema.RestoreRequest{Backup: bs[0].ID}); return err }, errkind.ErrInvalidArgument, "exactly one target"},
 		{"RestoreTwoTargets", func() error {
 			_, err := e.Restore(ctx, apischema.RestoreRequest{Backup: bs[0].ID, ToFile: "/tmp/x", ToVolume: "x"})
 			return err
-		}, ErrInvalidArgument, "exactly one target"},
+		}, errkind.ErrInvalidArgument, "exactly one target"},
 		{"RestoreUnknownBackup", func() error {
 			_, err := e.Restore(ctx, apischema.RestoreRequest{Backup: "nope", ToVolume: "x"})
 			return err
-		}, ErrBackupNotFound, "nope"},
+		}, errkind.ErrBackupNotFound, "nope"},
 		{"RestoreUnknownSource", func() error {
 			_, err := e.Restore(ctx, apischema.RestoreRequest{Backup: bs[0].ID, Volume: "w", ToVolume: "x"})
 			return err
-		}, ErrVolumeNotFound, "w"},
+		}, errkind.ErrVolumeNotFound, "w"},
 		{"RestoreFileExists", func() error {
 			_, err := e.Restore(ctx, apischema.RestoreRequest{Backup: bs[0].ID, ToFile: existing})
 			return err
-		}, ErrFileExists, existing},
+		}, errkind.ErrFileExists, existing},
 		{"RestoreRelativeFile", func() error {
 			_, err := e.Restore(ctx, apischema.RestoreRequest{Backup: bs[0].ID, ToFile: "r.raw"})
 			return err
-		}, ErrInvalidArgument, "r.raw"},
+		}, errkind.ErrInvalidArgument, "r.raw"},
 		{"RestoreOverVolume", func() error {
 			_, err := e.Restore(ctx, apischema.RestoreRequest{Backup: bs[0].ID, ToVolume: "v"})
 			return err
-		}, ErrVolumeExists, "v"},
+		}, errkind.ErrVolumeExists, "v"},
 		{"ServeOverVolume", func() error {
 			_, err := e.ServeBackup(ctx, apischema.ServeRequest{Backup: bs[0].ID, Name: "v"})
 			return err
-		}, ErrVolumeExists, "v"},
+		}, errkind.ErrVolumeExists, "v"},
 		{"ServeBadName", func() error {
 			_, err := e.ServeBackup(ctx, apischema.ServeRequest{Backup: bs[0].ID, Name: "a/b"})
 			return err
-		}, ErrInvalidArgument, "a/b"},
-		{"PruneNoRule", func() error { _, err := e.PruneBackups(ctx, apischema.PruneRequest{}); return err }, ErrInvalidArgument, "--keep"},
+		}, errkind.ErrInvalidArgument, "a/b"},
+		{"PruneNoRule", func() error { _, err := e.PruneBackups(ctx, apischema.PruneRequest{}); return err }, errkind.ErrInvalidArgument, "--keep"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.do()

@@ -2,90 +2,163 @@ package engine
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
 	"github.com/extrasphere/extrasphere/internal/apischema"
+	"github.com/extrasphere/extrasphere/internal/backup"
+	"github.com/extrasphere/extrasphere/internal/blockdev"
+	"github.com/extrasphere/extrasphere/internal/cbt"
+	"github.com/extrasphere/extrasphere/internal/job"
 	"github.com/extrasphere/extrasphere/internal/repo"
 )
 
-func backupInfo(m *repo.Manifest) apischema.BackupInfo {
-	in := apischema.BackupInfo{ID: m.ID, Time: m.Time, Host: m.Host, Group: m.Group, Stats: apischema.BackupStats(m.Stats)}
-	for _, v := range m.Volumes {
-		in.Volumes = append(in.Volumes, apischema.BackupVolume{Name: v.Name, Size: v.Size})
-	}
-	return in
+// Backups and restores are internal/backup's; the engine is its Host.
+
+// Backup starts a backup job (backup.Service.Backup).
+func (e *Engine) Backup(ctx context.Context, req apischema.BackupRequest) (job.Info, error) {
+	return e.backups.Backup(ctx, req)
 }
 
 // ListBackups lists a repository's backups, oldest first.
 func (e *Engine) ListBackups(ctx context.Context, repoName string) ([]apischema.BackupInfo, error) {
-	r, err := e.useRepo(ctx, repoName)
+	return e.backups.List(ctx, repoName)
+}
+
+// VerifyBackups checks a repository (backup.Service.Verify).
+func (e *Engine) VerifyBackups(ctx context.Context, repoName string, readData bool) (apischema.VerifyReport, error) {
+	return e.backups.Verify(ctx, repoName, readData)
+}
+
+// PruneBackups applies a retention policy (backup.Service.Prune).
+func (e *Engine) PruneBackups(ctx context.Context, req apischema.PruneRequest) (apischema.PruneReport, error) {
+	return e.backups.Prune(ctx, req)
+}
+
+// Restore starts a restore job (backup.Service.Restore).
+func (e *Engine) Restore(ctx context.Context, req apischema.RestoreRequest) (job.Info, error) {
+	return e.backups.Restore(ctx, req)
+}
+
+// backupHost is the engine as internal/backup's Host.
+type backupHost struct{ e *Engine }
+
+var _ backup.Host = backupHost{}
+
+func (h backupHost) Repo(ctx context.Context, name string) (*repo.Repo, error) {
+	return h.e.useRepo(ctx, name)
+}
+
+func (h backupHost) Step(name string) { h.e.hit(name) }
+
+func (h backupHost) StartJob(kind, target string, total int64, fn job.Func) (job.Info, error) {
+	j, err := h.e.jobs.Start(kind, target, total, fn)
+	if err != nil {
+		return job.Info{}, err
+	}
+	return j.Info(), nil
+}
+
+func (h backupHost) FillNew(ctx context.Context, kind, name string, size int64, ds string, fill func(context.Context, *job.Job, blockdev.Device) error) (job.Info, error) {
+	j, err := h.e.fillNew(ctx, kind, CreateOptions{Name: name, Size: size, Datastore: ds}, fill)
+	if err != nil {
+		return job.Info{}, err
+	}
+	return j.Info(), nil
+}
+
+func (h backupHost) Freeze(names []string, verb string) (backup.Group, error) {
+	vs, unlock, err := h.e.snapVolumes(names, verb)
 	if err != nil {
 		return nil, err
 	}
-	ms, err := r.Summaries(ctx)
-	if err != nil {
-		return nil, repoError(repoName, err)
-	}
-	out := []apischema.BackupInfo{}
-	for _, m := range ms {
-		out = append(out, backupInfo(m))
-	}
-	return out, nil
+	return &frozenGroup{e: h.e, vs: vs, unlock: unlock}, nil
 }
 
-// VerifyBackups checks a repository: every backup decodes and every chunk
-// it references exists; with readData every chunk is read and checked.
-func (e *Engine) VerifyBackups(ctx context.Context, repoName string, readData bool) (apischema.VerifyReport, error) {
-	r, err := e.useRepo(ctx, repoName)
-	if err != nil {
-		return apischema.VerifyReport{}, err
+// frozenGroup is a backup.Group: volumes whose snapMu it holds.
+type frozenGroup struct {
+	e      *Engine
+	vs     []*volume
+	unlock func()
+}
+
+func (g *frozenGroup) Volumes() []backup.Volume {
+	out := make([]backup.Volume, len(g.vs))
+	g.e.mu.Lock()
+	for i, v := range g.vs {
+		out[i] = backup.Volume{Name: v.name, Size: v.files.Size}
 	}
-	rep := apischema.VerifyReport{Problems: []string{}}
-	res, err := r.Verify(ctx, repo.VerifyOptions{ReadData: readData}, func(p error) {
-		rep.Problems = append(rep.Problems, p.Error())
+	g.e.mu.Unlock()
+	return out
+}
+
+func (g *frozenGroup) Snapshot(ctx context.Context, name string, during func(string, *cbt.State) error) error {
+	var in func(*volume) error
+	if during != nil {
+		in = func(v *volume) error { return cbtError(during(v.name, v.cbt)) }
+	}
+	_, err := g.e.snapshotGroup(ctx, g.vs, name, in)
+	return err
+}
+
+func (g *frozenGroup) View(vol, name string) (blockdev.Device, error) {
+	v, err := g.member(vol)
+	if err != nil {
+		return nil, err
+	}
+	k, err := findSnapshot(v, layersOf(v), name)
+	if err != nil {
+		return nil, err
+	}
+	return snapshotView(v, k)
+}
+
+func (g *frozenGroup) Drop(ctx context.Context, name string) {
+	for _, v := range g.vs {
+		if _, err := findSnapshot(v, layersOf(v), name); err != nil {
+			continue // not taken
+		}
+		if err := g.e.mergeNewest(ctx, v, name); err != nil {
+			g.e.log.Error("remove snapshot", "volume", v.name, "snapshot", name, "err", err)
+		}
+	}
+}
+
+func (g *frozenGroup) StartJob(kind string, total int64, fn job.Func) (job.Info, error) {
+	names := make([]string, len(g.vs))
+	for i, v := range g.vs {
+		names[i] = v.name
+	}
+	e := g.e
+	e.mu.Lock()
+	j, err := e.jobs.Start(kind, strings.Join(names, ","), total, func(ctx context.Context, j *job.Job) error {
+		defer g.unlock()
+		err := fn(ctx, j)
+		e.mu.Lock()
+		for _, v := range g.vs {
+			delete(v.jobs, j.ID())
+		}
+		e.mu.Unlock()
+		return err
 	})
-	if err != nil {
-		return apischema.VerifyReport{}, repoError(repoName, err)
+	if err == nil {
+		for _, v := range g.vs {
+			v.jobs[j.ID()] = j
+		}
 	}
-	rep.Result = (*apischema.VerifyResult)(res)
-	return rep, nil
+	e.mu.Unlock()
+	if err != nil {
+		g.unlock()
+		return job.Info{}, err
+	}
+	return j.Info(), nil
 }
 
-// PruneBackups forgets the backups no rule of the policy keeps (per
-// group: the volumes backed up together) and sweeps the chunks no backup
-// references any more. An empty policy is refused (it would keep all,
-// which is surely not what was meant).
-func (e *Engine) PruneBackups(ctx context.Context, req apischema.PruneRequest) (apischema.PruneReport, error) {
-	p := repo.Policy{KeepLast: req.KeepLast, KeepHourly: req.KeepHourly, KeepDaily: req.KeepDaily,
-		KeepWeekly: req.KeepWeekly, KeepMonthly: req.KeepMonthly, KeepYearly: req.KeepYearly}
-	if p.Empty() {
-		return apischema.PruneReport{}, errorf(ErrInvalidArgument, "prune: give at least one --keep-* rule")
+func (g *frozenGroup) member(name string) (*volume, error) {
+	for _, v := range g.vs {
+		if v.name == name {
+			return v, nil
+		}
 	}
-	r, err := e.useRepo(ctx, req.Repo)
-	if err != nil {
-		return apischema.PruneReport{}, err
-	}
-	ms, err := r.Summaries(ctx)
-	if err != nil {
-		return apischema.PruneReport{}, repoError(req.Repo, err)
-	}
-	plan := repo.PlanPrune(ms, p, now())
-	rep := apischema.PruneReport{Keep: []apischema.BackupInfo{}, Forget: []apischema.BackupInfo{}}
-	for _, m := range plan.Keep {
-		in := backupInfo(m)
-		in.Keep = plan.Reasons[m.ID]
-		rep.Keep = append(rep.Keep, in)
-	}
-	for _, m := range plan.Forget {
-		rep.Forget = append(rep.Forget, backupInfo(m))
-	}
-	if req.DryRun {
-		return rep, nil
-	}
-	st, err := r.Prune(ctx, plan.ForgetIDs())
-	if err != nil {
-		return apischema.PruneReport{}, repoError(req.Repo, err)
-	}
-	rep.Stats = (*apischema.PruneStats)(st)
-	e.log.Info("prune done", "repository", req.Repo, "forgot", len(rep.Forget), "chunks_deleted", st.ChunksDeleted)
-	return rep, nil
+	return nil, fmt.Errorf("volume %s is not in the group", name)
 }

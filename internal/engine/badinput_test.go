@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/extrasphere/extrasphere/internal/errkind"
 )
 
 // Wrong clone, promote, migrate and snapshot requests each fail with their
@@ -36,20 +38,20 @@ func TestChainOpsBadInput(t *testing.T) {
 		want error
 		says string
 	}{
-		{"MigrateUnknownDatastore", func() error { _, err := e.Migrate(ctx, "src", "nope", 0); return err }, ErrDatastoreNotFound, "nope"},
-		{"MigrateSameDatastore", func() error { _, err := e.Migrate(ctx, "src", "default", 0); return err }, ErrInvalidArgument, "already on"},
-		{"MigrateWithClones", func() error { _, err := e.Migrate(ctx, "src", "ds2", 0); return err }, ErrVolumeInUse, "c1"},
-		{"MigrateClone", func() error { _, err := e.Migrate(ctx, "c1", "ds2", 0); return err }, ErrInvalidArgument, "linked clone"},
-		{"MigrateUnknownVolume", func() error { _, err := e.Migrate(ctx, "nope", "ds2", 0); return err }, ErrVolumeNotFound, "nope"},
-		{"CloneUnknownSnapshot", func() error { _, err := e.Clone(ctx, "src", "nope", "c2"); return err }, ErrSnapshotNotFound, "nope"},
-		{"CloneExistingName", func() error { _, err := e.Clone(ctx, "src", "s1", "c1"); return err }, ErrVolumeExists, "c1"},
-		{"CloneBadName", func() error { _, err := e.Clone(ctx, "src", "s1", "../x"); return err }, ErrInvalidArgument, "../x"},
-		{"PromoteNotAClone", func() error { _, err := e.Promote(ctx, "src"); return err }, ErrInvalidArgument, "not a linked clone"},
-		{"ReadOnlyOnClone", func() error { _, err := e.SetReadOnly(ctx, "c1", true); return err }, ErrInvalidArgument, "linked clone"},
-		{"RemoveOlderSnapshotUnderClone", func() error { _, err := e.RemoveSnapshot(ctx, "src", "s1"); return err }, ErrVolumeInUse, "c1"},
-		{"RemoveSnapshotUsedByClone", func() error { _, err := e.RemoveSnapshot(ctx, "src", "s2"); return err }, ErrVolumeInUse, "c1"},
-		{"RevertPastClone", func() error { _, err := e.RevertSnapshot(ctx, "src", "s1"); return err }, ErrVolumeInUse, "c1"},
-		{"SnapshotBadName", func() error { _, err := e.CreateSnapshot(ctx, []string{"src"}, "a/b"); return err }, ErrInvalidArgument, "a/b"},
+		{"MigrateUnknownDatastore", func() error { _, err := e.Migrate(ctx, "src", "nope", 0); return err }, errkind.ErrDatastoreNotFound, "nope"},
+		{"MigrateSameDatastore", func() error { _, err := e.Migrate(ctx, "src", "default", 0); return err }, errkind.ErrInvalidArgument, "already on"},
+		{"MigrateWithClones", func() error { _, err := e.Migrate(ctx, "src", "ds2", 0); return err }, errkind.ErrVolumeInUse, "c1"},
+		{"MigrateClone", func() error { _, err := e.Migrate(ctx, "c1", "ds2", 0); return err }, errkind.ErrInvalidArgument, "linked clone"},
+		{"MigrateUnknownVolume", func() error { _, err := e.Migrate(ctx, "nope", "ds2", 0); return err }, errkind.ErrVolumeNotFound, "nope"},
+		{"CloneUnknownSnapshot", func() error { _, err := e.Clone(ctx, "src", "nope", "c2"); return err }, errkind.ErrSnapshotNotFound, "nope"},
+		{"CloneExistingName", func() error { _, err := e.Clone(ctx, "src", "s1", "c1"); return err }, errkind.ErrVolumeExists, "c1"},
+		{"CloneBadName", func() error { _, err := e.Clone(ctx, "src", "s1", "../x"); return err }, errkind.ErrInvalidArgument, "../x"},
+		{"PromoteNotAClone", func() error { _, err := e.Promote(ctx, "src"); return err }, errkind.ErrInvalidArgument, "not a linked clone"},
+		{"ReadOnlyOnClone", func() error { _, err := e.SetReadOnly(ctx, "c1", true); return err }, errkind.ErrInvalidArgument, "linked clone"},
+		{"RemoveOlderSnapshotUnderClone", func() error { _, err := e.RemoveSnapshot(ctx, "src", "s1"); return err }, errkind.ErrVolumeInUse, "c1"},
+		{"RemoveSnapshotUsedByClone", func() error { _, err := e.RemoveSnapshot(ctx, "src", "s2"); return err }, errkind.ErrVolumeInUse, "c1"},
+		{"RevertPastClone", func() error { _, err := e.RevertSnapshot(ctx, "src", "s1"); return err }, errkind.ErrVolumeInUse, "c1"},
+		{"SnapshotBadName", func() error { _, err := e.CreateSnapshot(ctx, []string{"src"}, "a/b"); return err }, errkind.ErrInvalidArgument, "a/b"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

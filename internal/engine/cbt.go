@@ -8,6 +8,7 @@ import (
 
 	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/cbt"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 )
 
 // Changed-block tracking of volumes. Each served volume owns a cbt.State
@@ -38,7 +39,7 @@ func (e *Engine) openCBT(name string, size int64) (*cbt.State, error) {
 	}
 	st, err := cbt.Open(e.cbtOptions(name, size))
 	if err != nil {
-		return nil, errorf(ErrVolumeUnavailable, "volume %s: %w", name, err)
+		return nil, errorf(errkind.ErrVolumeUnavailable, "volume %s: %w", name, err)
 	}
 	return st, nil
 }
@@ -60,7 +61,7 @@ func (e *Engine) EnableCBT(ctx context.Context, vol, name string) (apischema.Bit
 		name = DefaultBitmap
 	}
 	if err := cbt.CheckName(name); err != nil {
-		return apischema.BitmapInfo{}, errorf(ErrInvalidArgument, "%w", err)
+		return apischema.BitmapInfo{}, errorf(errkind.ErrInvalidArgument, "%w", err)
 	}
 	var info cbt.BitmapInfo
 	err := e.cbtChange(vol, "enable changed-block tracking on", true, func(v *volume) (err error) {
@@ -118,7 +119,7 @@ func (e *Engine) cbtVolumeLocked(vol string) (*volume, error) {
 		return nil, err
 	}
 	if v.err != nil || v.dev == nil || v.cbt == nil {
-		return nil, errorf(ErrVolumeUnavailable, "volume %s is unavailable (%v)", vol, v.err)
+		return nil, errorf(errkind.ErrVolumeUnavailable, "volume %s is unavailable (%v)", vol, v.err)
 	}
 	return v, nil
 }
@@ -127,19 +128,19 @@ func (e *Engine) cbtVolumeLocked(vol string) (*volume, error) {
 // instant between writes; with rebuild the stack below the gate is
 // rebuilt afterwards, so the tracker's meta contexts follow the bitmaps.
 // It holds snapMu like a snapshot: a merge, promote or migration running
-// on the volume makes it fail with ErrVolumeInUse rather than wait.
+// on the volume makes it fail with errkind.ErrVolumeInUse rather than wait.
 func (e *Engine) cbtChange(vol, what string, rebuild bool, change func(v *volume) error) error {
 	e.mu.Lock()
 	v, err := e.cbtVolumeLocked(vol)
 	if err == nil && v.op != "" {
-		err = errorf(ErrVolumeInUse, "cannot %s volume %s: %s is in progress; retry when it is done", what, vol, v.op)
+		err = errorf(errkind.ErrVolumeInUse, "cannot %s volume %s: %s is in progress; retry when it is done", what, vol, v.op)
 	}
 	e.mu.Unlock()
 	if err != nil {
 		return err
 	}
 	if !v.snapMu.TryLock() {
-		return errorf(ErrVolumeInUse, "cannot %s volume %s: a snapshot removal, promote or migration is running on it (see `extrasphere job list`); retry when it is done",
+		return errorf(errkind.ErrVolumeInUse, "cannot %s volume %s: a snapshot removal, promote or migration is running on it (see `extrasphere job list`); retry when it is done",
 			what, vol)
 	}
 	defer v.snapMu.Unlock()
@@ -162,9 +163,9 @@ func (e *Engine) cbtChange(vol, what string, rebuild bool, change func(v *volume
 func cbtError(err error) error {
 	switch {
 	case errors.Is(err, cbt.ErrInvalidName), errors.Is(err, cbt.ErrTooManyBitmaps):
-		return errorf(ErrInvalidArgument, "%w", err)
+		return errorf(errkind.ErrInvalidArgument, "%w", err)
 	case errors.Is(err, cbt.ErrClosed):
-		return errorf(ErrClosed, "%w", err)
+		return errorf(errkind.ErrClosed, "%w", err)
 	}
 	return err
 }

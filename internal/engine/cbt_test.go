@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/extrasphere/extrasphere/internal/cbt"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 )
 
 // cbtDirty returns the dirty 64 KiB blocks of a bitmap as read through the
@@ -165,10 +166,10 @@ func TestCBTErrors(t *testing.T) {
 	e := openEngine(t, t.TempDir())
 	defer e.Close()
 	mustCreate(t, e, CreateOptions{Name: "v", Size: 1 << 20})
-	if _, err := e.EnableCBT(t.Context(), "nope", ""); !errors.Is(err, ErrVolumeNotFound) {
+	if _, err := e.EnableCBT(t.Context(), "nope", ""); !errors.Is(err, errkind.ErrVolumeNotFound) {
 		t.Errorf("enable on a missing volume: %v", err)
 	}
-	if _, err := e.EnableCBT(t.Context(), "v", "bad/name"); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := e.EnableCBT(t.Context(), "v", "bad/name"); !errors.Is(err, errkind.ErrInvalidArgument) {
 		t.Errorf("enable with a bad name: %v", err)
 	}
 	if _, err := e.EnableCBT(t.Context(), "v", "x"); err != nil {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/extrasphere/extrasphere/internal/access"
 	"github.com/extrasphere/extrasphere/internal/apischema"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 )
 
 // NBD client errors: internal/access's (the API maps them).
@@ -23,7 +24,7 @@ func (e *Engine) AddClient(ctx context.Context, req apischema.ClientRequest) (ap
 		return err
 	})
 	if errors.Is(err, access.ErrInvalidArgument) {
-		err = errorf(ErrInvalidArgument, "%w", err)
+		err = errorf(errkind.ErrInvalidArgument, "%w", err)
 	}
 	return cr, err
 }

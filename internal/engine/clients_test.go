@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/extrasphere/extrasphere/internal/apischema"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/nbd"
 	"github.com/extrasphere/extrasphere/internal/pki"
 )
@@ -166,10 +167,10 @@ func TestAddClientErrors(t *testing.T) {
 		want error
 	}{
 		{"Exists", apischema.ClientRequest{Name: "c1", Volumes: []string{"a"}, PublicKey: string(pub)}, ErrClientExists},
-		{"UnknownVolume", apischema.ClientRequest{Name: "c2", Volumes: []string{"nope"}, PublicKey: string(pub)}, ErrVolumeNotFound},
-		{"NoVolumes", apischema.ClientRequest{Name: "c2", PublicKey: string(pub)}, ErrInvalidArgument},
-		{"BadName", apischema.ClientRequest{Name: "a/b", Volumes: []string{"a"}, PublicKey: string(pub)}, ErrInvalidArgument},
-		{"BadKey", apischema.ClientRequest{Name: "c2", Volumes: []string{"a"}, PublicKey: "junk"}, ErrInvalidArgument},
+		{"UnknownVolume", apischema.ClientRequest{Name: "c2", Volumes: []string{"nope"}, PublicKey: string(pub)}, errkind.ErrVolumeNotFound},
+		{"NoVolumes", apischema.ClientRequest{Name: "c2", PublicKey: string(pub)}, errkind.ErrInvalidArgument},
+		{"BadName", apischema.ClientRequest{Name: "a/b", Volumes: []string{"a"}, PublicKey: string(pub)}, errkind.ErrInvalidArgument},
+		{"BadKey", apischema.ClientRequest{Name: "c2", Volumes: []string{"a"}, PublicKey: "junk"}, errkind.ErrInvalidArgument},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/sparse"
 )
 
@@ -17,7 +18,7 @@ import (
 // layers read-only, and lives on src's datastore. src keeps running.
 func (e *Engine) Clone(ctx context.Context, src, snap, name string) (apischema.VolumeInfo, error) {
 	if err := datastore.CheckName("volume", name); err != nil {
-		return apischema.VolumeInfo{}, errorf(ErrInvalidArgument, "%w", err)
+		return apischema.VolumeInfo{}, errorf(errkind.ErrInvalidArgument, "%w", err)
 	}
 	vs, unlock, err := e.snapVolumes([]string{src}, "clone")
 	if err != nil {
@@ -26,7 +27,7 @@ func (e *Engine) Clone(ctx context.Context, src, snap, name string) (apischema.V
 	defer unlock()
 	v := vs[0]
 	if filling(v) != nil {
-		return apischema.VolumeInfo{}, errorf(ErrInvalidArgument, "volume %s is served from a backup: promote it before cloning", src)
+		return apischema.VolumeInfo{}, errorf(errkind.ErrInvalidArgument, "volume %s is served from a backup: promote it before cloning", src)
 	}
 	if snap == "" {
 		snap = "clone-" + name

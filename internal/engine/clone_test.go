@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/extrasphere/extrasphere/internal/errkind"
 )
 
 // A linked clone reads its origin's snapshot, writes only its own delta,
@@ -30,7 +32,7 @@ func TestCloneAndPromote(t *testing.T) {
 	if got := readThrough(t, e, "src", 4096, 2<<20); !bytes.Equal(got, make([]byte, 4096)) {
 		t.Fatal("a clone write reached the origin")
 	}
-	if err := e.RemoveVolume(t.Context(), "src", true); !errors.Is(err, ErrVolumeInUse) || !strings.Contains(err.Error(), "c1") {
+	if err := e.RemoveVolume(t.Context(), "src", true); !errors.Is(err, errkind.ErrVolumeInUse) || !strings.Contains(err.Error(), "c1") {
 		t.Fatalf("removing the origin of a clone: %v", err)
 	}
 	// qemu-img follows the clone's chain into the origin's directory.

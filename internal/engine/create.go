@@ -7,6 +7,7 @@ import (
 
 	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/flat"
 )
 
@@ -31,14 +32,14 @@ func (e *Engine) CreateVolume(ctx context.Context, o CreateOptions) (apischema.V
 // target of an import that has not finished (see datastore.ImportingFile).
 func (e *Engine) createVolume(ctx context.Context, o CreateOptions, importing bool) (apischema.VolumeInfo, error) {
 	if err := datastore.CheckName("volume", o.Name); err != nil {
-		return apischema.VolumeInfo{}, errorf(ErrInvalidArgument, "%w", err)
+		return apischema.VolumeInfo{}, errorf(errkind.ErrInvalidArgument, "%w", err)
 	}
 	if o.Size <= 0 {
-		return apischema.VolumeInfo{}, errorf(ErrInvalidArgument, "create volume %s: size must be positive, got %d", o.Name, o.Size)
+		return apischema.VolumeInfo{}, errorf(errkind.ErrInvalidArgument, "create volume %s: size must be positive, got %d", o.Name, o.Size)
 	}
 	size, ok := roundUp(o.Size)
 	if !ok {
-		return apischema.VolumeInfo{}, errorf(ErrInvalidArgument, "create volume %s: size %d is too large", o.Name, o.Size)
+		return apischema.VolumeInfo{}, errorf(errkind.ErrInvalidArgument, "create volume %s: size %d is too large", o.Name, o.Size)
 	}
 	if o.Datastore == "" {
 		o.Datastore = DefaultDatastore
@@ -69,20 +70,20 @@ func (e *Engine) reserveVolume(name, ds string) (*dsEntry, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		return nil, errorf(ErrClosed, "create volume %s: the daemon is shutting down", name)
+		return nil, errorf(errkind.ErrClosed, "create volume %s: the daemon is shutting down", name)
 	}
 	if v, ok := e.volumes[name]; ok {
-		return nil, errorf(ErrVolumeExists, "volume %s already exists on datastore %s: choose another name or remove it first", name, v.ds.name)
+		return nil, errorf(errkind.ErrVolumeExists, "volume %s already exists on datastore %s: choose another name or remove it first", name, v.ds.name)
 	}
 	if e.reserved[name] {
-		return nil, errorf(ErrVolumeExists, "volume %s is being created by another request", name)
+		return nil, errorf(errkind.ErrVolumeExists, "volume %s is being created by another request", name)
 	}
 	ent, ok := e.datastores[ds]
 	if !ok {
-		return nil, errorf(ErrDatastoreNotFound, "datastore %s does not exist (see `extrasphere datastore list`)", ds)
+		return nil, errorf(errkind.ErrDatastoreNotFound, "datastore %s does not exist (see `extrasphere datastore list`)", ds)
 	}
 	if ent.ds == nil {
-		return nil, errorf(ErrDatastoreOffline, "datastore %s at %s is offline (%v)", ds, ent.path, ent.err)
+		return nil, errorf(errkind.ErrDatastoreOffline, "datastore %s at %s is offline (%v)", ds, ent.path, ent.err)
 	}
 	e.reserved[name] = true
 	return ent, nil
@@ -94,7 +95,7 @@ func (e *Engine) reserveVolume(name, ds string) (*dsEntry, error) {
 func (e *Engine) createFiles(ctx context.Context, ent *dsEntry, name string, size int64, prealloc, ro, importing bool) (*volume, error) {
 	st, err := ent.ds.Stage(name)
 	if errors.Is(err, datastore.ErrVolumeDirExists) {
-		return nil, errorf(ErrVolumeExists, "directory %s already exists on datastore %s (an unreadable volume?): move it away or choose another name",
+		return nil, errorf(errkind.ErrVolumeExists, "directory %s already exists on datastore %s (an unreadable volume?): move it away or choose another name",
 			ent.ds.VolumeDir(name), ent.name)
 	}
 	if err != nil {
@@ -113,7 +114,7 @@ func (e *Engine) createFiles(ctx context.Context, ent *dsEntry, name string, siz
 	if err := ent.ds.Commit(st); err != nil {
 		ent.ds.Abort(st)
 		if errors.Is(err, datastore.ErrVolumeDirExists) {
-			return nil, errorf(ErrVolumeExists, "directory %s appeared while creating volume %s", ent.ds.VolumeDir(name), name)
+			return nil, errorf(errkind.ErrVolumeExists, "directory %s appeared while creating volume %s", ent.ds.VolumeDir(name), name)
 		}
 		return nil, fmt.Errorf("create volume %s: %w", name, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/catalog"
 	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 )
 
 // Datastore statuses.
@@ -78,10 +79,10 @@ func (e *Engine) dsInfoLocked(d *dsEntry) apischema.DatastoreInfo {
 // name it brings must be new to the daemon.
 func (e *Engine) AddDatastore(ctx context.Context, name, path string) (apischema.DatastoreInfo, error) {
 	if err := datastore.CheckName("datastore", name); err != nil {
-		return apischema.DatastoreInfo{}, errorf(ErrInvalidArgument, "%w", err)
+		return apischema.DatastoreInfo{}, errorf(errkind.ErrInvalidArgument, "%w", err)
 	}
 	if !filepath.IsAbs(path) {
-		return apischema.DatastoreInfo{}, errorf(ErrInvalidArgument, "datastore path %q must be absolute", path)
+		return apischema.DatastoreInfo{}, errorf(errkind.ErrInvalidArgument, "datastore path %q must be absolute", path)
 	}
 	path = filepath.Clean(path)
 	if err := e.reserveDatastore(name, path); err != nil {
@@ -98,7 +99,7 @@ func (e *Engine) AddDatastore(ctx context.Context, name, path string) (apischema
 		return apischema.DatastoreInfo{}, fmt.Errorf("add datastore %s: %w", name, err)
 	}
 	if ds.Name != name {
-		return apischema.DatastoreInfo{}, errorf(ErrInvalidArgument, "the directory %s is already datastore %q (its marker says so): add it as %q",
+		return apischema.DatastoreInfo{}, errorf(errkind.ErrInvalidArgument, "the directory %s is already datastore %q (its marker says so): add it as %q",
 			path, ds.Name, ds.Name)
 	}
 	ent := &dsEntry{name: name, path: path, ds: ds}
@@ -132,14 +133,14 @@ func (e *Engine) reserveDatastore(name, path string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		return errorf(ErrClosed, "add datastore %s: the daemon is shutting down", name)
+		return errorf(errkind.ErrClosed, "add datastore %s: the daemon is shutting down", name)
 	}
 	if _, ok := e.datastores[name]; ok || e.reserved["ds:"+name] {
-		return errorf(ErrDatastoreExists, "datastore %s already exists: choose another name", name)
+		return errorf(errkind.ErrDatastoreExists, "datastore %s already exists: choose another name", name)
 	}
 	for _, d := range e.datastores {
 		if samePath(d.path, path) {
-			return errorf(ErrDatastoreExists, "path %s is already datastore %s", path, d.name)
+			return errorf(errkind.ErrDatastoreExists, "path %s is already datastore %s", path, d.name)
 		}
 	}
 	e.reserved["ds:"+name] = true
@@ -158,7 +159,7 @@ func (e *Engine) checkNewVolumesLocked(ds string, vols []*volume) error {
 		}
 	}
 	if len(clash) > 0 {
-		return errorf(ErrVolumeExists, "add datastore %s: volume names must be unique across datastores; rename or remove these first: %s",
+		return errorf(errkind.ErrVolumeExists, "add datastore %s: volume names must be unique across datastores; rename or remove these first: %s",
 			ds, strings.Join(clash, "; "))
 	}
 	return nil

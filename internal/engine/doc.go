@@ -38,7 +38,7 @@
 //	volume.snapMu        one pivoting operation per volume (snapshot, merge,
 //	                     revert, promote, migration, CBT and mirror changes,
 //	                     failover); mostly taken with TryLock, so a second
-//	                     operation fails with ErrVolumeInUse instead of
+//	                     operation fails with errkind.ErrVolumeInUse instead of
 //	                     waiting; a job holds it for its whole run
 //	gate hold            (pivot) in-flight I/O finished, new I/O waits
 //	Engine.mu            the maps and every field marked "guarded by

@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"github.com/extrasphere/extrasphere/internal/access"
+	"github.com/extrasphere/extrasphere/internal/backup"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/catalog"
 	"github.com/extrasphere/extrasphere/internal/cbt"
 	"github.com/extrasphere/extrasphere/internal/chain"
 	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/gate"
 	"github.com/extrasphere/extrasphere/internal/job"
 	"github.com/extrasphere/extrasphere/internal/mirror"
@@ -40,8 +42,9 @@ type Engine struct {
 
 	cleanups sync.WaitGroup // background removals of files no longer read (old copies after a migration); Close waits
 
-	repos  *repos.Registry // the backup repositories (internal/repos has its own lock)
-	access *access.Access  // the NBD clients and what they may open
+	repos   *repos.Registry // the backup repositories (internal/repos has its own lock)
+	backups *backup.Service // backups and restores (internal/backup; the engine is its Host)
+	access  *access.Access  // the NBD clients and what they may open
 
 	// onStep, set only by tests before any job runs, is called at every
 	// named step (failpoint) of a long operation.
@@ -120,7 +123,7 @@ func (v *volume) mirror() *mirror.Mirror {
 func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	cfg = cfg.withDefaults()
 	if cfg.DataDir == "" {
-		return nil, fmt.Errorf("open engine: no data dir: %w", ErrInvalidArgument)
+		return nil, fmt.Errorf("open engine: no data dir: %w", errkind.ErrInvalidArgument)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("open engine: create data dir: %w", err)
@@ -132,6 +135,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	e := &Engine{cfg: cfg, log: cfg.Logger, cat: cat, jobs: job.NewRegistry(jobOptions(cat, cfg.Logger)),
 		datastores: map[string]*dsEntry{}, volumes: map[string]*volume{}, reserved: map[string]bool{}}
 	e.access = access.New(cat, cfg.ClientCA, cfg.Logger)
+	e.backups = backup.New(backupHost{e}, cfg.Logger)
 	e.repos, err = repos.Open(cat, cfg.Logger, cfg.Failpoints, now)
 	if err == nil {
 		err = e.load(ctx)
@@ -221,7 +225,7 @@ func (e *Engine) resumeMerges(ctx context.Context) {
 		}
 		below, top := ls[len(ls)-2], ls[len(ls)-1]
 		name, _ := below.snapshot()
-		if name != "" && !strings.HasPrefix(name, migrateSnapPrefix) && !strings.HasPrefix(name, backupSnapPrefix) {
+		if name != "" && !strings.HasPrefix(name, migrateSnapPrefix) && !strings.HasPrefix(name, backup.SnapshotPrefix) {
 			continue
 		}
 		e.log.Warn("resuming an interrupted merge", "volume", v.name, "layer", below.path, "snapshot", name)
@@ -296,7 +300,7 @@ func (e *Engine) scanDatastore(ctx context.Context, ent *dsEntry) []*volume {
 	for _, f := range files {
 		v := &volume{name: f.Name, ds: ent, files: f, jobs: map[string]*job.Job{}}
 		if f.Importing {
-			v.err = errorf(ErrVolumeUnavailable, "the import into volume %s was interrupted (daemon stopped): remove it with `extrasphere volume rm %s` and import again",
+			v.err = errorf(errkind.ErrVolumeUnavailable, "the import into volume %s was interrupted (daemon stopped): remove it with `extrasphere volume rm %s` and import again",
 				f.Name, f.Name)
 			e.log.Error("volume not served", "volume", f.Name, "datastore", ent.name, "err", v.err)
 			vols = append(vols, v)
@@ -372,7 +376,7 @@ func (e *Engine) Close() error {
 		e.mu.Lock()
 		devs[i] = v.dev
 		v.dev = nil
-		v.err = ErrClosed
+		v.err = errkind.ErrClosed
 		e.mu.Unlock()
 	}
 	// Flush and stop the mirrors of all volumes at once: each may take up

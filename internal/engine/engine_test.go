@@ -11,6 +11,7 @@ import (
 
 	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/failpoint"
 	"github.com/extrasphere/extrasphere/internal/flat"
 	"github.com/extrasphere/extrasphere/internal/nbd"
@@ -104,7 +105,7 @@ func TestCreateListShowRemove(t *testing.T) {
 	if err := e.RemoveVolume(t.Context(), "vm1-disk0", false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.GetVolume(t.Context(), "vm1-disk0"); !errors.Is(err, ErrVolumeNotFound) {
+	if _, err := e.GetVolume(t.Context(), "vm1-disk0"); !errors.Is(err, errkind.ErrVolumeNotFound) {
 		t.Fatalf("get removed: %v", err)
 	}
 	if _, err := os.Stat(filepath.Dir(in.Path)); !errors.Is(err, os.ErrNotExist) {
@@ -124,10 +125,10 @@ func TestCreateErrors(t *testing.T) {
 		o    CreateOptions
 		want error
 	}{
-		{"BadName", CreateOptions{Name: "../x", Size: 4096}, ErrInvalidArgument},
-		{"ZeroSize", CreateOptions{Name: "z", Size: 0}, ErrInvalidArgument},
-		{"Duplicate", CreateOptions{Name: "v", Size: 4096}, ErrVolumeExists},
-		{"NoDatastore", CreateOptions{Name: "w", Size: 4096, Datastore: "nope"}, ErrDatastoreNotFound},
+		{"BadName", CreateOptions{Name: "../x", Size: 4096}, errkind.ErrInvalidArgument},
+		{"ZeroSize", CreateOptions{Name: "z", Size: 0}, errkind.ErrInvalidArgument},
+		{"Duplicate", CreateOptions{Name: "v", Size: 4096}, errkind.ErrVolumeExists},
+		{"NoDatastore", CreateOptions{Name: "w", Size: 4096, Datastore: "nope"}, errkind.ErrDatastoreNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := e.CreateVolume(t.Context(), tc.o)
@@ -151,7 +152,7 @@ func TestRemoveInUse(t *testing.T) {
 		t.Fatalf("connections %d, want 1", in.Connections)
 	}
 	err = e.RemoveVolume(t.Context(), "busy", false)
-	if !errors.Is(err, ErrVolumeInUse) {
+	if !errors.Is(err, errkind.ErrVolumeInUse) {
 		t.Fatalf("remove in use: got %v", err)
 	}
 	if msg := err.Error(); !strings.Contains(msg, "volume busy") || !strings.Contains(msg, "1 open NBD connection") || !strings.Contains(msg, "--force") {
@@ -174,7 +175,7 @@ func TestRemoveInUse(t *testing.T) {
 		t.Fatalf("force remove: %v", err)
 	}
 	if err := ex.Device.ReadAt(t.Context(), make([]byte, 512), 0); !errors.Is(err, blockdev.ErrClosed) {
-		t.Fatalf("read after force remove: got %v, want ErrClosed", err)
+		t.Fatalf("read after force remove: got %v, want errkind.ErrClosed", err)
 	}
 }
 
@@ -204,7 +205,7 @@ func TestSetReadOnly(t *testing.T) {
 	if err := ex.Device.WriteAt(t.Context(), make([]byte, 512), 0, 0); !errors.Is(err, blockdev.ErrReadOnly) {
 		t.Fatalf("write to read-only: %v", err)
 	}
-	if _, err := e.SetReadOnly(t.Context(), "v", false); !errors.Is(err, ErrVolumeInUse) {
+	if _, err := e.SetReadOnly(t.Context(), "v", false); !errors.Is(err, errkind.ErrVolumeInUse) {
 		t.Fatalf("set read-only while connected: got %v", err)
 	}
 	release()
@@ -304,13 +305,13 @@ func TestAddDatastore(t *testing.T) {
 	}
 	mustCreate(t, e, CreateOptions{Name: "onds1", Size: 1 << 20, Datastore: "ds1"})
 
-	if _, err := e.AddDatastore(t.Context(), "ds1", filepath.Join(t.TempDir(), "x")); !errors.Is(err, ErrDatastoreExists) {
+	if _, err := e.AddDatastore(t.Context(), "ds1", filepath.Join(t.TempDir(), "x")); !errors.Is(err, errkind.ErrDatastoreExists) {
 		t.Errorf("duplicate name: %v", err)
 	}
-	if _, err := e.AddDatastore(t.Context(), "ds2", p); !errors.Is(err, ErrDatastoreExists) {
+	if _, err := e.AddDatastore(t.Context(), "ds2", p); !errors.Is(err, errkind.ErrDatastoreExists) {
 		t.Errorf("duplicate path: %v", err)
 	}
-	if _, err := e.AddDatastore(t.Context(), "rel", "relative/path"); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := e.AddDatastore(t.Context(), "rel", "relative/path"); !errors.Is(err, errkind.ErrInvalidArgument) {
 		t.Errorf("relative path: %v", err)
 	}
 
@@ -318,11 +319,11 @@ func TestAddDatastore(t *testing.T) {
 	// marker's name only.
 	e2 := openEngine(t, t.TempDir())
 	defer e2.Close()
-	if _, err := e2.AddDatastore(t.Context(), "renamed", p); !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), `add it as "ds1"`) {
+	if _, err := e2.AddDatastore(t.Context(), "renamed", p); !errors.Is(err, errkind.ErrInvalidArgument) || !strings.Contains(err.Error(), `add it as "ds1"`) {
 		t.Fatalf("adopt under another name: %v", err)
 	}
 	mustCreate(t, e2, CreateOptions{Name: "onds1", Size: 4096})
-	if _, err := e2.AddDatastore(t.Context(), "ds1", p); !errors.Is(err, ErrVolumeExists) {
+	if _, err := e2.AddDatastore(t.Context(), "ds1", p); !errors.Is(err, errkind.ErrVolumeExists) {
 		t.Fatalf("adopt with clashing volume: %v", err)
 	}
 	if err := e2.RemoveVolume(t.Context(), "onds1", false); err != nil {
@@ -372,11 +373,11 @@ func TestAttach(t *testing.T) {
 	if !strings.Contains(xt, "<host name='"+host+"' port='10809'/>") {
 		t.Errorf("tcp libvirt %s", xt)
 	}
-	if _, err := e.Attach(t.Context(), "nope", apischema.AttachQEMU, false); !errors.Is(err, ErrVolumeNotFound) {
+	if _, err := e.Attach(t.Context(), "nope", apischema.AttachQEMU, false); !errors.Is(err, errkind.ErrVolumeNotFound) {
 		t.Errorf("attach unknown: %v", err)
 	}
-	if _, err := e.Attach(t.Context(), "vm1", "vmware", false); !errors.Is(err, ErrInvalidArgument) {
-		t.Errorf("attach of an unknown kind: %v, want ErrInvalidArgument", err)
+	if _, err := e.Attach(t.Context(), "vm1", "vmware", false); !errors.Is(err, errkind.ErrInvalidArgument) {
+		t.Errorf("attach of an unknown kind: %v, want errkind.ErrInvalidArgument", err)
 	}
 }
 

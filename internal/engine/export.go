@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/job"
 	"github.com/extrasphere/extrasphere/internal/transfer"
 )
@@ -27,22 +28,22 @@ type ExportOptions struct {
 // export deletes the partial file.
 func (e *Engine) Export(ctx context.Context, name string, o ExportOptions) (job.Info, error) {
 	if !filepath.IsAbs(o.Path) {
-		return job.Info{}, errorf(ErrInvalidArgument, "export %s: target path %q must be absolute", name, o.Path)
+		return job.Info{}, errorf(errkind.ErrInvalidArgument, "export %s: target path %q must be absolute", name, o.Path)
 	}
 	format := o.Format
 	if format == "" {
 		format = formatFromExt(o.Path)
 	}
 	if !transfer.ValidFormat(format) {
-		return job.Info{}, errorf(ErrInvalidArgument, "export %s: format %q: use one of %v", name, format, transfer.Formats)
+		return job.Info{}, errorf(errkind.ErrInvalidArgument, "export %s: format %q: use one of %v", name, format, transfer.Formats)
 	}
 	if _, err := os.Lstat(o.Path); err == nil {
-		return job.Info{}, errorf(ErrFileExists, "export %s: %s already exists: remove it or choose another path", name, o.Path)
+		return job.Info{}, errorf(errkind.ErrFileExists, "export %s: %s already exists: remove it or choose another path", name, o.Path)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return job.Info{}, fmt.Errorf("export %s: %w", name, err)
 	}
 	if fi, err := os.Stat(filepath.Dir(o.Path)); err != nil || !fi.IsDir() {
-		return job.Info{}, errorf(ErrInvalidArgument, "export %s: directory %s does not exist", name, filepath.Dir(o.Path))
+		return job.Info{}, errorf(errkind.ErrInvalidArgument, "export %s: directory %s does not exist", name, filepath.Dir(o.Path))
 	}
 	var qemuImg string
 	if format != "raw" {
@@ -59,10 +60,10 @@ func (e *Engine) Export(ctx context.Context, name string, o ExportOptions) (job.
 		return job.Info{}, err
 	}
 	if v.err != nil || v.dev == nil {
-		return job.Info{}, errorf(ErrVolumeUnavailable, "export %s: volume is unavailable (%v)", name, v.err)
+		return job.Info{}, errorf(errkind.ErrVolumeUnavailable, "export %s: volume is unavailable (%v)", name, v.err)
 	}
 	if v.op != "" {
-		return job.Info{}, errorf(ErrVolumeInUse, "export %s: %s is in progress", name, v.op)
+		return job.Info{}, errorf(errkind.ErrVolumeInUse, "export %s: %s is in progress", name, v.op)
 	}
 	dev, size := v.dev, v.files.Size
 

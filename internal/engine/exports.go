@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/nbd"
 )
 
@@ -30,7 +31,7 @@ func (e *Engine) OpenExport(ctx context.Context, name string) (*nbd.Export, func
 	v, ok := e.volumes[name]
 	switch {
 	case e.closed:
-		return nil, nil, fmt.Errorf("export %q: %w: %w", name, ErrClosed, nbd.ErrUnknownExport)
+		return nil, nil, fmt.Errorf("export %q: %w: %w", name, errkind.ErrClosed, nbd.ErrUnknownExport)
 	case !ok:
 		return nil, nil, fmt.Errorf("export %q: %w", name, nbd.ErrUnknownExport)
 	case v.err != nil || v.dev == nil:

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/extrasphere/extrasphere/internal/apischema"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/mirror"
 	"github.com/extrasphere/extrasphere/internal/node"
 )
@@ -77,8 +78,8 @@ func TestAcceptFailbackConcurrent(t *testing.T) {
 					t.Fatalf("failbacks %d and %d both succeeded", won, i)
 				case err == nil:
 					won = i
-				case !errors.Is(err, ErrVolumeInUse):
-					t.Fatalf("failback %d: %v, want success or ErrVolumeInUse", i, err)
+				case !errors.Is(err, errkind.ErrVolumeInUse):
+					t.Fatalf("failback %d: %v, want success or errkind.ErrVolumeInUse", i, err)
 				}
 			}
 			if won < 0 {

@@ -9,7 +9,9 @@ import (
 	"os/exec"
 	"path/filepath"
 
+	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/job"
 	"github.com/extrasphere/extrasphere/internal/transfer"
 )
@@ -29,7 +31,7 @@ type ImportOptions struct {
 // or is cancelled, the new volume is removed again.
 func (e *Engine) Import(ctx context.Context, name string, o ImportOptions) (job.Info, error) {
 	if err := datastore.CheckName("volume", name); err != nil {
-		return job.Info{}, errorf(ErrInvalidArgument, "%w", err)
+		return job.Info{}, errorf(errkind.ErrInvalidArgument, "%w", err)
 	}
 	src, srcSize, format, err := e.openSource(ctx, o.Path, o.Format)
 	if err != nil {
@@ -39,75 +41,82 @@ func (e *Engine) Import(ctx context.Context, name string, o ImportOptions) (job.
 	if o.Size > 0 {
 		if o.Size < srcSize {
 			closeFile(src)
-			return job.Info{}, errorf(ErrInvalidArgument, "import %s: size %d is smaller than the image (%d bytes)", name, o.Size, srcSize)
+			return job.Info{}, errorf(errkind.ErrInvalidArgument, "import %s: size %d is smaller than the image (%d bytes)", name, o.Size, srcSize)
 		}
 		size = o.Size
 	}
 	if size == 0 {
 		closeFile(src)
-		return job.Info{}, errorf(ErrInvalidArgument, "import %s: %s is empty", name, o.Path)
+		return job.Info{}, errorf(errkind.ErrInvalidArgument, "import %s: %s is empty", name, o.Path)
 	}
-	info, err := e.createVolume(ctx, CreateOptions{Name: name, Size: size, Datastore: o.Datastore}, true)
-	if err != nil {
-		closeFile(src)
-		return job.Info{}, err
-	}
-	size = info.Size // rounded up to whole sectors
-
-	var fn job.Func
+	var fill func(ctx context.Context, j *job.Job, dev blockdev.Device) error
 	if format == "raw" {
-		fn = func(ctx context.Context, j *job.Job) error {
+		fill = func(ctx context.Context, j *job.Job, dev blockdev.Device) error {
 			defer src.Close()
-			dev, err := e.device(name)
-			if err != nil {
-				return err
-			}
 			return transfer.CopyIn(ctx, dev, src, srcSize, j.Add)
 		}
 	} else {
 		qemuImg, err := e.qemuImgPath("importing a " + format + " image")
 		if err != nil { // checked by openSource; the binary vanished since
-			e.RemoveVolume(ctx, name, true)
 			return job.Info{}, err
 		}
 		args := []string{"convert", "-p", "-n", "--target-is-zero", "-f", format, "-O", "raw", o.Path, e.UnixURI(name)}
-		fn = func(ctx context.Context, j *job.Job) error {
-			return transfer.QemuImgRun(ctx, qemuImg, args, func(pct float64) { j.SetDone(int64(pct / 100 * float64(size))) })
+		fill = func(ctx context.Context, j *job.Job, dev blockdev.Device) error {
+			return transfer.QemuImgRun(ctx, qemuImg, args, func(pct float64) { j.SetDone(int64(pct / 100 * float64(j.Info().Total))) })
 		}
 	}
-	cleanup := e.finishOrRemove("import into", name)
-
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	v, err := e.lookupLocked(name)
+	j, err := e.fillNew(ctx, KindImport, CreateOptions{Name: name, Size: size, Datastore: o.Datastore}, fill)
 	if err != nil {
 		closeFile(src)
 		return job.Info{}, err
 	}
-	j, err := e.startJobLocked(v, KindImport, size, fn, cleanup)
-	if err != nil {
-		closeFile(src)
-		return job.Info{}, err
-	}
-	e.log.Info("import started", "job", j.ID(), "volume", name, "path", o.Path, "format", format, "size", size)
+	e.log.Info("import started", "job", j.ID(), "volume", name, "path", o.Path, "format", format, "size", j.Info().Total)
 	return j.Info(), nil
+}
+
+// fillNew creates a volume marked unfinished and runs fill into its
+// device as a job of kind (import, restore). The job counts as the
+// volume's; its cleanup (finishOrRemove) clears the marker on success and
+// removes the partial volume on failure or cancellation, so a crash
+// never leaves a partly filled volume that looks whole.
+func (e *Engine) fillNew(ctx context.Context, kind string, o CreateOptions, fill func(ctx context.Context, j *job.Job, dev blockdev.Device) error) (*job.Job, error) {
+	info, err := e.createVolume(ctx, o, true)
+	if err != nil {
+		return nil, err
+	}
+	cleanup := e.finishOrRemove(kind+" into", o.Name) // "import into", "restore into"
+	var j *job.Job
+	e.mu.Lock()
+	v, err := e.lookupLocked(o.Name)
+	if err == nil && v.dev == nil {
+		err = errorf(errkind.ErrVolumeUnavailable, "volume %s is unavailable (%v)", o.Name, v.err)
+	}
+	if err == nil {
+		dev := v.dev // the gate: a pivot changes what is below it, never the gate
+		j, err = e.startJobLocked(v, kind, info.Size, func(ctx context.Context, j *job.Job) error { return fill(ctx, j, dev) }, cleanup)
+	}
+	e.mu.Unlock()
+	if err != nil {
+		return nil, cleanup(err) // the partial volume goes
+	}
+	return j, nil
 }
 
 // openSource checks the source image and returns its virtual size and
 // format. For raw images it returns the open file; otherwise src is nil.
 func (e *Engine) openSource(ctx context.Context, path, format string) (src *os.File, size int64, fmtOut string, err error) {
 	if !filepath.IsAbs(path) {
-		return nil, 0, "", errorf(ErrInvalidArgument, "source path %q must be absolute", path)
+		return nil, 0, "", errorf(errkind.ErrInvalidArgument, "source path %q must be absolute", path)
 	}
 	if format != "" && !transfer.ValidFormat(format) {
-		return nil, 0, "", errorf(ErrInvalidArgument, "format %q: use one of %v", format, transfer.Formats)
+		return nil, 0, "", errorf(errkind.ErrInvalidArgument, "format %q: use one of %v", format, transfer.Formats)
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, 0, "", errorf(ErrInvalidArgument, "source %s: %w", path, err)
+		return nil, 0, "", errorf(errkind.ErrInvalidArgument, "source %s: %w", path, err)
 	}
 	if fi.IsDir() {
-		return nil, 0, "", errorf(ErrInvalidArgument, "source %s is a directory", path)
+		return nil, 0, "", errorf(errkind.ErrInvalidArgument, "source %s is a directory", path)
 	}
 	if format == "" {
 		format = "raw"
@@ -118,7 +127,7 @@ func (e *Engine) openSource(ctx context.Context, path, format string) (src *os.F
 			}
 			format = in.Format
 			if !transfer.ValidFormat(format) {
-				return nil, 0, "", errorf(ErrInvalidArgument, "source %s is a %s image; supported: %v", path, format, transfer.Formats)
+				return nil, 0, "", errorf(errkind.ErrInvalidArgument, "source %s is a %s image; supported: %v", path, format, transfer.Formats)
 			}
 		}
 	}
@@ -135,7 +144,7 @@ func (e *Engine) openSource(ctx context.Context, path, format string) (src *os.F
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, 0, "", errorf(ErrInvalidArgument, "open source: %w", err)
+		return nil, 0, "", errorf(errkind.ErrInvalidArgument, "open source: %w", err)
 	}
 	size, err = f.Seek(0, io.SeekEnd) // works for block devices too, unlike Stat
 	if err != nil {
@@ -189,21 +198,21 @@ func (e *Engine) finishImport(name string) error {
 	return nil
 }
 
-// qemuImgPath finds qemu-img or returns ErrQemuImgMissing with a hint.
+// qemuImgPath finds qemu-img or returns errkind.ErrQemuImgMissing with a hint.
 func (e *Engine) qemuImgPath(why string) (string, error) {
 	p, err := exec.LookPath(e.cfg.QemuImg)
 	if err != nil {
-		return "", errorf(ErrQemuImgMissing, "%s needs %s, which is not installed (apt-get install qemu-utils)", why, e.cfg.QemuImg)
+		return "", errorf(errkind.ErrQemuImgMissing, "%s needs %s, which is not installed (apt-get install qemu-utils)", why, e.cfg.QemuImg)
 	}
 	return p, nil
 }
 
 // imageInfo is transfer.QemuImgInfo with an unusable image reported as
-// ErrInvalidArgument.
+// errkind.ErrInvalidArgument.
 func (e *Engine) imageInfo(ctx context.Context, qemuImg, path, format string) (transfer.ImageInfo, error) {
 	in, err := transfer.QemuImgInfo(ctx, qemuImg, path, format)
 	if errors.Is(err, transfer.ErrBadImage) {
-		err = errorf(ErrInvalidArgument, "%w", err)
+		err = errorf(errkind.ErrInvalidArgument, "%w", err)
 	}
 	return in, err
 }

@@ -7,9 +7,11 @@ import (
 	"strings"
 
 	"github.com/extrasphere/extrasphere/internal/apischema"
+	"github.com/extrasphere/extrasphere/internal/backup"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/chain"
 	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/fill"
 	"github.com/extrasphere/extrasphere/internal/flat"
 	"github.com/extrasphere/extrasphere/internal/job"
@@ -40,7 +42,7 @@ func (e *Engine) ServeBackup(ctx context.Context, req apischema.ServeRequest) (a
 		req.Repo = apischema.DefaultRepo
 	}
 	if err := datastore.CheckName("volume", req.Name); err != nil {
-		return apischema.VolumeInfo{}, errorf(ErrInvalidArgument, "%w", err)
+		return apischema.VolumeInfo{}, errorf(errkind.ErrInvalidArgument, "%w", err)
 	}
 	r, err := e.useRepo(ctx, req.Repo)
 	if err != nil {
@@ -48,9 +50,9 @@ func (e *Engine) ServeBackup(ctx context.Context, req apischema.ServeRequest) (a
 	}
 	m, err := r.Load(ctx, req.Backup)
 	if err != nil {
-		return apischema.VolumeInfo{}, repoError(req.Repo, err)
+		return apischema.VolumeInfo{}, backup.RepoError(req.Repo, err)
 	}
-	vol, err := pickVolume(m, req.Volume)
+	vol, err := backup.PickVolume(m, req.Volume)
 	if err != nil {
 		return apischema.VolumeInfo{}, err
 	}
@@ -121,11 +123,11 @@ func (e *Engine) openRestoreSource(ctx context.Context, ref string) (fill.Source
 	}
 	m, err := r.Load(ctx, parts[1])
 	if err != nil {
-		return nil, fmt.Errorf("restoring from backup %s: %w", parts[1], repoError(parts[0], err))
+		return nil, fmt.Errorf("restoring from backup %s: %w", parts[1], backup.RepoError(parts[0], err))
 	}
 	vr, err := r.OpenVolume(ctx, m, parts[2], repo.ReaderOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("restoring from backup %s: %w", parts[1], repoError(parts[0], err))
+		return nil, fmt.Errorf("restoring from backup %s: %w", parts[1], backup.RepoError(parts[0], err))
 	}
 	return vr, nil
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/fsx"
 	"golang.org/x/sys/unix"
 
@@ -51,15 +52,15 @@ func (e *Engine) Migrate(ctx context.Context, vol, to string, rate int64) (job.I
 	tgt, ok := e.datastores[to]
 	switch {
 	case !ok:
-		err = errorf(ErrDatastoreNotFound, "datastore %s does not exist (see `extrasphere datastore list`)", to)
+		err = errorf(errkind.ErrDatastoreNotFound, "datastore %s does not exist (see `extrasphere datastore list`)", to)
 	case tgt.ds == nil:
-		err = errorf(ErrDatastoreOffline, "datastore %s at %s is offline (%v)", to, tgt.path, tgt.err)
+		err = errorf(errkind.ErrDatastoreOffline, "datastore %s at %s is offline (%v)", to, tgt.path, tgt.err)
 	case tgt == v.ds:
-		err = errorf(ErrInvalidArgument, "volume %s is already on datastore %s", vol, to)
+		err = errorf(errkind.ErrInvalidArgument, "volume %s is already on datastore %s", vol, to)
 	case !v.files.Chain.BaseOwn:
-		err = errorf(ErrInvalidArgument, "volume %s is a linked clone: promote it before migrating", vol)
+		err = errorf(errkind.ErrInvalidArgument, "volume %s is a linked clone: promote it before migrating", vol)
 	case filling(v) != nil:
-		err = errorf(ErrInvalidArgument, "volume %s is served from a backup: promote it before migrating", vol)
+		err = errorf(errkind.ErrInvalidArgument, "volume %s is served from a backup: promote it before migrating", vol)
 	}
 	e.mu.Unlock()
 	if err == nil {

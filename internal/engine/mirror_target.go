@@ -17,6 +17,7 @@ import (
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/catalog"
 	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/fence"
 	"github.com/extrasphere/extrasphere/internal/flat"
 	"github.com/extrasphere/extrasphere/internal/mirror"
@@ -104,13 +105,13 @@ func (e *Engine) prepareTarget(ctx context.Context, spec targetSpec, rec *catalo
 	case "file":
 		f, err := os.OpenFile(spec.path, os.O_RDWR|os.O_CREATE, 0o600)
 		if err != nil {
-			return errorf(ErrInvalidArgument, "mirror %s: target file %s: %w", rec.Volume, spec.path, err)
+			return errorf(errkind.ErrInvalidArgument, "mirror %s: target file %s: %w", rec.Volume, spec.path, err)
 		}
 		defer f.Close()
 		fi, err := f.Stat()
 		if err == nil && fi.Size() < size {
 			if fi.Size() != 0 {
-				return errorf(ErrInvalidArgument, "mirror %s: target file %s is %d bytes, the volume %d", rec.Volume, spec.path, fi.Size(), size)
+				return errorf(errkind.ErrInvalidArgument, "mirror %s: target file %s is %d bytes, the volume %d", rec.Volume, spec.path, fi.Size(), size)
 			}
 			err = f.Truncate(size)
 		}
@@ -126,18 +127,18 @@ func (e *Engine) prepareTarget(ctx context.Context, spec targetSpec, rec *catalo
 		defer cancel()
 		c, err := nbd.Dial(pctx, spec.nbd, nbd.ClientOptions{})
 		if err != nil {
-			return errorf(ErrPeer, "mirror %s: target %s: %w", rec.Volume, rec.Target, err)
+			return errorf(errkind.ErrPeer, "mirror %s: target %s: %w", rec.Volume, rec.Target, err)
 		}
 		defer c.Close()
 		if c.Size() < size || c.Caps().ReadOnly {
-			return errorf(ErrInvalidArgument, "mirror %s: target %s is %d bytes (read-only %v), the volume %d bytes: it must be writable and at least as large",
+			return errorf(errkind.ErrInvalidArgument, "mirror %s: target %s is %d bytes (read-only %v), the volume %d bytes: it must be writable and at least as large",
 				rec.Volume, rec.Target, c.Size(), c.Caps().ReadOnly, size)
 		}
 		return nil
 	}
 	p, err := e.pairedPeer(spec.addr)
 	if err != nil {
-		return errorf(ErrPeer, "mirror %s: %w", rec.Volume, err)
+		return errorf(errkind.ErrPeer, "mirror %s: %w", rec.Volume, err)
 	}
 	var resp replicaResponse
 	req := replicaRequest{Volume: spec.peerVol, Size: size, SourceVolume: rec.Volume, Gen: rec.Gen}
@@ -168,20 +169,20 @@ func peerError(vol string, p node.Peer, err error) error {
 	if errors.As(err, &re) {
 		switch re.Code {
 		case apischema.CodeSplitBrain:
-			return errorf(ErrSplitBrain, "volume %s: node %s refused: %s", vol, p.Name, re.Msg)
+			return errorf(errkind.ErrSplitBrain, "volume %s: node %s refused: %s", vol, p.Name, re.Msg)
 		case apischema.CodeVolumeInUse, apischema.CodeVolumeExists, apischema.CodeMirrorExists:
-			return errorf(ErrVolumeInUse, "volume %s: node %s refused: %s", vol, p.Name, re.Msg)
+			return errorf(errkind.ErrVolumeInUse, "volume %s: node %s refused: %s", vol, p.Name, re.Msg)
 		}
-		return errorf(ErrPeer, "volume %s: node %s refused: %s", vol, p.Name, re.Msg)
+		return errorf(errkind.ErrPeer, "volume %s: node %s refused: %s", vol, p.Name, re.Msg)
 	}
-	return errorf(ErrPeer, "volume %s: node %s at %s: %w", vol, p.Name, p.Addr, err)
+	return errorf(errkind.ErrPeer, "volume %s: node %s at %s: %w", vol, p.Name, p.Addr, err)
 }
 
 // dialer opens connections to rec's target.
 func (e *Engine) dialer(rec catalog.Mirror, size int64) (mirror.Dialer, error) {
 	spec, err := parseTarget(rec.Target, rec.Insecure)
 	if err != nil {
-		return nil, errorf(ErrInvalidArgument, "mirror %s: %w", rec.Volume, err)
+		return nil, errorf(errkind.ErrInvalidArgument, "mirror %s: %w", rec.Volume, err)
 	}
 	switch spec.kind {
 	case "file":
@@ -253,11 +254,11 @@ func parseReplicaExport(name string) (vol, gen string, epoch uint64, err error) 
 	vol, rest, _ := strings.Cut(name, "@")
 	gen, es, ok := strings.Cut(rest, "@")
 	if !ok {
-		return vol, gen, 0, fmt.Errorf("no stream epoch (want VOLUME@GENERATION@EPOCH): %w", ErrStreamEpoch)
+		return vol, gen, 0, fmt.Errorf("no stream epoch (want VOLUME@GENERATION@EPOCH): %w", errkind.ErrStreamEpoch)
 	}
 	epoch, err = strconv.ParseUint(es, 10, 64)
 	if err != nil || epoch == 0 {
-		return vol, gen, 0, fmt.Errorf("stream epoch %q is not a positive decimal number: %w", es, ErrStreamEpoch)
+		return vol, gen, 0, fmt.Errorf("stream epoch %q is not a positive decimal number: %w", es, errkind.ErrStreamEpoch)
 	}
 	return vol, gen, epoch, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/catalog"
 	"github.com/extrasphere/extrasphere/internal/cbt"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/gate"
 	"github.com/extrasphere/extrasphere/internal/mirror"
 )
@@ -48,29 +49,29 @@ func (e *Engine) CreateMirror(ctx context.Context, o apischema.MirrorOptions) (a
 		o.Mode = apischema.ModeSync
 	}
 	if o.Mode != apischema.ModeSync {
-		return apischema.MirrorInfo{}, errorf(ErrInvalidArgument, "mirror %s: mode %q: this version mirrors only synchronously (--mode sync)", o.Volume, o.Mode)
+		return apischema.MirrorInfo{}, errorf(errkind.ErrInvalidArgument, "mirror %s: mode %q: this version mirrors only synchronously (--mode sync)", o.Volume, o.Mode)
 	}
 	if o.Policy == "" {
 		o.Policy = string(mirror.Degrade)
 	}
 	pol, err := mirror.ParsePolicy(o.Policy)
 	if err != nil {
-		return apischema.MirrorInfo{}, errorf(ErrInvalidArgument, "mirror %s: %w", o.Volume, err)
+		return apischema.MirrorInfo{}, errorf(errkind.ErrInvalidArgument, "mirror %s: %w", o.Volume, err)
 	}
 	spec, err := parseTarget(o.Target, o.Insecure)
 	if err != nil {
-		return apischema.MirrorInfo{}, errorf(ErrInvalidArgument, "mirror %s: %w", o.Volume, err)
+		return apischema.MirrorInfo{}, errorf(errkind.ErrInvalidArgument, "mirror %s: %w", o.Volume, err)
 	}
 	v, err := e.mirrorableVolume(o.Volume)
 	if err != nil {
 		return apischema.MirrorInfo{}, err
 	}
 	if !v.snapMu.TryLock() {
-		return apischema.MirrorInfo{}, errorf(ErrVolumeInUse, "cannot mirror volume %s: a snapshot removal, promote or migration is running on it; retry when it is done", o.Volume)
+		return apischema.MirrorInfo{}, errorf(errkind.ErrVolumeInUse, "cannot mirror volume %s: a snapshot removal, promote or migration is running on it; retry when it is done", o.Volume)
 	}
 	defer v.snapMu.Unlock()
 	if v.mir.Load() != nil {
-		return apischema.MirrorInfo{}, errorf(ErrMirrorExists, "volume %s already has a mirror (see `extrasphere mirror status %s`); remove it first with `extrasphere mirror rm %s`",
+		return apischema.MirrorInfo{}, errorf(errkind.ErrMirrorExists, "volume %s already has a mirror (see `extrasphere mirror status %s`); remove it first with `extrasphere mirror rm %s`",
 			o.Volume, o.Volume, o.Volume)
 	}
 	rec := catalog.Mirror{Volume: o.Volume, Target: o.Target, Mode: o.Mode, Policy: string(pol), Gen: newGen(),
@@ -117,14 +118,14 @@ func (e *Engine) mirrorableVolume(name string) (*volume, error) {
 	}
 	switch {
 	case v.dev == nil || v.cbt == nil:
-		return nil, errorf(ErrVolumeUnavailable, "volume %s is unavailable (%v)", name, v.err)
+		return nil, errorf(errkind.ErrVolumeUnavailable, "volume %s is unavailable (%v)", name, v.err)
 	case v.files.ReadOnly:
-		return nil, errorf(ErrInvalidArgument, "volume %s is read-only: there is nothing to mirror", name)
+		return nil, errorf(errkind.ErrInvalidArgument, "volume %s is read-only: there is nothing to mirror", name)
 	case v.replica != nil && v.replica.FailedOver.IsZero():
-		return nil, errorf(ErrVolumeInUse, "volume %s is a replica of %s/%s: it cannot be mirrored until it is failed over",
+		return nil, errorf(errkind.ErrVolumeInUse, "volume %s is a replica of %s/%s: it cannot be mirrored until it is failed over",
 			name, v.replica.SourceName, v.replica.SourceVolume)
 	case v.replica != nil:
-		return nil, errorf(ErrVolumeInUse, "volume %s was failed over from %s/%s: use `extrasphere failback %s` to mirror it back there",
+		return nil, errorf(errkind.ErrVolumeInUse, "volume %s was failed over from %s/%s: use `extrasphere failback %s` to mirror it back there",
 			name, v.replica.SourceName, v.replica.SourceVolume, name)
 	}
 	return v, nil
@@ -160,7 +161,7 @@ func (e *Engine) attachMirror(v *volume, rec catalog.Mirror) error {
 	g := v.dev
 	e.mu.Unlock()
 	if g == nil {
-		return errorf(ErrVolumeUnavailable, "volume %s is unavailable (%v)", v.name, v.err)
+		return errorf(errkind.ErrVolumeUnavailable, "volume %s is unavailable (%v)", v.name, v.err)
 	}
 	dial, err := e.dialer(rec, v.files.Size)
 	if err != nil {
@@ -393,7 +394,7 @@ func (e *Engine) ListMirrors(ctx context.Context, vol string) ([]apischema.Mirro
 		}
 	}
 	if vol != "" && len(out) == 0 {
-		return nil, errorf(ErrMirrorNotFound, "volume %s has no mirror and is no replica (create one with `extrasphere mirror create %s --to TARGET`)", vol, vol)
+		return nil, errorf(errkind.ErrMirrorNotFound, "volume %s has no mirror and is no replica (create one with `extrasphere mirror create %s --to TARGET`)", vol, vol)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Volume < out[j].Volume })
 	return out, nil
@@ -416,7 +417,7 @@ func (e *Engine) mirrorInfo(v *volume) apischema.MirrorInfo {
 	return in
 }
 
-// mirrorOf returns v's mirror or ErrMirrorNotFound.
+// mirrorOf returns v's mirror or errkind.ErrMirrorNotFound.
 func (e *Engine) mirrorOf(name string) (*volume, *mirrorEntry, error) {
 	e.mu.Lock()
 	v, err := e.lookupLocked(name)
@@ -426,7 +427,7 @@ func (e *Engine) mirrorOf(name string) (*volume, *mirrorEntry, error) {
 	}
 	me := v.mir.Load()
 	if me == nil {
-		return nil, nil, errorf(ErrMirrorNotFound, "volume %s has no mirror (see `extrasphere mirror status`)", name)
+		return nil, nil, errorf(errkind.ErrMirrorNotFound, "volume %s has no mirror (see `extrasphere mirror status`)", name)
 	}
 	return v, me, nil
 }
@@ -450,7 +451,7 @@ func (e *Engine) setPaused(name string, paused bool) (apischema.MirrorInfo, erro
 	r := me.rec
 	r.Paused = paused
 	if me.gone {
-		err = errorf(ErrMirrorNotFound, "volume %s has no mirror any more (it was removed or failed back)", name)
+		err = errorf(errkind.ErrMirrorNotFound, "volume %s has no mirror any more (it was removed or failed back)", name)
 	} else if err = e.cat.PutMirror(r); err == nil {
 		me.rec = r
 	}
@@ -475,12 +476,12 @@ func (e *Engine) RemoveMirror(ctx context.Context, name string) error {
 		return err
 	}
 	if !v.snapMu.TryLock() {
-		return errorf(ErrVolumeInUse, "cannot remove the mirror of volume %s: a snapshot removal, promote or migration is running on it; retry when it is done", name)
+		return errorf(errkind.ErrVolumeInUse, "cannot remove the mirror of volume %s: a snapshot removal, promote or migration is running on it; retry when it is done", name)
 	}
 	defer v.snapMu.Unlock()
 	me := v.mir.Load() // again under snapMu: a concurrent rm or failback may have won
 	if me == nil {
-		return errorf(ErrMirrorNotFound, "volume %s has no mirror (see `extrasphere mirror status`)", name)
+		return errorf(errkind.ErrMirrorNotFound, "volume %s has no mirror (see `extrasphere mirror status`)", name)
 	}
 	cerr := e.detachMirror(ctx, v)
 	me.mu.Lock()

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/extrasphere/extrasphere/internal/apischema"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/failpoint"
 	"github.com/extrasphere/extrasphere/internal/mirror"
 )
@@ -83,13 +84,13 @@ func TestMirrorToFileLifecycle(t *testing.T) {
 	if in.BytesCopied != 0 {
 		t.Fatalf("after a clean restart the mirror copied %d bytes again", in.BytesCopied)
 	}
-	if err := e.removeVolume(ctx, "v", true, false); !errors.Is(err, ErrVolumeInUse) || !strings.Contains(err.Error(), "mirror rm") {
+	if err := e.removeVolume(ctx, "v", true, false); !errors.Is(err, errkind.ErrVolumeInUse) || !strings.Contains(err.Error(), "mirror rm") {
 		t.Fatalf("remove of a mirrored volume: %v", err)
 	}
 	if err := e.RemoveMirror(ctx, "v"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.ListMirrors(ctx, "v"); !errors.Is(err, ErrMirrorNotFound) {
+	if _, err := e.ListMirrors(ctx, "v"); !errors.Is(err, errkind.ErrMirrorNotFound) {
 		t.Fatalf("after mirror rm: %v", err)
 	}
 }
@@ -117,44 +118,44 @@ func TestMirrorBadInput(t *testing.T) {
 		{"NoVolume", func() error {
 			_, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "nope", Target: f})
 			return err
-		}, ErrVolumeNotFound, "nope"},
-		{"NoTarget", func() error { _, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "v"}); return err }, ErrInvalidArgument, "extrasphere://"},
+		}, errkind.ErrVolumeNotFound, "nope"},
+		{"NoTarget", func() error { _, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "v"}); return err }, errkind.ErrInvalidArgument, "extrasphere://"},
 		{"BadScheme", func() error {
 			_, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "v", Target: "ftp://x/y"})
 			return err
-		}, ErrInvalidArgument, "ftp"},
+		}, errkind.ErrInvalidArgument, "ftp"},
 		{"PlainRemote", func() error {
 			_, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "v", Target: "nbd://10.9.9.9/e"})
 			return err
-		}, ErrInvalidArgument, "--insecure"},
+		}, errkind.ErrInvalidArgument, "--insecure"},
 		{"Async", func() error {
 			_, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "v", Target: f, Mode: "async"})
 			return err
-		}, ErrInvalidArgument, "sync"},
+		}, errkind.ErrInvalidArgument, "sync"},
 		{"BadPolicy", func() error {
 			_, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "v", Target: f, Policy: "pray"})
 			return err
-		}, ErrInvalidArgument, "degrade or block"},
+		}, errkind.ErrInvalidArgument, "degrade or block"},
 		{"Second", func() error {
 			_, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "v", Target: f})
 			return err
-		}, ErrMirrorExists, "mirror rm v"},
+		}, errkind.ErrMirrorExists, "mirror rm v"},
 		{"ReadOnly", func() error {
 			_, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "ro", Target: f})
 			return err
-		}, ErrInvalidArgument, "read-only"},
+		}, errkind.ErrInvalidArgument, "read-only"},
 		{"SmallFile", func() error {
 			_, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "w", Target: "file://" + small})
 			return err
-		}, ErrInvalidArgument, "is 4 bytes"},
+		}, errkind.ErrInvalidArgument, "is 4 bytes"},
 		{"NotPaired", func() error {
 			_, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "w", Target: "extrasphere://10.9.9.9:10810/v"})
 			return err
-		}, ErrPeer, "node"},
-		{"RmNone", func() error { return e.RemoveMirror(ctx, "ro") }, ErrMirrorNotFound, "ro"},
-		{"FailoverNotReplica", func() error { _, err := e.Failover(ctx, "v", false); return err }, ErrNotReplica, "not a replica"},
-		{"FailbackNever", func() error { _, err := e.Failback(ctx, "v"); return err }, ErrNotReplica, "failover ran"},
-		{"PauseNone", func() error { _, err := e.PauseMirror(ctx, "ro"); return err }, ErrMirrorNotFound, "ro"},
+		}, errkind.ErrPeer, "node"},
+		{"RmNone", func() error { return e.RemoveMirror(ctx, "ro") }, errkind.ErrMirrorNotFound, "ro"},
+		{"FailoverNotReplica", func() error { _, err := e.Failover(ctx, "v", false); return err }, errkind.ErrNotReplica, "not a replica"},
+		{"FailbackNever", func() error { _, err := e.Failback(ctx, "v"); return err }, errkind.ErrNotReplica, "failover ran"},
+		{"PauseNone", func() error { _, err := e.PauseMirror(ctx, "ro"); return err }, errkind.ErrMirrorNotFound, "ro"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.do()

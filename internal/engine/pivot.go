@@ -6,6 +6,7 @@ import (
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/gate"
 )
 
@@ -46,7 +47,7 @@ func (e *Engine) beginPivot(v *volume) (*pivot, error) {
 	g, layers, files := v.dev, v.layers, v.files
 	e.mu.Unlock()
 	if g == nil {
-		return nil, errorf(ErrVolumeUnavailable, "volume %s is unavailable (%v)", v.name, v.err)
+		return nil, errorf(errkind.ErrVolumeUnavailable, "volume %s is unavailable (%v)", v.name, v.err)
 	}
 	files.Chain.Deltas = slices.Clone(files.Chain.Deltas)
 	return &pivot{e: e, v: v, h: g.Hold(), layers: layers, files: files}, nil

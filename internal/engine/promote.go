@@ -10,6 +10,7 @@ import (
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/chain"
 	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/flat"
 	"github.com/extrasphere/extrasphere/internal/job"
 	"github.com/extrasphere/extrasphere/internal/sparse"
@@ -47,7 +48,7 @@ func (e *Engine) Promote(ctx context.Context, name string) (job.Info, error) {
 	}
 	if cf.BaseOwn {
 		unlock()
-		return job.Info{}, errorf(ErrInvalidArgument, "volume %s is not a linked clone: nothing to promote", name)
+		return job.Info{}, errorf(errkind.ErrInvalidArgument, "volume %s is not a linked clone: nothing to promote", name)
 	}
 	e.mu.Lock()
 	j, err := e.startJobLocked(v, KindPromote, v.files.Size, func(ctx context.Context, j *job.Job) error {

@@ -10,6 +10,7 @@ import (
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/cbt"
 	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/gate"
 	"github.com/extrasphere/extrasphere/internal/mirror"
 	"github.com/extrasphere/extrasphere/internal/vmdk"
@@ -29,7 +30,7 @@ func (e *Engine) SetReadOnly(ctx context.Context, name string, ro bool) (apische
 	// The stack is rebuilt: no pivot may run meanwhile (snapMu before
 	// Engine.mu, doc.go).
 	if !v.snapMu.TryLock() {
-		return apischema.VolumeInfo{}, errorf(ErrVolumeInUse, "cannot change read-only on volume %s: a snapshot, merge, promote, migration or mirror change is running on it (see `extrasphere job list`); retry when it is done", name)
+		return apischema.VolumeInfo{}, errorf(errkind.ErrVolumeInUse, "cannot change read-only on volume %s: a snapshot, merge, promote, migration or mirror change is running on it (see `extrasphere job list`); retry when it is done", name)
 	}
 	defer v.snapMu.Unlock()
 	e.mu.Lock()
@@ -39,11 +40,11 @@ func (e *Engine) SetReadOnly(ctx context.Context, name string, ro bool) (apische
 	}
 	err = inUseLocked(v, "change read-only on")
 	if err == nil && v.err != nil {
-		err = errorf(ErrVolumeUnavailable, "volume %s is unavailable (%v)", name, v.err)
+		err = errorf(errkind.ErrVolumeUnavailable, "volume %s is unavailable (%v)", name, v.err)
 	}
 	if err == nil && !v.files.Chain.BaseOwn {
 		// The flag lives in the base descriptor, which is the origin's.
-		err = errorf(ErrInvalidArgument, "volume %s is a linked clone: promote it before changing read-only", name)
+		err = errorf(errkind.ErrInvalidArgument, "volume %s is a linked clone: promote it before changing read-only", name)
 	}
 	if err != nil {
 		e.mu.Unlock()

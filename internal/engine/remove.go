@@ -6,10 +6,11 @@ import (
 	"path/filepath"
 
 	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 )
 
 // RemoveVolume deletes a volume and its files. A volume with open NBD
-// connections or running jobs is refused with ErrVolumeInUse unless force
+// connections or running jobs is refused with errkind.ErrVolumeInUse unless force
 // is set; with force its jobs are cancelled and its device is closed under
 // the connections, whose next requests fail.
 func (e *Engine) RemoveVolume(ctx context.Context, name string, force bool) error {
@@ -24,7 +25,7 @@ func (e *Engine) removeVolume(ctx context.Context, name string, force, duringClo
 	var err error
 	switch {
 	case e.closed && !duringClose:
-		err = errorf(ErrClosed, "volume %s: the daemon is shutting down", name)
+		err = errorf(errkind.ErrClosed, "volume %s: the daemon is shutting down", name)
 	case !ok:
 		err = notFound(name)
 	}
@@ -35,13 +36,13 @@ func (e *Engine) removeVolume(ctx context.Context, name string, force, duringClo
 	for _, p := range ownLayerPaths(v.files) {
 		if users := e.cloneUsersLocked(v, p); len(users) > 0 {
 			e.mu.Unlock()
-			return errorf(ErrVolumeInUse, "cannot remove volume %s: linked clone(s) %v use its layer %s; promote or remove them first",
+			return errorf(errkind.ErrVolumeInUse, "cannot remove volume %s: linked clone(s) %v use its layer %s; promote or remove them first",
 				name, users, filepath.Base(p))
 		}
 	}
 	if v.mir.Load() != nil && !duringClose {
 		e.mu.Unlock()
-		return errorf(ErrVolumeInUse, "cannot remove volume %s: it has a mirror; remove it first with `extrasphere mirror rm %s`", name, name)
+		return errorf(errkind.ErrVolumeInUse, "cannot remove volume %s: it has a mirror; remove it first with `extrasphere mirror rm %s`", name, name)
 	}
 	if err := inUseLocked(v, "remove"); err != nil && (!force || v.op != "") {
 		e.mu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/catalog"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/fence"
 	"github.com/extrasphere/extrasphere/internal/mirror"
 	"github.com/extrasphere/extrasphere/internal/nbd"
@@ -49,11 +50,11 @@ func (e *Engine) loadReplicas() {
 // nbdPort is the port of our NBD TCP listener, for peers.
 func (e *Engine) nbdPort() (string, error) {
 	if e.cfg.NBDAddr == "" {
-		return "", errorf(ErrNoTCP, "this node serves NBD only on its unix socket: start it with --nbd 0.0.0.0:10809 to hold replicas")
+		return "", errorf(errkind.ErrNoTCP, "this node serves NBD only on its unix socket: start it with --nbd 0.0.0.0:10809 to hold replicas")
 	}
 	_, port, err := net.SplitHostPort(e.cfg.NBDAddr)
 	if err != nil {
-		return "", errorf(ErrNoTCP, "NBD address %q: %v", e.cfg.NBDAddr, err)
+		return "", errorf(errkind.ErrNoTCP, "NBD address %q: %v", e.cfg.NBDAddr, err)
 	}
 	return port, nil
 }
@@ -66,7 +67,7 @@ func (e *Engine) CreateReplica(ctx context.Context, p node.Peer, req apischema.R
 		return apischema.ReplicaResponse{}, err
 	}
 	if req.Gen == "" || strings.ContainsAny(req.Gen, "@/") {
-		return apischema.ReplicaResponse{}, errorf(ErrInvalidArgument, "replica %s: bad generation %q", req.Volume, req.Gen)
+		return apischema.ReplicaResponse{}, errorf(errkind.ErrInvalidArgument, "replica %s: bad generation %q", req.Volume, req.Gen)
 	}
 	e.mu.Lock()
 	v, exists := e.volumes[req.Volume]
@@ -79,15 +80,15 @@ func (e *Engine) CreateReplica(ctx context.Context, p node.Peer, req apischema.R
 		SourceVolume: req.SourceVolume, Gen: req.Gen, Created: now()}
 	switch {
 	case exists && old == nil:
-		return apischema.ReplicaResponse{}, errorf(ErrVolumeExists, "volume %s exists on node %s and is not a replica of %s: choose another target name, or remove it there",
+		return apischema.ReplicaResponse{}, errorf(errkind.ErrVolumeExists, "volume %s exists on node %s and is not a replica of %s: choose another target name, or remove it there",
 			req.Volume, e.nodeName(), p.Name)
 	case exists && !old.FailedOver.IsZero():
-		return apischema.ReplicaResponse{}, errorf(ErrVolumeInUse, "volume %s on node %s was failed over at %s and takes writes there: it cannot become a replica again (use failback on %s)",
+		return apischema.ReplicaResponse{}, errorf(errkind.ErrVolumeInUse, "volume %s on node %s was failed over at %s and takes writes there: it cannot become a replica again (use failback on %s)",
 			req.Volume, e.nodeName(), old.FailedOver.Format(time.RFC3339), e.nodeName())
 	case exists && old.SourceNode != p.Fingerprint:
-		return apischema.ReplicaResponse{}, errorf(ErrVolumeInUse, "volume %s on node %s is a replica of node %s, not of %s", req.Volume, e.nodeName(), old.SourceName, p.Name)
+		return apischema.ReplicaResponse{}, errorf(errkind.ErrVolumeInUse, "volume %s on node %s is a replica of node %s, not of %s", req.Volume, e.nodeName(), old.SourceName, p.Name)
 	case exists && v.files.Size < req.Size:
-		return apischema.ReplicaResponse{}, errorf(ErrInvalidArgument, "replica %s is %d bytes, the source volume %d", req.Volume, v.files.Size, req.Size)
+		return apischema.ReplicaResponse{}, errorf(errkind.ErrInvalidArgument, "replica %s is %d bytes, the source volume %d", req.Volume, v.files.Size, req.Size)
 	case !exists:
 		if _, err := e.CreateVolume(ctx, CreateOptions{Name: req.Volume, Size: req.Size}); err != nil {
 			return apischema.ReplicaResponse{}, err
@@ -232,7 +233,7 @@ func (e *Engine) checkReplicaStreamLocked(name, vol, gen string, p node.Peer) (*
 	v, ok := e.volumes[vol]
 	switch {
 	case e.closed:
-		return nil, fmt.Errorf("export %q: %w: %w", name, ErrClosed, nbd.ErrUnknownExport)
+		return nil, fmt.Errorf("export %q: %w: %w", name, errkind.ErrClosed, nbd.ErrUnknownExport)
 	case !ok:
 		return refuse("volume %s does not exist on node %s (was it removed?)", vol, e.nodeName())
 	case v.replica == nil:
@@ -324,14 +325,14 @@ func (e *Engine) Failover(ctx context.Context, name string, force bool) (apische
 	if err == nil {
 		switch {
 		case v.replica == nil:
-			err = errorf(ErrNotReplica, "volume %s is not a replica on this node: failover runs on the node that holds the replica", name)
+			err = errorf(errkind.ErrNotReplica, "volume %s is not a replica on this node: failover runs on the node that holds the replica", name)
 		case !v.replica.FailedOver.IsZero():
-			err = errorf(ErrNotReplica, "volume %s was already failed over at %s", name, v.replica.FailedOver.Format(time.RFC3339))
+			err = errorf(errkind.ErrNotReplica, "volume %s was already failed over at %s", name, v.replica.FailedOver.Format(time.RFC3339))
 		case v.streams > 0 && !force:
-			err = errorf(ErrVolumeInUse, "volume %s still receives writes from node %s (%d connection(s)): stop the VM there first (or `extrasphere mirror pause %s` there); pass --force only if that node is gone",
+			err = errorf(errkind.ErrVolumeInUse, "volume %s still receives writes from node %s (%d connection(s)): stop the VM there first (or `extrasphere mirror pause %s` there); pass --force only if that node is gone",
 				name, v.replica.SourceName, v.streams, v.replica.SourceVolume)
 		case v.dev == nil || v.cbt == nil:
-			err = errorf(ErrVolumeUnavailable, "volume %s is unavailable (%v)", name, v.err)
+			err = errorf(errkind.ErrVolumeUnavailable, "volume %s is unavailable (%v)", name, v.err)
 		}
 	}
 	var rf *replicaFence
@@ -347,7 +348,7 @@ func (e *Engine) Failover(ctx context.Context, name string, force bool) (apische
 	// flight complete first, later ones are refused.
 	if err := rf.f.Seal(ctx); err != nil {
 		rf.f.Unseal()
-		return apischema.MirrorInfo{}, errorf(ErrVolumeInUse, "failover %s: the stream of node %s still has writes in flight (%v): retry", name, srcName, err)
+		return apischema.MirrorInfo{}, errorf(errkind.ErrVolumeInUse, "failover %s: the stream of node %s still has writes in flight (%v): retry", name, srcName, err)
 	}
 	done := false
 	defer func() {
@@ -404,9 +405,9 @@ func (e *Engine) Failback(ctx context.Context, name string) (apischema.MirrorInf
 	if err == nil {
 		switch {
 		case v.replica == nil || v.replica.FailedOver.IsZero():
-			err = errorf(ErrNotReplica, "volume %s was not failed over on this node: failback runs where failover ran", name)
+			err = errorf(errkind.ErrNotReplica, "volume %s was not failed over on this node: failback runs where failover ran", name)
 		case v.cbt == nil || v.dev == nil:
-			err = errorf(ErrVolumeUnavailable, "volume %s is unavailable (%v)", name, v.err)
+			err = errorf(errkind.ErrVolumeUnavailable, "volume %s is unavailable (%v)", name, v.err)
 		default:
 			r = *v.replica
 		}
@@ -420,14 +421,14 @@ func (e *Engine) Failback(ctx context.Context, name string) (apischema.MirrorInf
 		p, _ = ns.Peers().Get(r.SourceNode)
 	}
 	if p.Fingerprint == "" || p.Addr == "" {
-		return apischema.MirrorInfo{}, errorf(ErrPeer, "failback %s: node %s (%s) is not paired or its address is unknown: pair again with `extrasphere node pair HOST:PORT --code CODE`", name, r.SourceName, r.SourceNode)
+		return apischema.MirrorInfo{}, errorf(errkind.ErrPeer, "failback %s: node %s (%s) is not paired or its address is unknown: pair again with `extrasphere node pair HOST:PORT --code CODE`", name, r.SourceName, r.SourceNode)
 	}
 	if !v.snapMu.TryLock() {
-		return apischema.MirrorInfo{}, errorf(ErrVolumeInUse, "cannot fail back volume %s: a snapshot removal, promote or migration is running on it; retry when it is done", name)
+		return apischema.MirrorInfo{}, errorf(errkind.ErrVolumeInUse, "cannot fail back volume %s: a snapshot removal, promote or migration is running on it; retry when it is done", name)
 	}
 	defer v.snapMu.Unlock()
 	if v.mir.Load() != nil {
-		return apischema.MirrorInfo{}, errorf(ErrMirrorExists, "volume %s already has a mirror", name)
+		return apischema.MirrorInfo{}, errorf(errkind.ErrMirrorExists, "volume %s already has a mirror", name)
 	}
 	wrote, err := v.cbt.Ranges(MirrorBitmap)
 	if err != nil {
@@ -447,7 +448,7 @@ func (e *Engine) Failback(ctx context.Context, name string) (apischema.MirrorInf
 	}
 	host, _, err := net.SplitHostPort(p.Addr)
 	if err != nil {
-		return apischema.MirrorInfo{}, errorf(ErrPeer, "failback %s: node %s address %q: %v", name, p.Name, p.Addr, err)
+		return apischema.MirrorInfo{}, errorf(errkind.ErrPeer, "failback %s: node %s address %q: %v", name, p.Name, p.Addr, err)
 	}
 	rec := catalog.Mirror{Volume: name, Target: "extrasphere://" + p.Addr + "/" + r.SourceVolume, Mode: apischema.ModeSync,
 		Policy: string(mirror.Degrade), Gen: r.NewGen, Created: now(), PeerFingerprint: p.Fingerprint, PeerAddr: p.Addr,
@@ -483,7 +484,7 @@ func (e *Engine) AcceptFailback(ctx context.Context, p node.Peer, req apischema.
 	e.mu.Lock()
 	v, err := e.lookupLocked(req.Volume)
 	e.mu.Unlock()
-	if errors.Is(err, ErrVolumeNotFound) {
+	if errors.Is(err, errkind.ErrVolumeNotFound) {
 		// The old source's volume was removed (the manual resolution of
 		// a split brain): it comes back as a replica with a full copy.
 		return e.failbackIntoNew(ctx, p, req, port)
@@ -492,7 +493,7 @@ func (e *Engine) AcceptFailback(ctx context.Context, p node.Peer, req apischema.
 		return apischema.FailbackResponse{}, err
 	}
 	if !v.snapMu.TryLock() {
-		return apischema.FailbackResponse{}, errorf(ErrVolumeInUse, "volume %s on node %s is busy (snapshot removal, promote, migration or another failback); retry", req.Volume, e.nodeName())
+		return apischema.FailbackResponse{}, errorf(errkind.ErrVolumeInUse, "volume %s on node %s is busy (snapshot removal, promote, migration or another failback); retry", req.Volume, e.nodeName())
 	}
 	defer v.snapMu.Unlock()
 	e.mu.Lock()
@@ -500,13 +501,13 @@ func (e *Engine) AcceptFailback(ctx context.Context, p node.Peer, req apischema.
 	size := v.files.Size
 	switch {
 	case v.op != "":
-		err = errorf(ErrVolumeInUse, "volume %s on node %s is busy (%s in progress); retry", req.Volume, e.nodeName(), v.op)
+		err = errorf(errkind.ErrVolumeInUse, "volume %s on node %s is busy (%s in progress); retry", req.Volume, e.nodeName(), v.op)
 	case v.conns > 0:
-		err = errorf(ErrVolumeInUse, "volume %s on node %s has %d open NBD connection(s): stop the VM there before failback", req.Volume, e.nodeName(), v.conns)
+		err = errorf(errkind.ErrVolumeInUse, "volume %s on node %s has %d open NBD connection(s): stop the VM there before failback", req.Volume, e.nodeName(), v.conns)
 	case v.replica != nil:
 		already = v.replica.SourceNode == p.Fingerprint && v.replica.Gen == req.NewGen
 		if !already {
-			err = errorf(ErrVolumeInUse, "volume %s on node %s is a replica of %s, not the old source of this failback", req.Volume, e.nodeName(), v.replica.SourceName)
+			err = errorf(errkind.ErrVolumeInUse, "volume %s on node %s is a replica of %s, not the old source of this failback", req.Volume, e.nodeName(), v.replica.SourceName)
 		}
 	default:
 		v.op = "failback" // no NBD client opens it until the roles are swapped
@@ -525,18 +526,18 @@ func (e *Engine) AcceptFailback(ctx context.Context, p node.Peer, req apischema.
 	}
 	me := v.mir.Load()
 	if me == nil {
-		return apischema.FailbackResponse{}, errorf(ErrMirrorNotFound, "volume %s on node %s has no mirror to %s: nothing to fail back into; remove it there to get a full copy", req.Volume, e.nodeName(), p.Name)
+		return apischema.FailbackResponse{}, errorf(errkind.ErrMirrorNotFound, "volume %s on node %s has no mirror to %s: nothing to fail back into; remove it there to get a full copy", req.Volume, e.nodeName(), p.Name)
 	}
 	me.mu.Lock()
 	rec := me.rec
 	me.mu.Unlock()
 	switch {
 	case rec.PeerFingerprint != p.Fingerprint || rec.PeerVolume != req.SourceVolume:
-		return apischema.FailbackResponse{}, errorf(ErrVolumeInUse, "volume %s on node %s mirrors to %s, not to %s/%s", req.Volume, e.nodeName(), rec.Target, p.Name, req.SourceVolume)
+		return apischema.FailbackResponse{}, errorf(errkind.ErrVolumeInUse, "volume %s on node %s mirrors to %s, not to %s/%s", req.Volume, e.nodeName(), rec.Target, p.Name, req.SourceVolume)
 	case rec.Gen != req.OldGen:
-		return apischema.FailbackResponse{}, errorf(ErrVolumeInUse, "volume %s on node %s mirrors in generation %s, the failover was of %s", req.Volume, e.nodeName(), rec.Gen, req.OldGen)
+		return apischema.FailbackResponse{}, errorf(errkind.ErrVolumeInUse, "volume %s on node %s mirrors in generation %s, the failover was of %s", req.Volume, e.nodeName(), rec.Gen, req.OldGen)
 	case rec.Diverged && req.TargetWrote:
-		return apischema.FailbackResponse{}, errorf(ErrSplitBrain,
+		return apischema.FailbackResponse{}, errorf(errkind.ErrSplitBrain,
 			"split brain: volume %s on node %s acknowledged writes that never reached %s, and %s/%s was written after failover. Neither side is overwritten. Keep one: see README, \"Split brain\"",
 			req.Volume, e.nodeName(), p.Name, p.Name, req.SourceVolume)
 	}

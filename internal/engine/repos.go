@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/extrasphere/extrasphere/internal/apischema"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/repo"
 	"github.com/extrasphere/extrasphere/internal/repos"
 )
@@ -21,7 +22,7 @@ var (
 func (e *Engine) AddRepo(ctx context.Context, req apischema.RepoRequest) (apischema.RepoInfo, error) {
 	in, err := e.repos.Add(ctx, req)
 	if errors.Is(err, repos.ErrInvalidArgument) {
-		err = errorf(ErrInvalidArgument, "%w", err)
+		err = errorf(errkind.ErrInvalidArgument, "%w", err)
 	}
 	return in, err
 }

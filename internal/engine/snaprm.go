@@ -11,6 +11,7 @@ import (
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/chain"
 	"github.com/extrasphere/extrasphere/internal/datastore"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/job"
 )
 
@@ -39,7 +40,7 @@ func (e *Engine) refuseShared(v *volume, what string, ls []layer) error {
 	defer e.mu.Unlock()
 	for _, l := range ls {
 		if users := e.cloneUsersLocked(v, l.path); len(users) > 0 {
-			return errorf(ErrVolumeInUse, "cannot %s volume %s: linked clone(s) %v read its layer %s; promote or remove them first",
+			return errorf(errkind.ErrVolumeInUse, "cannot %s volume %s: linked clone(s) %v read its layer %s; promote or remove them first",
 				what, v.name, users, filepath.Base(l.path))
 		}
 	}
@@ -64,7 +65,7 @@ func (e *Engine) RemoveSnapshot(ctx context.Context, vol, name string) (job.Info
 	}
 	c, ok := v.layers.(*chain.Chain)
 	if err == nil && !ok {
-		err = errorf(ErrSnapshotNotFound, "volume %s has no delta to merge", vol)
+		err = errorf(errkind.ErrSnapshotNotFound, "volume %s has no delta to merge", vol)
 	}
 	if err != nil {
 		unlock()

@@ -12,13 +12,7 @@ import (
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/chain"
 	"github.com/extrasphere/extrasphere/internal/datastore"
-)
-
-// ErrSnapshotNotFound / ErrSnapshotExists: a snapshot name that is not
-// there, or already is.
-var (
-	ErrSnapshotNotFound = errors.New("snapshot not found")
-	ErrSnapshotExists   = errors.New("snapshot already exists")
+	"github.com/extrasphere/extrasphere/internal/errkind"
 )
 
 // snapVolumes looks up and locks the volumes of a snapshot operation in
@@ -31,13 +25,13 @@ func (e *Engine) snapVolumes(names []string, what string) (vs []*volume, unlock 
 	for _, n := range names {
 		v, err := e.lookupLocked(n)
 		if err == nil && (v.err != nil || v.dev == nil) {
-			err = errorf(ErrVolumeUnavailable, "cannot %s volume %s: it is unavailable (%v)", what, n, v.err)
+			err = errorf(errkind.ErrVolumeUnavailable, "cannot %s volume %s: it is unavailable (%v)", what, n, v.err)
 		}
 		if err == nil && v.op != "" {
-			err = errorf(ErrVolumeInUse, "cannot %s volume %s: %s is in progress; retry when it is done", what, n, v.op)
+			err = errorf(errkind.ErrVolumeInUse, "cannot %s volume %s: %s is in progress; retry when it is done", what, n, v.op)
 		}
 		if err == nil && v.files.ReadOnly {
-			err = errorf(ErrInvalidArgument, "cannot %s volume %s: it is read-only", what, n)
+			err = errorf(errkind.ErrInvalidArgument, "cannot %s volume %s: it is read-only", what, n)
 		}
 		if err != nil {
 			e.mu.Unlock()
@@ -53,7 +47,7 @@ func (e *Engine) snapVolumes(names []string, what string) (vs []*volume, unlock 
 			for _, l := range vs[:i] {
 				l.snapMu.Unlock()
 			}
-			return nil, nil, errorf(ErrVolumeInUse, "cannot %s volume %s: a snapshot removal, promote or migration is running on it (see `extrasphere job list`); retry when it is done",
+			return nil, nil, errorf(errkind.ErrVolumeInUse, "cannot %s volume %s: a snapshot removal, promote or migration is running on it (see `extrasphere job list`); retry when it is done",
 				what, v.name)
 		}
 	}
@@ -74,7 +68,7 @@ func (e *Engine) CreateSnapshot(ctx context.Context, vols []string, name string)
 		name = "snap-" + time.Now().UTC().Format("20060102-150405")
 	}
 	if err := datastore.CheckName("snapshot", name); err != nil {
-		return nil, errorf(ErrInvalidArgument, "%v", err)
+		return nil, errorf(errkind.ErrInvalidArgument, "%v", err)
 	}
 	vs, unlock, err := e.snapVolumes(vols, "snapshot")
 	if err != nil {
@@ -95,7 +89,7 @@ func (e *Engine) snapshotGroup(ctx context.Context, vs []*volume, name string, d
 	for _, v := range vs {
 		for _, l := range layersOf(v) {
 			if n, _ := l.snapshot(); n == name && l.own {
-				return nil, errorf(ErrSnapshotExists, "volume %s already has a snapshot %s; pick another name", v.name, name)
+				return nil, errorf(errkind.ErrSnapshotExists, "volume %s already has a snapshot %s; pick another name", v.name, name)
 			}
 		}
 	}
@@ -227,5 +221,5 @@ func findSnapshot(v *volume, ls []layer, name string) (int, error) {
 			return i, nil
 		}
 	}
-	return 0, errorf(ErrSnapshotNotFound, "volume %s has no snapshot %s (see `extrasphere snapshot list %s`)", v.name, name, v.name)
+	return 0, errorf(errkind.ErrSnapshotNotFound, "volume %s has no snapshot %s (see `extrasphere snapshot list %s`)", v.name, name, v.name)
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/extrasphere/extrasphere/internal/errkind"
 )
 
 // Snapshots freeze the volume at an instant, survive a restart, revert
@@ -21,7 +23,7 @@ func TestSnapshotLifecycle(t *testing.T) {
 	if _, err := e.CreateSnapshot(t.Context(), []string{"v"}, "s1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.CreateSnapshot(t.Context(), []string{"v"}, "s1"); !errors.Is(err, ErrSnapshotExists) {
+	if _, err := e.CreateSnapshot(t.Context(), []string{"v"}, "s1"); !errors.Is(err, errkind.ErrSnapshotExists) {
 		t.Fatalf("duplicate snapshot: %v", err)
 	}
 	writeThrough(t, e, "v", b, 512<<10) // half over a, half past it

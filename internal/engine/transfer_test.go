@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/job"
 )
 
@@ -117,22 +118,22 @@ func TestImportExportRaw(t *testing.T) {
 		t.Errorf("export is not sparse: %d blocks", st.Blocks)
 	}
 
-	if _, err := e.Export(t.Context(), "imp", ExportOptions{Path: out}); !errors.Is(err, ErrFileExists) {
+	if _, err := e.Export(t.Context(), "imp", ExportOptions{Path: out}); !errors.Is(err, errkind.ErrFileExists) {
 		t.Errorf("export over an existing file: %v", err)
 	}
-	if _, err := e.Import(t.Context(), "imp", ImportOptions{Path: src, Format: "raw"}); !errors.Is(err, ErrVolumeExists) {
+	if _, err := e.Import(t.Context(), "imp", ImportOptions{Path: src, Format: "raw"}); !errors.Is(err, errkind.ErrVolumeExists) {
 		t.Errorf("import over an existing volume: %v", err)
 	}
-	if _, err := e.Import(t.Context(), "rel", ImportOptions{Path: "src.img"}); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := e.Import(t.Context(), "rel", ImportOptions{Path: "src.img"}); !errors.Is(err, errkind.ErrInvalidArgument) {
 		t.Errorf("relative import path: %v", err)
 	}
-	if _, err := e.Import(t.Context(), "fmt", ImportOptions{Path: src, Format: "iso"}); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := e.Import(t.Context(), "fmt", ImportOptions{Path: src, Format: "iso"}); !errors.Is(err, errkind.ErrInvalidArgument) {
 		t.Errorf("unknown format: %v", err)
 	}
-	if _, err := e.Import(t.Context(), "small", ImportOptions{Path: src, Format: "raw", Size: 4096}); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := e.Import(t.Context(), "small", ImportOptions{Path: src, Format: "raw", Size: 4096}); !errors.Is(err, errkind.ErrInvalidArgument) {
 		t.Errorf("size below the image: %v", err)
 	}
-	if _, err := e.Import(t.Context(), "missing", ImportOptions{Path: "/nonexistent/x.img"}); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := e.Import(t.Context(), "missing", ImportOptions{Path: "/nonexistent/x.img"}); !errors.Is(err, errkind.ErrInvalidArgument) {
 		t.Errorf("missing source: %v", err)
 	}
 	if len(e.ListVolumes(t.Context())) != 1 {
@@ -167,8 +168,8 @@ func TestQemuImgMissing(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "x.qcow2")
 	sparseSource(t, src, 1<<20)
 	_, err = e.Import(t.Context(), "q", ImportOptions{Path: src, Format: "qcow2"})
-	if !errors.Is(err, ErrQemuImgMissing) || !strings.Contains(err.Error(), "qemu-utils") {
-		t.Fatalf("got %v, want ErrQemuImgMissing with an install hint", err)
+	if !errors.Is(err, errkind.ErrQemuImgMissing) || !strings.Contains(err.Error(), "qemu-utils") {
+		t.Fatalf("got %v, want errkind.ErrQemuImgMissing with an install hint", err)
 	}
 	// Without qemu-img, an omitted format means raw.
 	ji, err := e.Import(t.Context(), "r", ImportOptions{Path: src})
@@ -179,7 +180,7 @@ func TestQemuImgMissing(t *testing.T) {
 		t.Fatalf("job %+v", done)
 	}
 	mustCreate(t, e, CreateOptions{Name: "v", Size: 4096})
-	if _, err := e.Export(t.Context(), "v", ExportOptions{Path: filepath.Join(t.TempDir(), "v.qcow2")}); !errors.Is(err, ErrQemuImgMissing) {
+	if _, err := e.Export(t.Context(), "v", ExportOptions{Path: filepath.Join(t.TempDir(), "v.qcow2")}); !errors.Is(err, errkind.ErrQemuImgMissing) {
 		t.Fatalf("export qcow2 without qemu-img: %v", err)
 	}
 }

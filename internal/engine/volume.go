@@ -12,6 +12,7 @@ import (
 
 	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 )
 
 // Volume statuses.
@@ -97,13 +98,13 @@ func allocated(path string) int64 {
 }
 
 func notFound(name string) error {
-	return errorf(ErrVolumeNotFound, "volume %s does not exist (see `extrasphere volume list`)", name)
+	return errorf(errkind.ErrVolumeNotFound, "volume %s does not exist (see `extrasphere volume list`)", name)
 }
 
 // lookupLocked returns a volume or a not-found error.
 func (e *Engine) lookupLocked(name string) (*volume, error) {
 	if e.closed {
-		return nil, errorf(ErrClosed, "volume %s: the daemon is shutting down", name)
+		return nil, errorf(errkind.ErrClosed, "volume %s: the daemon is shutting down", name)
 	}
 	v, ok := e.volumes[name]
 	if !ok {
@@ -112,17 +113,17 @@ func (e *Engine) lookupLocked(name string) (*volume, error) {
 	return v, nil
 }
 
-// inUseLocked returns ErrVolumeInUse when v has connections, jobs or a
+// inUseLocked returns errkind.ErrVolumeInUse when v has connections, jobs or a
 // change in progress; what says what the caller wanted to do.
 func inUseLocked(v *volume, what string) error {
 	switch {
 	case v.op != "":
-		return errorf(ErrVolumeInUse, "cannot %s volume %s: %s is in progress; retry when it is done", what, v.name, v.op)
+		return errorf(errkind.ErrVolumeInUse, "cannot %s volume %s: %s is in progress; retry when it is done", what, v.name, v.op)
 	case v.conns > 0:
-		return errorf(ErrVolumeInUse, "cannot %s volume %s: it has %d open NBD connection(s); detach it from its VM (or stop the client) first",
+		return errorf(errkind.ErrVolumeInUse, "cannot %s volume %s: it has %d open NBD connection(s); detach it from its VM (or stop the client) first",
 			what, v.name, v.conns)
 	case len(v.jobs) > 0:
-		return errorf(ErrVolumeInUse, "cannot %s volume %s: %d job(s) running on it; wait for them or cancel them first",
+		return errorf(errkind.ErrVolumeInUse, "cannot %s volume %s: %d job(s) running on it; wait for them or cancel them first",
 			what, v.name, len(v.jobs))
 	}
 	return nil
@@ -137,7 +138,7 @@ func (e *Engine) device(name string) (blockdev.Device, error) {
 		return nil, err
 	}
 	if v.dev == nil {
-		return nil, errorf(ErrVolumeUnavailable, "volume %s is unavailable (%v)", name, v.err)
+		return nil, errorf(errkind.ErrVolumeUnavailable, "volume %s is unavailable (%v)", name, v.err)
 	}
 	return v.dev, nil
 }
@@ -153,7 +154,7 @@ func (e *Engine) removeWhenReleased(name string) error {
 	deadline := time.Now().Add(releaseWait)
 	for {
 		err := e.removeVolume(context.Background(), name, false, true)
-		if !errors.Is(err, ErrVolumeInUse) || time.Now().After(deadline) {
+		if !errors.Is(err, errkind.ErrVolumeInUse) || time.Now().After(deadline) {
 			return err
 		}
 		time.Sleep(50 * time.Millisecond)

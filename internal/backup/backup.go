@@ -1,4 +1,4 @@
-package engine
+package backup
 
 import (
 	"context"
@@ -10,16 +10,14 @@ import (
 	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/cbt"
+	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/job"
 	"github.com/extrasphere/extrasphere/internal/repo"
+	"github.com/extrasphere/extrasphere/internal/repos"
 )
 
 // KindBackup is the job kind of a backup run.
 const KindBackup = "backup"
-
-// backupSnapPrefix names the snapshot a backup reads; one left by a crash
-// is merged away at the next start (resumeMerges).
-const backupSnapPrefix = "backup-"
 
 // metaCBTGeneration is the volume metadata key, in a backup, of the CBT
 // generation that began at the backup's instant (cbt.Rotate). The next
@@ -27,8 +25,8 @@ const backupSnapPrefix = "backup-"
 // that generation: the bitmap then holds every change since this backup.
 const metaCBTGeneration = "cbt.generation"
 
-// backupBitmap is the CBT bitmap a repository's backups rotate.
-func backupBitmap(repoName string) string { return "backup-" + repoName }
+// Bitmap is the CBT bitmap a repository's backups rotate.
+func Bitmap(repoName string) string { return "backup-" + repoName }
 
 // Backup backs up volumes at one instant as a job: a group snapshot with
 // I/O held on every volume, during which each volume's backup bitmap
@@ -36,83 +34,62 @@ func backupBitmap(repoName string) string { return "backup-" + repoName }
 // changed chunks when the previous backup of the volume in this
 // repository began the bitmap's old generation) into the repository, the
 // manifest is written, and the snapshot is merged away. The volumes keep
-// running; snapshot changes on them wait until it ends (ErrVolumeInUse).
-func (e *Engine) Backup(ctx context.Context, req apischema.BackupRequest) (job.Info, error) {
+// running; snapshot changes on them wait until it ends
+// (errkind.ErrVolumeInUse).
+func (s *Service) Backup(ctx context.Context, req apischema.BackupRequest) (job.Info, error) {
 	if len(req.Volumes) == 0 {
-		return job.Info{}, errorf(ErrInvalidArgument, "back up what? name one or more volumes")
+		return job.Info{}, errkind.Errorf(errkind.ErrInvalidArgument, "back up what? name one or more volumes")
 	}
 	if req.Repo == "" {
 		req.Repo = apischema.DefaultRepo
 	}
-	r, err := e.useRepo(ctx, req.Repo)
+	r, err := s.host.Repo(ctx, req.Repo)
 	if err != nil {
 		return job.Info{}, err
 	}
-	vs, unlock, err := e.snapVolumes(req.Volumes, "back up")
+	g, err := s.host.Freeze(req.Volumes, "back up")
 	if err != nil {
 		return job.Info{}, err
 	}
+	vs := g.Volumes()
 	names := make([]string, len(vs))
 	var total int64
 	for i, v := range vs {
-		names[i] = v.name
-		total += v.files.Size
+		names[i] = v.Name
+		total += v.Size
 	}
-	e.mu.Lock()
-	j, err := e.jobs.Start(KindBackup, strings.Join(names, ","), total, func(ctx context.Context, j *job.Job) error {
-		defer unlock()
-		err := e.runBackup(ctx, r, req, vs, j)
-		e.mu.Lock()
-		for _, v := range vs {
-			delete(v.jobs, j.ID())
-		}
-		e.mu.Unlock()
+	j, err := g.StartJob(KindBackup, total, func(ctx context.Context, j *job.Job) error {
+		err := s.run(ctx, r, req, g, j)
 		if err != nil {
-			e.log.Warn("backup failed", "job", j.ID(), "volumes", names, "repository", req.Repo, "err", err)
+			s.log.Warn("backup failed", "job", j.ID(), "volumes", names, "repository", req.Repo, "err", err)
 		}
 		return err
 	})
-	if err == nil {
-		for _, v := range vs {
-			v.jobs[j.ID()] = j
-		}
-	}
-	e.mu.Unlock()
 	if err != nil {
-		unlock()
 		return job.Info{}, fmt.Errorf("back up %v: %w", names, err)
 	}
-	return j.Info(), nil
+	return j, nil
 }
 
-// runBackup is the backup job. v.snapMu of every volume is held.
-func (e *Engine) runBackup(ctx context.Context, r *repo.Repo, req apischema.BackupRequest, vs []*volume, j *job.Job) error {
-	snap := backupSnapPrefix + j.ID()
-	bitmap := backupBitmap(req.Repo)
+// run is the backup job; g is frozen.
+func (s *Service) run(ctx context.Context, r *repo.Repo, req apischema.BackupRequest, g Group, j *job.Job) error {
+	snap := SnapshotPrefix + j.ID()
+	bitmap := Bitmap(req.Repo)
 	rotated := map[string]cbt.Rotated{}
-	at := now()
+	at := time.Now().UTC()
 	j.SetDetail("taking snapshot " + snap)
-	_, err := e.snapshotGroup(ctx, vs, snap, func(v *volume) error {
-		rot, err := v.cbt.Rotate(bitmap, at)
-		rotated[v.name] = rot
-		return cbtError(err)
+	err := g.Snapshot(ctx, snap, func(vol string, st *cbt.State) error {
+		rot, err := st.Rotate(bitmap, at)
+		rotated[vol] = rot
+		return err
 	})
 	// Whatever happens next, the snapshot goes (merged back, live); a
-	// crash leaves it to resumeMerges.
-	defer func() {
-		for _, v := range vs {
-			if _, err := findSnapshot(v, layersOf(v), snap); err != nil {
-				continue // not taken
-			}
-			if err := e.mergeNewest(context.WithoutCancel(ctx), v, snap); err != nil {
-				e.log.Error("backup: remove snapshot", "volume", v.name, "snapshot", snap, "err", err)
-			}
-		}
-	}()
+	// crash leaves it to the engine's next start.
+	defer g.Drop(context.WithoutCancel(ctx), snap)
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
-	e.hit("backup.after-snapshot")
+	s.host.Step("backup.after-snapshot")
 	prev, err := latestVolumes(ctx, r)
 	if err != nil {
 		return fmt.Errorf("backup: list the repository's backups: %w", err)
@@ -120,24 +97,19 @@ func (e *Engine) runBackup(ctx context.Context, r *repo.Repo, req apischema.Back
 	b, err := r.NewBackup(ctx, repo.BackupOptions{Group: strings.Join(req.Volumes, ","), Tags: req.Volumes, Time: at,
 		Progress: func(done, total int64) { j.SetTotal(total); j.SetDone(done) }, Total: j.Info().Total})
 	if err != nil {
-		return repoError(req.Repo, err)
+		return RepoError(req.Repo, err)
 	}
 	defer b.Close()
-	for _, v := range vs {
-		ls := layersOf(v)
-		k, err := findSnapshot(v, ls, snap)
+	for _, v := range g.Volumes() {
+		view, err := g.View(v.Name, snap)
 		if err != nil {
-			return err
+			return fmt.Errorf("backup volume %s: %w", v.Name, err)
 		}
-		view, err := snapshotView(v, k)
-		if err != nil {
-			return fmt.Errorf("backup volume %s: %w", v.name, err)
-		}
-		rot := rotated[v.name]
+		rot := rotated[v.Name]
 		opts := repo.VolumeOptions{Meta: map[string]string{metaCBTGeneration: generation(rot.Next.Created)},
 			Zeros: allocationZeros(view)} // a thin volume's holes are not read
 		how := "full"
-		if p := prev[v.name]; p != nil && !req.Full && !rot.Created.IsZero() && p.Meta[metaCBTGeneration] == generation(rot.Created) && p.Size == v.files.Size {
+		if p := prev[v.Name]; p != nil && !req.Full && !rot.Created.IsZero() && p.Meta[metaCBTGeneration] == generation(rot.Created) && p.Size == v.Size {
 			opts.Prev = p
 			opts.Dirty = rot.Dirty
 			if opts.Dirty == nil {
@@ -147,23 +119,23 @@ func (e *Engine) runBackup(ctx context.Context, r *repo.Repo, req apischema.Back
 			}
 			how = "incremental"
 		}
-		j.SetDetail(fmt.Sprintf("reading %s (%s)", v.name, how))
-		_, err = b.AddVolume(ctx, v.name, view, opts) // a Device is a repo.Source
+		j.SetDetail(fmt.Sprintf("reading %s (%s)", v.Name, how))
+		_, err = b.AddVolume(ctx, v.Name, view, opts) // a Device is a repo.Source
 		view.Close()
 		if err != nil {
-			return fmt.Errorf("backup volume %s: %w", v.name, repoError(req.Repo, err))
+			return fmt.Errorf("backup volume %s: %w", v.Name, RepoError(req.Repo, err))
 		}
 	}
 	m, err := b.Commit(ctx)
 	if m == nil {
-		return fmt.Errorf("backup: %w", repoError(req.Repo, err))
+		return fmt.Errorf("backup: %w", RepoError(req.Repo, err))
 	}
 	st := m.Stats
 	j.SetDetail(fmt.Sprintf("backup %s: %d bytes read, %d new, %d stored", m.ID, st.BytesRead, st.BytesNew, st.BytesStored))
-	e.log.Info("backup done", "backup", m.ID, "repository", req.Repo, "volumes", req.Volumes,
+	s.log.Info("backup done", "backup", m.ID, "repository", req.Repo, "volumes", req.Volumes,
 		"read", st.BytesRead, "reused", st.BytesReused, "new", st.BytesNew, "stored", st.BytesStored)
 	if err != nil {
-		e.log.Warn("backup committed with a warning", "backup", m.ID, "err", err)
+		s.log.Warn("backup committed with a warning", "backup", m.ID, "err", err)
 	}
 	return nil
 }
@@ -190,8 +162,8 @@ func latestVolumes(ctx context.Context, r *repo.Repo) (map[string]*repo.Volume, 
 	return out, nil
 }
 
-// repoError tags a repository error with the engine sentinel the API maps.
-func repoError(name string, err error) error {
+// RepoError tags a repository error with the kind the API maps.
+func RepoError(name string, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -200,14 +172,11 @@ func repoError(name string, err error) error {
 	}
 	switch {
 	case errors.Is(err, repo.ErrNotFound), errors.Is(err, repo.ErrAmbiguous):
-		return errorf(ErrBackupNotFound, "repository %s: %w", name, err)
+		return errkind.Errorf(errkind.ErrBackupNotFound, "repository %s: %w", name, err)
 	case errors.Is(err, repo.ErrInvalid):
-		return errorf(ErrInvalidArgument, "repository %s: %w", name, err)
+		return errkind.Errorf(errkind.ErrInvalidArgument, "repository %s: %w", name, err)
 	case errors.Is(err, context.Canceled):
 		return err
 	}
-	return errorf(ErrRepo, "repository %s: %w", name, err)
+	return errkind.Errorf(repos.ErrRepo, "repository %s: %w", name, err)
 }
-
-// ErrBackupNotFound: no backup with that id (or prefix) in the repository.
-var ErrBackupNotFound = errors.New("backup not found")
