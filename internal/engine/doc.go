@@ -1,14 +1,19 @@
 // Package engine owns the daemon's datastores and volumes: it creates,
 // lists and removes volumes, builds every export's device stack, serves
 // those stacks to the NBD server through nbd.Exports, and runs the jobs
-// that change them (snapshots, merges, clones, migration, mirrors and
-// replicas, backups and restores, import and export).
+// that change the stacks (snapshots, merges, clones, migration, promote,
+// revert, instant restore, import and export).
 //
-// What needs no volume of its own lives beside it, and the engine
-// delegates: internal/transfer (the copies of import, export and promote,
-// and qemu-img), internal/repos (the known backup repositories),
-// internal/access (which NBD client may open which volume) and
-// internal/attach (the QEMU and libvirt snippets). The API's types are
+// Two concerns are packages of their own, each over a small Host
+// interface the engine implements (backups.go, replication.go):
+// internal/replication (mirrors, replicas, failover and failback; each
+// volume keeps its replication.State) and internal/backup (backups and
+// restores into a file or a new volume). The engine's methods for them
+// delegate, so the API sees one Engine. What needs no volume of its own
+// lives beside it too: internal/transfer (the copies of import, export
+// and promote, and qemu-img), internal/repos (the known backup
+// repositories), internal/access (which NBD client may open which volume)
+// and internal/attach (the QEMU and libvirt snippets). The API's types are
 // internal/apischema's. docs/ARCHITECTURE.md walks a write, a read, a
 // FLUSH, a snapshot, a migration, a resync and a backup through this
 // package and the ones below it.
@@ -46,8 +51,10 @@
 //	                     I/O (catalog writes do happen under it: a job's
 //	                     record in startJobLocked, a replica's removal)
 //
-// Beside them: mirrorEntry.mu guards one mirror's record and its catalog
-// writes, and internal/repos's Registry the backup repositories (its own
-// lock); neither is taken under Engine.mu. v.layers and v.files change only in a pivot, under both
+// Beside them: internal/replication's mirror entries guard one mirror's
+// record and its catalog writes, and internal/repos's Registry the backup
+// repositories (its own lock); neither is taken under Engine.mu. The
+// concern packages take Engine.mu only through their Host (Lock, or a
+// method that locks), in the same order. v.layers and v.files change only in a pivot, under both
 // snapMu and Engine.mu, so a reader holding either sees them agree.
 package engine

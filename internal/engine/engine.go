@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/extrasphere/extrasphere/internal/access"
@@ -24,6 +23,7 @@ import (
 	"github.com/extrasphere/extrasphere/internal/job"
 	"github.com/extrasphere/extrasphere/internal/mirror"
 	"github.com/extrasphere/extrasphere/internal/nbd"
+	"github.com/extrasphere/extrasphere/internal/replication"
 	"github.com/extrasphere/extrasphere/internal/repos"
 )
 
@@ -42,9 +42,10 @@ type Engine struct {
 
 	cleanups sync.WaitGroup // background removals of files no longer read (old copies after a migration); Close waits
 
-	repos   *repos.Registry // the backup repositories (internal/repos has its own lock)
-	backups *backup.Service // backups and restores (internal/backup; the engine is its Host)
-	access  *access.Access  // the NBD clients and what they may open
+	repos   *repos.Registry      // the backup repositories (internal/repos has its own lock)
+	backups *backup.Service      // backups and restores (internal/backup; the engine is its Host)
+	repl    *replication.Service // mirrors and replicas (internal/replication; the engine is its Host)
+	access  *access.Access       // the NBD clients and what they may open
 
 	// onStep, set only by tests before any job runs, is called at every
 	// named step (failpoint) of a long operation.
@@ -88,20 +89,19 @@ type volume struct {
 	// replaced; nil when the volume is not served.
 	cbt *cbt.State
 
-	// mir is the volume's mirror (mirrors.go), nil if none. It is set and
-	// cleared holding snapMu and the gate's I/O, so every pivot (which
-	// holds snapMu) wraps the new layers with the current one.
-	mir atomic.Pointer[mirrorEntry]
+	// repl is the volume's replication state (internal/replication):
+	// its mirror, whose filter the stack wraps, and its replica role.
+	// Guarded as its fields say.
+	repl replication.State
+}
 
-	// replica is set when another node mirrors into this volume
-	// (replicas.go); streams counts that node's open NBD connections.
-	// Both guarded by Engine.mu.
-	replica *catalog.Replica
-	streams int
-	// rfence admits the writes of one stream session at a time into a
-	// replica (replicas.go); nil until the first stream. Guarded by
-	// Engine.mu.
-	rfence *replicaFence
+// goneLocked is the channel closed when v's connections must end (forced
+// removal, failover), made on first use. e.mu held.
+func (v *volume) goneLocked() chan struct{} {
+	if v.gone == nil {
+		v.gone = make(chan struct{})
+	}
+	return v.gone
 }
 
 // wrap builds what sits between v's gate and the layers dev.
@@ -110,12 +110,7 @@ func (v *volume) wrap(dev blockdev.Device) blockdev.Device {
 }
 
 // mirror is v's running mirror, nil if none.
-func (v *volume) mirror() *mirror.Mirror {
-	if me := v.mir.Load(); me != nil {
-		return me.m
-	}
-	return nil
-}
+func (v *volume) mirror() *mirror.Mirror { return v.repl.Mirror() }
 
 // Open opens the data dir, the catalog and every datastore and volume.
 // A datastore or volume that cannot be opened does not fail Open: it is
@@ -136,6 +131,8 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		datastores: map[string]*dsEntry{}, volumes: map[string]*volume{}, reserved: map[string]bool{}}
 	e.access = access.New(cat, cfg.ClientCA, cfg.Logger)
 	e.backups = backup.New(backupHost{e}, cfg.Logger)
+	e.repl = replication.New(replHost{e}, replication.Options{Catalog: cat, Node: cfg.Node, NBDAddr: cfg.NBDAddr,
+		Failpoints: cfg.Failpoints, Logger: cfg.Logger})
 	e.repos, err = repos.Open(cat, cfg.Logger, cfg.Failpoints, now)
 	if err == nil {
 		err = e.load(ctx)
@@ -184,8 +181,7 @@ func (e *Engine) load(ctx context.Context) error {
 		e.mu.Unlock()
 	}
 	e.resumeMerges(ctx)
-	e.loadReplicas()
-	e.startMirrors()
+	e.repl.Start()
 	e.log.Info("engine open", "data", e.cfg.DataDir, "datastores", len(e.datastores), "volumes", len(e.volumes))
 	return nil
 }
@@ -399,7 +395,7 @@ func (e *Engine) Close() error {
 			} else if err != nil {
 				errsOf[i] = append(errsOf[i], fmt.Errorf("flush volume %s: %w", v.name, err))
 			}
-			if err := closeMirror(v); err != nil { // mirror: an in-sync replica is flushed, its dirty log reset
+			if err := replication.CloseMirror(replVol{e, v}); err != nil { // mirror: an in-sync replica is flushed, its dirty log reset
 				errsOf[i] = append(errsOf[i], err)
 			}
 		}()

@@ -18,7 +18,7 @@ import (
 // connection and counts it until release is called.
 func (e *Engine) OpenExport(ctx context.Context, name string) (*nbd.Export, func(), error) {
 	if strings.Contains(name, "@") {
-		return e.openReplicaStream(ctx, name)
+		return e.repl.OpenStream(ctx, name)
 	}
 	// Who the client is (clients.go) is asked before the engine lock: it
 	// reads the catalog.
@@ -48,17 +48,15 @@ func (e *Engine) OpenExport(ctx context.Context, name string) (*nbd.Export, func
 			e.mu.Unlock()
 		})
 	}
-	if v.gone == nil {
-		v.gone = make(chan struct{})
-	}
+	r := v.repl.ReplicaLocked()
 	ex := &nbd.Export{
-		Gone:        v.gone,
+		Gone:        v.goneLocked(),
 		Name:        name,
 		Description: fmt.Sprintf("extrasphere volume %s on datastore %s", name, v.ds.name),
 		Device:      v.dev,
 		// A replica takes writes only from its source's stream.
 		// A read-only NBD client gets it read-only (writes fail EPERM).
-		ReadOnly: v.files.ReadOnly || (v.replica != nil && v.replica.FailedOver.IsZero()) || clientRO,
+		ReadOnly: v.files.ReadOnly || (r != nil && r.FailedOver.IsZero()) || clientRO,
 	}
 	return ex, release, nil
 }

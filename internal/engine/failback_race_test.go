@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/extrasphere/extrasphere/internal/apischema"
+	"github.com/extrasphere/extrasphere/internal/catalog"
 	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/mirror"
 	"github.com/extrasphere/extrasphere/internal/node"
@@ -28,23 +29,37 @@ func TestAcceptFailbackConcurrent(t *testing.T) {
 	for round := range 20 {
 		t.Run(fmt.Sprint(round), func(t *testing.T) {
 			ctx := t.Context()
-			e := openEngine(t, t.TempDir())
-			defer e.Close()
+			dir := t.TempDir()
+			e := openEngine(t, dir)
 			mustCreate(t, e, CreateOptions{Name: "v", Size: 1 << 20})
 			if _, err := e.CreateMirror(ctx, apischema.MirrorOptions{Volume: "v", Target: "file://" + filepath.Join(t.TempDir(), "r.flat")}); err != nil {
 				t.Fatal(err)
 			}
 			waitMirror(t, e, "v", mirror.StateInSync)
-			// Make the record look like a mirror to node B's volume w.
+			// Make the record look like a mirror to node B's volume w:
+			// rewritten in the catalog while the engine is stopped.
 			p := node.Peer{Name: "b", Fingerprint: "fp-b", Addr: "127.0.0.1:1"}
-			_, me, err := e.mirrorOf("v")
+			catPath := e.cfg.catalogPath()
+			if err := e.Close(); err != nil {
+				t.Fatal(err)
+			}
+			cat, err := catalog.Open(catPath)
 			if err != nil {
 				t.Fatal(err)
 			}
-			me.mu.Lock()
-			me.rec.PeerFingerprint, me.rec.PeerVolume = p.Fingerprint, "w"
-			oldGen := me.rec.Gen
-			me.mu.Unlock()
+			recs, err := cat.Mirrors()
+			if err != nil || len(recs) != 1 {
+				t.Fatalf("mirror records %+v (%v)", recs, err)
+			}
+			rec := recs[0]
+			rec.PeerFingerprint, rec.PeerVolume = p.Fingerprint, "w"
+			oldGen := rec.Gen
+			if err := errors.Join(cat.PutMirror(rec), cat.Close()); err != nil {
+				t.Fatal(err)
+			}
+			e = openEngine(t, dir)
+			defer e.Close()
+			waitMirror(t, e, "v", mirror.StateInSync)
 
 			const callers = 6
 			var wg sync.WaitGroup
@@ -86,7 +101,7 @@ func TestAcceptFailbackConcurrent(t *testing.T) {
 				return // every caller found the volume busy: nothing changed
 			}
 			wins++
-			recs, err := e.cat.Mirrors()
+			recs, err = e.cat.Mirrors()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -103,7 +118,7 @@ func TestAcceptFailbackConcurrent(t *testing.T) {
 			e.mu.Lock()
 			v := e.volumes["v"]
 			e.mu.Unlock()
-			if v.mir.Load() != nil {
+			if v.mirror() != nil {
 				t.Fatal("a mirror still runs on the failed-back volume")
 			}
 		})

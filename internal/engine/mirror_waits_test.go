@@ -16,6 +16,7 @@ import (
 	"github.com/extrasphere/extrasphere/internal/memdev"
 	"github.com/extrasphere/extrasphere/internal/mirror"
 	"github.com/extrasphere/extrasphere/internal/nbd"
+	"github.com/extrasphere/extrasphere/internal/replication"
 )
 
 // waitsWatchdog bounds waits that must end (a hang detector, not a timing
@@ -192,7 +193,7 @@ func TestMirrorStopWithBlockedWrite(t *testing.T) {
 	e.mu.Lock()
 	st := e.volumes["v"].cbt
 	e.mu.Unlock()
-	rs, err := st.Ranges(MirrorBitmap)
+	rs, err := st.Ranges(replication.MirrorBitmap)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"reflect"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +14,7 @@ import (
 	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/failpoint"
 	"github.com/extrasphere/extrasphere/internal/mirror"
+	"github.com/extrasphere/extrasphere/internal/replication"
 )
 
 // waitMirror polls until vol's mirror is in state want (watchdog bound only).
@@ -178,7 +177,7 @@ func TestMirrorBadInput(t *testing.T) {
 func TestCreateMirrorFailureRollsBack(t *testing.T) {
 	dir := t.TempDir()
 	e, err := Open(t.Context(), Config{DataDir: dir, NBDSocket: filepath.Join(dir, "nbd.sock"),
-		NBDAddr: "0.0.0.0:10809", Failpoints: failpoint.Parse(FailpointMirrorAttach + "=eio")})
+		NBDAddr: "0.0.0.0:10809", Failpoints: failpoint.Parse(replication.FailpointMirrorAttach + "=eio")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,59 +188,14 @@ func TestCreateMirrorFailureRollsBack(t *testing.T) {
 		t.Fatalf("create mirror with attach failing: %v, want EIO", err)
 	}
 	v := e.volumes["v"]
-	if v.cbt.Has(MirrorBitmap) {
+	if v.cbt.Has(replication.MirrorBitmap) {
 		t.Fatal("the failed create left the mirror's dirty log enabled")
 	}
 	if ms, err := e.cat.Mirrors(); err != nil || len(ms) != 0 {
 		t.Fatalf("the failed create left catalog records %+v (%v)", ms, err)
 	}
-	if v.mir.Load() != nil {
+	if v.mirror() != nil {
 		t.Fatal("the failed create left a mirror on the volume")
 	}
 	writeThrough(t, e, "v", bytes.Repeat([]byte{5}, 4096), 0)
-}
-
-// The API's mirror states and policies are internal/mirror's values: a
-// client (the CLI waits for apischema.MirrorInSync) matches what the
-// engine reports.
-func TestMirrorWireValues(t *testing.T) {
-	for api, m := range map[string]string{
-		apischema.MirrorSyncing: string(mirror.StateSyncing), apischema.MirrorInSync: string(mirror.StateInSync),
-		apischema.MirrorDegraded: string(mirror.StateDegraded), apischema.MirrorResyncing: string(mirror.StateResyncing),
-		apischema.MirrorPaused: string(mirror.StatePaused), apischema.MirrorRefused: string(mirror.StateRefused),
-		apischema.PolicyDegrade: string(mirror.Degrade), apischema.PolicyBlock: string(mirror.Block),
-	} {
-		if api != m {
-			t.Errorf("apischema has %q where internal/mirror has %q", api, m)
-		}
-	}
-}
-
-// apischema.MirrorStatus is mapped from mirror.Status by hand (its State
-// and Policy are plain strings on the wire), so a field added to the
-// mirror's status must be added to the API's too: every JSON key of one
-// is a key of the other, and mirrorStatus fills it.
-func TestMirrorStatusKeepsEveryField(t *testing.T) {
-	keys := func(typ reflect.Type) []string {
-		var out []string
-		for i := range typ.NumField() {
-			k, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
-			out = append(out, k)
-		}
-		slices.Sort(out)
-		return out
-	}
-	in, api := keys(reflect.TypeFor[mirror.Status]()), keys(reflect.TypeFor[apischema.MirrorStatus]())
-	if !slices.Equal(in, api) {
-		t.Fatalf("mirror.Status keys %v, apischema.MirrorStatus keys %v", in, api)
-	}
-	// Every field set in the source reaches the API value.
-	s := mirror.Status{State: mirror.StateDegraded, Policy: mirror.Block, Connected: true, BytesToSync: 1,
-		BytesSent: 2, BytesCopied: 3, Since: time.Unix(4, 0), LastError: "e", LastErrorAt: time.Unix(5, 0)}
-	got := reflect.ValueOf(mirrorStatus(s))
-	for i := range got.NumField() {
-		if got.Field(i).IsZero() {
-			t.Errorf("mirrorStatus leaves %s empty", got.Type().Field(i).Name)
-		}
-	}
 }

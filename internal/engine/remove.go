@@ -40,7 +40,7 @@ func (e *Engine) removeVolume(ctx context.Context, name string, force, duringClo
 				name, users, filepath.Base(p))
 		}
 	}
-	if v.mir.Load() != nil && !duringClose {
+	if v.mirror() != nil && !duringClose {
 		e.mu.Unlock()
 		return errorf(errkind.ErrVolumeInUse, "cannot remove volume %s: it has a mirror; remove it first with `extrasphere mirror rm %s`", name, name)
 	}
@@ -87,7 +87,7 @@ func (e *Engine) removeVolume(ctx context.Context, name string, force, duringClo
 		return fmt.Errorf("remove volume %s: %w", name, err)
 	}
 	delete(e.volumes, name)
-	if v.replica != nil {
+	if v.repl.ReplicaLocked() != nil {
 		if err := e.cat.DeleteReplica(name); err != nil {
 			e.log.Warn("forget replica record", "volume", name, "err", err)
 		}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -13,13 +12,12 @@ import (
 
 	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
-	"github.com/extrasphere/extrasphere/internal/catalog"
-	"github.com/extrasphere/extrasphere/internal/fence"
 	"github.com/extrasphere/extrasphere/internal/memdev"
 	"github.com/extrasphere/extrasphere/internal/mirror"
 	"github.com/extrasphere/extrasphere/internal/nbd"
 	"github.com/extrasphere/extrasphere/internal/netproxy"
 	"github.com/extrasphere/extrasphere/internal/node"
+	"github.com/extrasphere/extrasphere/internal/replication"
 )
 
 // fenceRig is a replica node (an engine with a node identity and a TLS
@@ -98,18 +96,24 @@ func (r *fenceRig) dialer(t *testing.T) mirror.Dialer {
 	}
 	var epoch atomic.Uint64
 	return func(ctx context.Context) (blockdev.Device, error) {
-		tg := nbd.Target{Network: "tcp", Address: r.proxy.Addr().String(), Export: replicaExport("r", "g1", epoch.Add(1)), TLS: true}
-		return nbd.DialPool(ctx, tg, nbd.ClientOptions{TLS: cfg}, poolConns)
+		tg := nbd.Target{Network: "tcp", Address: r.proxy.Addr().String(), Export: replication.StreamExport("r", "g1", epoch.Add(1)), TLS: true}
+		return nbd.DialPool(ctx, tg, nbd.ClientOptions{TLS: cfg}, replication.PoolConns)
 	}
 }
 
 // streams is the number of stream connections the replica counts.
 func (r *fenceRig) streams(t *testing.T) int {
-	r.e.mu.Lock()
-	v := r.e.volumes["r"]
-	r.e.mu.Unlock()
-	in, _ := r.e.replicaInfo(v)
-	return in.Streams
+	ms, err := r.e.ListMirrors(t.Context(), "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.Role == apischema.RoleReplica {
+			return m.Streams
+		}
+	}
+	t.Fatalf("volume r is no replica: %+v", ms)
+	return 0
 }
 
 // replicaBytes reads the replica volume.
@@ -220,7 +224,7 @@ func TestReplicaStreamEpochs(t *testing.T) {
 	if _, err := dial("r@g1"); !errors.As(err, &re) || !errors.Is(err, nbd.ErrNotPermitted) || !bytes.Contains([]byte(re.Msg), []byte("epoch")) {
 		t.Fatalf("a stream without an epoch: %v, want a final refusal (NBD_REP_ERR_POLICY) naming the epoch", err)
 	}
-	c5, err := dial(replicaExport("r", "g1", 5))
+	c5, err := dial(replication.StreamExport("r", "g1", 5))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +232,7 @@ func TestReplicaStreamEpochs(t *testing.T) {
 	if err := c5.WriteAt(ctx, []byte{1}, 0, 0); err != nil {
 		t.Fatal(err)
 	}
-	c7, err := dial(replicaExport("r", "g1", 7))
+	c7, err := dial(replication.StreamExport("r", "g1", 7))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,58 +242,11 @@ func TestReplicaStreamEpochs(t *testing.T) {
 	if err := c5.WriteAt(ctx, []byte{2}, 0, 0); err == nil {
 		t.Fatal("a write of the fenced stream succeeded")
 	}
-	if _, err := dial(replicaExport("r", "g1", 6)); !errors.As(err, &re) || errors.Is(err, nbd.ErrNotPermitted) || !errors.Is(err, nbd.ErrUnknownExport) ||
+	if _, err := dial(replication.StreamExport("r", "g1", 6)); !errors.As(err, &re) || errors.Is(err, nbd.ErrNotPermitted) || !errors.Is(err, nbd.ErrUnknownExport) ||
 		!bytes.Contains([]byte(re.Msg), []byte("older")) {
 		t.Fatalf("an older epoch: %v, want a retryable refusal naming the stale epoch", err)
 	}
 	if got := r.replicaBytes(t, 0, 1); got[0] != 1 {
 		t.Fatalf("the replica holds %d, want 1 (the fenced write must not land)", got[0])
-	}
-}
-
-// TestFileTargetFence: each open of a file target is a new fence session.
-// While the previous device is open, a new open waits (here until its
-// context ends) and the previous device's writes are refused from then on;
-// once it is closed, the new open succeeds.
-func TestFileTargetFence(t *testing.T) {
-	ctx := t.Context()
-	e := openEngine(t, t.TempDir())
-	defer e.Close()
-	path := filepath.Join(t.TempDir(), "replica.raw")
-	const size = 1 << 20
-	if err := os.WriteFile(path, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(path, size); err != nil {
-		t.Fatal(err)
-	}
-	dial, err := e.dialer(catalog.Mirror{Volume: "v", Target: "file://" + path}, size)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d1, err := dial(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d1.WriteAt(ctx, []byte{1}, 0, 0); err != nil {
-		t.Fatal(err)
-	}
-	short, cancel := context.WithCancel(ctx)
-	cancel()
-	if _, err := dial(short); !errors.Is(err, context.Canceled) {
-		t.Fatalf("open while the previous device is open: %v, want it to wait (here: cancelled)", err)
-	}
-	if err := d1.WriteAt(ctx, []byte{2}, 0, 0); !errors.Is(err, fence.ErrFenced) {
-		t.Fatalf("write of the previous device after a newer open: %v, want fence.ErrFenced", err)
-	}
-	d1.Close()
-	d2, err := dial(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d2.Close()
-	got := make([]byte, 1)
-	if err := d2.ReadAt(ctx, got, 0); err != nil || got[0] != 1 {
-		t.Fatalf("the file holds %d (%v), want 1", got[0], err)
 	}
 }

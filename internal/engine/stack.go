@@ -24,7 +24,7 @@ import (
 //	                                    migration swap what is below it under I/O
 //	[checked]                           test builds only: asserts every request
 //	cbt.Tracker                         changed-block tracking (the volume's cbt.State)
-//	mirror.Filter                       sync replication (the volume's mirror, mirrors.go)
+//	mirror.Filter                       sync replication (the volume's mirror, internal/replication)
 //	chain (deltas over the base) | flat the volume's layers
 //
 // openLayers builds what is below the gate. At run time the stack changes

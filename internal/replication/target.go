@@ -1,4 +1,4 @@
-package engine
+package replication
 
 import (
 	"context"
@@ -36,9 +36,9 @@ import (
 //	file:///PATH                  a raw file (an NFS or iSCSI mount); made
 //	                              sparse at the volume's size if missing
 
-// poolConns is how many NBD connections a mirror opens to a target that
+// PoolConns is how many NBD connections a mirror opens to a target that
 // allows multi-conn.
-const poolConns = 2
+const PoolConns = 2
 
 type targetSpec struct {
 	kind    string // "extrasphere", "nbd", "file"
@@ -100,7 +100,7 @@ func loopbackAddr(hostport string) bool {
 // prepareTarget checks the target once at create and fills the peer's
 // fields of rec: a file is created if missing; another node creates the
 // replica volume.
-func (e *Engine) prepareTarget(ctx context.Context, spec targetSpec, rec *catalog.Mirror, size int64) error {
+func (s *Service) prepareTarget(ctx context.Context, spec targetSpec, rec *catalog.Mirror, size int64) error {
 	switch spec.kind {
 	case "file":
 		f, err := os.OpenFile(spec.path, os.O_RDWR|os.O_CREATE, 0o600)
@@ -136,13 +136,13 @@ func (e *Engine) prepareTarget(ctx context.Context, spec targetSpec, rec *catalo
 		}
 		return nil
 	}
-	p, err := e.pairedPeer(spec.addr)
+	p, err := s.pairedPeer(spec.addr)
 	if err != nil {
 		return errorf(errkind.ErrPeer, "mirror %s: %w", rec.Volume, err)
 	}
 	var resp replicaResponse
 	req := replicaRequest{Volume: spec.peerVol, Size: size, SourceVolume: rec.Volume, Gen: rec.Gen}
-	if err := e.Node().PeerClient(p.Addr, p.Fingerprint).Do(ctx, "POST", apischema.PeerReplicas, req, &resp); err != nil {
+	if err := s.node.PeerClient(p.Addr, p.Fingerprint).Do(ctx, "POST", apischema.PeerReplicas, req, &resp); err != nil {
 		return peerError(rec.Volume, p, err)
 	}
 	rec.PeerFingerprint, rec.PeerAddr, rec.PeerVolume = p.Fingerprint, spec.addr, spec.peerVol
@@ -151,8 +151,8 @@ func (e *Engine) prepareTarget(ctx context.Context, spec targetSpec, rec *catalo
 }
 
 // pairedPeer finds the paired node at addr (HOST:PORT as paired).
-func (e *Engine) pairedPeer(addr string) (node.Peer, error) {
-	ns := e.Node()
+func (s *Service) pairedPeer(addr string) (node.Peer, error) {
+	ns := s.node
 	if ns == nil {
 		return node.Peer{}, errors.New("this daemon runs without a node identity; start it with --node and run `extrasphere node init`")
 	}
@@ -179,7 +179,7 @@ func peerError(vol string, p node.Peer, err error) error {
 }
 
 // dialer opens connections to rec's target.
-func (e *Engine) dialer(rec catalog.Mirror, size int64) (mirror.Dialer, error) {
+func (s *Service) dialer(rec catalog.Mirror, size int64) (mirror.Dialer, error) {
 	spec, err := parseTarget(rec.Target, rec.Insecure)
 	if err != nil {
 		return nil, errorf(errkind.ErrInvalidArgument, "mirror %s: %w", rec.Volume, err)
@@ -210,11 +210,11 @@ func (e *Engine) dialer(rec catalog.Mirror, size int64) (mirror.Dialer, error) {
 		}, nil
 	case "nbd":
 		return func(ctx context.Context) (blockdev.Device, error) {
-			return nbd.DialPool(ctx, spec.nbd, nbd.ClientOptions{}, poolConns)
+			return nbd.DialPool(ctx, spec.nbd, nbd.ClientOptions{}, PoolConns)
 		}, nil
 	}
 	return func(ctx context.Context) (blockdev.Device, error) {
-		ns := e.Node()
+		ns := s.node
 		if ns == nil {
 			return nil, fmt.Errorf("no node identity: %w", mirror.ErrRefused)
 		}
@@ -225,12 +225,12 @@ func (e *Engine) dialer(rec catalog.Mirror, size int64) (mirror.Dialer, error) {
 		cfg.NextProtos = []string{access.ReplicaALPN} // the node certificate, not the client CA's (clients.go)
 		// Every session has a new epoch: the replica fences the older
 		// ones before it acknowledges this one's NBD_OPT_GO.
-		epoch, err := e.cat.NextStreamEpoch(uint64(time.Now().UnixNano()))
+		epoch, err := s.cat.NextStreamEpoch(uint64(time.Now().UnixNano()))
 		if err != nil {
 			return nil, fmt.Errorf("mirror %s: %w", rec.Volume, err)
 		}
-		t := nbd.Target{Network: "tcp", Address: rec.PeerNBDAddr, Export: replicaExport(rec.PeerVolume, rec.Gen, epoch), TLS: true}
-		p, err := nbd.DialPool(ctx, t, nbd.ClientOptions{TLS: cfg}, poolConns)
+		t := nbd.Target{Network: "tcp", Address: rec.PeerNBDAddr, Export: StreamExport(rec.PeerVolume, rec.Gen, epoch), TLS: true}
+		p, err := nbd.DialPool(ctx, t, nbd.ClientOptions{TLS: cfg}, PoolConns)
 		// The replica refuses for good with NBD_REP_ERR_POLICY
 		// (refuseStream): the mirror stops. Any other refusal is retried.
 		var re *nbd.ReplyError
@@ -241,15 +241,15 @@ func (e *Engine) dialer(rec catalog.Mirror, size int64) (mirror.Dialer, error) {
 	}, nil
 }
 
-// replicaExport is the NBD export name of a replica stream:
+// StreamExport is the NBD export name of a replica stream:
 // VOL@GEN@EPOCH, EPOCH in decimal (docs/API.md, "Replica streams"). A
 // volume name and a generation cannot contain '@', so it never names a
 // volume and parses one way.
-func replicaExport(vol, gen string, epoch uint64) string {
+func StreamExport(vol, gen string, epoch uint64) string {
 	return vol + "@" + gen + "@" + strconv.FormatUint(epoch, 10)
 }
 
-// parseReplicaExport splits a stream name made by replicaExport.
+// parseReplicaExport splits a stream name made by StreamExport.
 func parseReplicaExport(name string) (vol, gen string, epoch uint64, err error) {
 	vol, rest, _ := strings.Cut(name, "@")
 	gen, es, ok := strings.Cut(rest, "@")

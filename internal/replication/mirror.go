@@ -1,4 +1,4 @@
-package engine
+package replication
 
 import (
 	"context"
@@ -44,7 +44,7 @@ type mirrorEntry struct {
 
 // CreateMirror starts mirroring a volume. The first copy runs in the
 // background (state syncing); ListMirrors shows its progress.
-func (e *Engine) CreateMirror(ctx context.Context, o apischema.MirrorOptions) (apischema.MirrorInfo, error) {
+func (s *Service) CreateMirror(ctx context.Context, o apischema.MirrorOptions) (apischema.MirrorInfo, error) {
 	if o.Mode == "" {
 		o.Mode = apischema.ModeSync
 	}
@@ -62,73 +62,74 @@ func (e *Engine) CreateMirror(ctx context.Context, o apischema.MirrorOptions) (a
 	if err != nil {
 		return apischema.MirrorInfo{}, errorf(errkind.ErrInvalidArgument, "mirror %s: %w", o.Volume, err)
 	}
-	v, err := e.mirrorableVolume(o.Volume)
+	v, size, err := s.mirrorableVolume(o.Volume)
 	if err != nil {
 		return apischema.MirrorInfo{}, err
 	}
-	if !v.snapMu.TryLock() {
+	if !v.SnapMu().TryLock() {
 		return apischema.MirrorInfo{}, errorf(errkind.ErrVolumeInUse, "cannot mirror volume %s: a snapshot removal, promote or migration is running on it; retry when it is done", o.Volume)
 	}
-	defer v.snapMu.Unlock()
-	if v.mir.Load() != nil {
+	defer v.SnapMu().Unlock()
+	if v.State().mir.Load() != nil {
 		return apischema.MirrorInfo{}, errorf(errkind.ErrMirrorExists, "volume %s already has a mirror (see `extrasphere mirror status %s`); remove it first with `extrasphere mirror rm %s`",
 			o.Volume, o.Volume, o.Volume)
 	}
 	rec := catalog.Mirror{Volume: o.Volume, Target: o.Target, Mode: o.Mode, Policy: string(pol), Gen: newGen(),
 		Created: now(), Insecure: o.Insecure}
-	if err := e.prepareTarget(ctx, spec, &rec, v.files.Size); err != nil {
+	if err := s.prepareTarget(ctx, spec, &rec, size); err != nil {
 		return apischema.MirrorInfo{}, err
 	}
 	// The dirty log first, all dirty: a crash from here on resumes with a
 	// full copy. A create that fails takes out the dirty log it enabled;
 	// one that was there (what this side wrote since a failover) stays.
-	created := !v.cbt.Has(MirrorBitmap)
+	created := !v.CBT().Has(MirrorBitmap)
 	undo := func() {
 		if created {
-			if err := v.cbt.Remove(MirrorBitmap); err != nil && !errors.Is(err, cbt.ErrBitmapNotFound) {
-				e.log.Warn("remove the dirty log of a mirror not created", "volume", o.Volume, "err", err)
+			if err := v.CBT().Remove(MirrorBitmap); err != nil && !errors.Is(err, cbt.ErrBitmapNotFound) {
+				s.log.Warn("remove the dirty log of a mirror not created", "volume", o.Volume, "err", err)
 			}
 		}
 	}
-	if err := ensureDirtyLog(v.cbt, true); err != nil {
+	if err := ensureDirtyLog(v.CBT(), true); err != nil {
 		undo()
 		return apischema.MirrorInfo{}, fmt.Errorf("mirror %s: %w", o.Volume, err)
 	}
-	if err := e.cat.PutMirror(rec); err != nil {
+	if err := s.cat.PutMirror(rec); err != nil {
 		undo()
 		return apischema.MirrorInfo{}, fmt.Errorf("mirror %s: %w", o.Volume, err)
 	}
-	if err := e.attachMirror(v, rec); err != nil {
-		e.cat.DeleteMirror(o.Volume)
+	if err := s.attachMirror(v, rec); err != nil {
+		s.cat.DeleteMirror(o.Volume)
 		undo()
 		return apischema.MirrorInfo{}, err
 	}
-	e.log.Info("mirror created", "volume", o.Volume, "target", o.Target, "policy", pol, "gen", rec.Gen)
-	return e.mirrorInfo(v), nil
+	s.log.Info("mirror created", "volume", o.Volume, "target", o.Target, "policy", pol, "gen", rec.Gen)
+	return s.mirrorInfo(v), nil
 }
 
 // mirrorableVolume returns a served, writable volume that is not a
-// replica.
-func (e *Engine) mirrorableVolume(name string) (*volume, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	v, err := e.lookupLocked(name)
+// replica, and its size.
+func (s *Service) mirrorableVolume(name string) (Vol, int64, error) {
+	s.host.Lock()
+	defer s.host.Unlock()
+	v, err := s.host.LookupLocked(name)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	in, r := v.InfoLocked(), v.State().replica
 	switch {
-	case v.dev == nil || v.cbt == nil:
-		return nil, errorf(errkind.ErrVolumeUnavailable, "volume %s is unavailable (%v)", name, v.err)
-	case v.files.ReadOnly:
-		return nil, errorf(errkind.ErrInvalidArgument, "volume %s is read-only: there is nothing to mirror", name)
-	case v.replica != nil && v.replica.FailedOver.IsZero():
-		return nil, errorf(errkind.ErrVolumeInUse, "volume %s is a replica of %s/%s: it cannot be mirrored until it is failed over",
-			name, v.replica.SourceName, v.replica.SourceVolume)
-	case v.replica != nil:
-		return nil, errorf(errkind.ErrVolumeInUse, "volume %s was failed over from %s/%s: use `extrasphere failback %s` to mirror it back there",
-			name, v.replica.SourceName, v.replica.SourceVolume, name)
+	case !in.Served() || v.CBT() == nil:
+		return nil, 0, errorf(errkind.ErrVolumeUnavailable, "volume %s is unavailable (%v)", name, in.Err)
+	case in.ReadOnly:
+		return nil, 0, errorf(errkind.ErrInvalidArgument, "volume %s is read-only: there is nothing to mirror", name)
+	case r != nil && r.FailedOver.IsZero():
+		return nil, 0, errorf(errkind.ErrVolumeInUse, "volume %s is a replica of %s/%s: it cannot be mirrored until it is failed over",
+			name, r.SourceName, r.SourceVolume)
+	case r != nil:
+		return nil, 0, errorf(errkind.ErrVolumeInUse, "volume %s was failed over from %s/%s: use `extrasphere failback %s` to mirror it back there",
+			name, r.SourceName, r.SourceVolume, name)
 	}
-	return v, nil
+	return v, in.Size, nil
 }
 
 // ensureDirtyLog enables the mirror bitmap; all marks every block dirty.
@@ -152,33 +153,34 @@ const FailpointMirrorAttach = "mirror.attach"
 
 // attachMirror starts the mirror of rec on v and inserts its filter. The
 // replica lacks what the dirty log holds; before the first full copy,
-// everything. The caller holds v.snapMu.
-func (e *Engine) attachMirror(v *volume, rec catalog.Mirror) error {
-	if err := e.cfg.Failpoints.Err(FailpointMirrorAttach); err != nil {
-		return fmt.Errorf("mirror %s: %w", v.name, err)
+// everything. The caller holds v.SnapMu().
+func (s *Service) attachMirror(v Vol, rec catalog.Mirror) error {
+	if err := s.fp.Err(FailpointMirrorAttach); err != nil {
+		return fmt.Errorf("mirror %s: %w", v.Name(), err)
 	}
-	e.mu.Lock()
-	g := v.dev
-	e.mu.Unlock()
+	s.host.Lock()
+	in := v.InfoLocked()
+	s.host.Unlock()
+	g := in.Gate
 	if g == nil {
-		return errorf(errkind.ErrVolumeUnavailable, "volume %s is unavailable (%v)", v.name, v.err)
+		return errorf(errkind.ErrVolumeUnavailable, "volume %s is unavailable (%v)", v.Name(), in.Err)
 	}
-	dial, err := e.dialer(rec, v.files.Size)
+	dial, err := s.dialer(rec, in.Size)
 	if err != nil {
 		return err
 	}
-	j := &dirtyLog{st: v.cbt, g: g}
+	j := &dirtyLog{st: v.CBT(), g: g}
 	dirty := j.Ranges()
 	if !rec.Synced {
-		dirty = []blockdev.Range{{Off: 0, Len: v.files.Size}}
+		dirty = []blockdev.Range{{Off: 0, Len: in.Size}}
 	}
 	me := &mirrorEntry{rec: rec}
-	m, err := mirror.New(mirror.Options{Volume: v.name, Size: v.files.Size, Policy: mirror.Policy(rec.Policy),
-		Dial: dial, DirtyLog: j, Dirty: dirty, Synced: rec.Synced, Logger: e.log,
-		OnDegrade: func(cause error) error { return e.recordDiverged(me, cause) },
-		OnChange:  func(s mirror.Status) { e.recordSynced(me, s) }})
+	m, err := mirror.New(mirror.Options{Volume: v.Name(), Size: in.Size, Policy: mirror.Policy(rec.Policy),
+		Dial: dial, DirtyLog: j, Dirty: dirty, Synced: rec.Synced, Logger: s.log,
+		OnDegrade: func(cause error) error { return s.recordDiverged(me, cause) },
+		OnChange:  func(st mirror.Status) { s.recordSynced(me, st) }})
 	if err != nil {
-		return fmt.Errorf("mirror %s: %w", v.name, err)
+		return fmt.Errorf("mirror %s: %w", v.Name(), err)
 	}
 	me.mu.Lock() // the mirror's callbacks may already run
 	me.m = m
@@ -186,43 +188,43 @@ func (e *Engine) attachMirror(v *volume, rec catalog.Mirror) error {
 	if rec.Paused {
 		m.Pause()
 	}
-	p, err := e.beginPivot(v)
+	p, err := v.BeginPivot()
 	if err != nil {
 		m.Release()
 		return errors.Join(err, m.Close(context.Background()))
 	}
-	v.mir.Store(me)
-	p.install(p.layers, nil)
-	p.commit()
-	p.end()
+	v.State().mir.Store(me)
+	p.Reinstall()
+	p.Commit()
+	p.End()
 	return nil
 }
 
 // detachMirror removes v's mirror filter and stops the mirror. The caller
-// holds v.snapMu. The mirror is released first: a write the block policy
+// holds v.SnapMu(). The mirror is released first: a write the block policy
 // holds back is acknowledged (it is on the volume, and no replica is
 // required any more), so the I/O hold below does not wait for a replica
 // that may never answer.
-func (e *Engine) detachMirror(ctx context.Context, v *volume) error {
-	me := v.mir.Load()
+func (s *Service) detachMirror(ctx context.Context, v Vol) error {
+	me := v.State().mir.Load()
 	if me == nil {
 		return nil
 	}
 	me.m.Release()
-	if p, err := e.beginPivot(v); err == nil {
-		v.mir.Store(nil)
-		p.install(p.layers, nil)
-		p.commit()
-		p.end()
+	if p, err := v.BeginPivot(); err == nil {
+		v.State().mir.Store(nil)
+		p.Reinstall()
+		p.Commit()
+		p.End()
 	} else {
-		v.mir.Store(nil) // no stack: nothing to take the filter out of
+		v.State().mir.Store(nil) // no stack: nothing to take the filter out of
 	}
 	return me.m.Close(ctx)
 }
 
 // recordDiverged persists that this side acknowledges writes the replica
 // lacks, before the first such write is acknowledged.
-func (e *Engine) recordDiverged(me *mirrorEntry, cause error) error {
+func (s *Service) recordDiverged(me *mirrorEntry, cause error) error {
 	me.mu.Lock()
 	defer me.mu.Unlock()
 	if me.rec.Diverged || me.gone {
@@ -230,17 +232,17 @@ func (e *Engine) recordDiverged(me *mirrorEntry, cause error) error {
 	}
 	r := me.rec
 	r.Diverged = true
-	if err := e.cat.PutMirror(r); err != nil {
+	if err := s.cat.PutMirror(r); err != nil {
 		return err
 	}
 	me.rec = r
-	e.log.Warn("mirror degraded: writes are acknowledged without the replica", "volume", r.Volume, "cause", cause)
+	s.log.Warn("mirror degraded: writes are acknowledged without the replica", "volume", r.Volume, "cause", cause)
 	return nil
 }
 
 // recordSynced persists the first full sync and the end of a divergence.
-func (e *Engine) recordSynced(me *mirrorEntry, s mirror.Status) {
-	if s.State != mirror.StateInSync {
+func (s *Service) recordSynced(me *mirrorEntry, st mirror.Status) {
+	if st.State != mirror.StateInSync {
 		return
 	}
 	me.mu.Lock()
@@ -256,8 +258,8 @@ func (e *Engine) recordSynced(me *mirrorEntry, s mirror.Status) {
 	}
 	r := me.rec
 	r.Synced, r.Diverged = true, false
-	if err := e.cat.PutMirror(r); err != nil {
-		e.log.Error("record mirror in sync", "volume", r.Volume, "err", err)
+	if err := s.cat.PutMirror(r); err != nil {
+		s.log.Error("record mirror in sync", "volume", r.Volume, "err", err)
 		return
 	}
 	me.rec = r
@@ -302,31 +304,38 @@ func (j *dirtyLog) Ranges() []blockdev.Range {
 	return r
 }
 
-// startMirrors attaches every recorded mirror at start, before the
-// volumes are served.
-func (e *Engine) startMirrors() {
-	recs, err := e.cat.Mirrors()
+// Start attaches the replica records to their volumes and starts every
+// recorded mirror, at the engine's start, before the volumes are served.
+func (s *Service) Start() {
+	s.loadReplicas()
+	s.startMirrors()
+}
+
+// startMirrors attaches every recorded mirror.
+func (s *Service) startMirrors() {
+	recs, err := s.cat.Mirrors()
 	if err != nil {
-		e.log.Error("load mirrors", "err", err)
+		s.log.Error("load mirrors", "err", err)
 		return
 	}
 	for _, rec := range recs {
-		e.mu.Lock()
-		v, ok := e.volumes[rec.Volume]
-		e.mu.Unlock()
-		if !ok || v.dev == nil || v.cbt == nil {
-			e.log.Error("mirror not started: its volume is not served", "volume", rec.Volume)
+		s.host.Lock()
+		v, err := s.host.LookupLocked(rec.Volume)
+		served := err == nil && v.InfoLocked().Served()
+		s.host.Unlock()
+		if !served || v.CBT() == nil {
+			s.log.Error("mirror not started: its volume is not served", "volume", rec.Volume)
 			continue
 		}
-		if err := ensureDirtyLog(v.cbt, false); err != nil {
-			e.log.Error("mirror not started", "volume", rec.Volume, "err", err)
+		if err := ensureDirtyLog(v.CBT(), false); err != nil {
+			s.log.Error("mirror not started", "volume", rec.Volume, "err", err)
 			continue
 		}
-		v.snapMu.Lock()
-		err := e.attachMirror(v, rec)
-		v.snapMu.Unlock()
+		v.SnapMu().Lock()
+		err = s.attachMirror(v, rec)
+		v.SnapMu().Unlock()
 		if err != nil {
-			e.log.Error("mirror not started", "volume", rec.Volume, "err", err)
+			s.log.Error("mirror not started", "volume", rec.Volume, "err", err)
 		}
 	}
 }
@@ -337,10 +346,11 @@ func (e *Engine) startMirrors() {
 // replica connection does not end.
 const mirrorCloseTimeout = 7 * time.Second
 
-// closeMirror stops v's mirror at a clean stop (after the NBD server
-// drained): an in-sync replica is flushed and the dirty log reset.
-func closeMirror(v *volume) error {
-	me := v.mir.Load()
+// CloseMirror stops v's mirror at a clean stop (after the NBD server
+// drained and the volume flushed): an in-sync replica is flushed and the
+// dirty log reset.
+func CloseMirror(v Vol) error {
+	me := v.State().mir.Load()
 	if me == nil {
 		return nil
 	}
@@ -355,15 +365,12 @@ func closeMirror(v *volume) error {
 // start), and so does every later one that would wait. Writes a healthy
 // replica completes are unaffected. serve calls it before draining the
 // NBD connections, which could otherwise wait for ever on such a write.
-func (e *Engine) StopMirrorWaits() {
-	e.mu.Lock()
-	vols := make([]*volume, 0, len(e.volumes))
-	for _, v := range e.volumes {
-		vols = append(vols, v)
-	}
-	e.mu.Unlock()
+func (s *Service) StopMirrorWaits() {
+	s.host.Lock()
+	vols := s.host.VolumesLocked()
+	s.host.Unlock()
 	for _, v := range vols {
-		if m := v.mirror(); m != nil {
+		if m := v.State().Mirror(); m != nil {
 			m.StopWaits()
 		}
 	}
@@ -371,25 +378,28 @@ func (e *Engine) StopMirrorWaits() {
 
 // ListMirrors describes the mirrors of this node's volumes and the
 // replicas it holds for others; vol "" means all.
-func (e *Engine) ListMirrors(ctx context.Context, vol string) ([]apischema.MirrorInfo, error) {
-	e.mu.Lock()
-	var vols []*volume
-	for _, v := range e.volumes {
-		if vol == "" || v.name == vol {
-			vols = append(vols, v)
+func (s *Service) ListMirrors(ctx context.Context, vol string) ([]apischema.MirrorInfo, error) {
+	s.host.Lock()
+	var vols []Vol
+	var err error
+	if vol == "" {
+		vols = s.host.VolumesLocked()
+	} else {
+		var v Vol
+		if v, err = s.host.LookupLocked(vol); err == nil {
+			vols = []Vol{v}
 		}
 	}
-	_, found := e.volumes[vol]
-	e.mu.Unlock()
-	if vol != "" && !found {
-		return nil, notFound(vol)
+	s.host.Unlock()
+	if err != nil {
+		return nil, err
 	}
 	var out []apischema.MirrorInfo
 	for _, v := range vols {
-		if v.mir.Load() != nil {
-			out = append(out, e.mirrorInfo(v))
+		if v.State().mir.Load() != nil {
+			out = append(out, s.mirrorInfo(v))
 		}
-		if in, ok := e.replicaInfo(v); ok {
+		if in, ok := s.replicaInfo(v); ok {
 			out = append(out, in)
 		}
 	}
@@ -400,16 +410,16 @@ func (e *Engine) ListMirrors(ctx context.Context, vol string) ([]apischema.Mirro
 	return out, nil
 }
 
-func (e *Engine) mirrorInfo(v *volume) apischema.MirrorInfo {
-	me := v.mir.Load()
+func (s *Service) mirrorInfo(v Vol) apischema.MirrorInfo {
+	me := v.State().mir.Load()
 	if me == nil {
-		return apischema.MirrorInfo{Volume: v.name}
+		return apischema.MirrorInfo{Volume: v.Name()}
 	}
 	st := me.m.Status()
 	me.mu.Lock()
 	rec := me.rec
 	me.mu.Unlock()
-	in := apischema.MirrorInfo{Volume: v.name, Role: apischema.RoleSource, Target: rec.Target, Mode: rec.Mode, MirrorStatus: mirrorStatus(st),
+	in := apischema.MirrorInfo{Volume: v.Name(), Role: apischema.RoleSource, Target: rec.Target, Mode: rec.Mode, MirrorStatus: mirrorStatus(st),
 		Gen: rec.Gen, Synced: rec.Synced, Diverged: rec.Diverged}
 	if st.State != mirror.StateInSync && rec.Synced {
 		in.LagSeconds = time.Since(st.Since).Seconds()
@@ -418,14 +428,14 @@ func (e *Engine) mirrorInfo(v *volume) apischema.MirrorInfo {
 }
 
 // mirrorOf returns v's mirror or errkind.ErrMirrorNotFound.
-func (e *Engine) mirrorOf(name string) (*volume, *mirrorEntry, error) {
-	e.mu.Lock()
-	v, err := e.lookupLocked(name)
-	e.mu.Unlock()
+func (s *Service) mirrorOf(name string) (Vol, *mirrorEntry, error) {
+	s.host.Lock()
+	v, err := s.host.LookupLocked(name)
+	s.host.Unlock()
 	if err != nil {
 		return nil, nil, err
 	}
-	me := v.mir.Load()
+	me := v.State().mir.Load()
 	if me == nil {
 		return nil, nil, errorf(errkind.ErrMirrorNotFound, "volume %s has no mirror (see `extrasphere mirror status`)", name)
 	}
@@ -433,17 +443,17 @@ func (e *Engine) mirrorOf(name string) (*volume, *mirrorEntry, error) {
 }
 
 // PauseMirror stops sending to the replica; writes are tracked.
-func (e *Engine) PauseMirror(ctx context.Context, name string) (apischema.MirrorInfo, error) {
-	return e.setPaused(name, true)
+func (s *Service) PauseMirror(ctx context.Context, name string) (apischema.MirrorInfo, error) {
+	return s.setPaused(name, true)
 }
 
 // ResumeMirror reconnects a paused or refused mirror and resyncs.
-func (e *Engine) ResumeMirror(ctx context.Context, name string) (apischema.MirrorInfo, error) {
-	return e.setPaused(name, false)
+func (s *Service) ResumeMirror(ctx context.Context, name string) (apischema.MirrorInfo, error) {
+	return s.setPaused(name, false)
 }
 
-func (e *Engine) setPaused(name string, paused bool) (apischema.MirrorInfo, error) {
-	v, me, err := e.mirrorOf(name)
+func (s *Service) setPaused(name string, paused bool) (apischema.MirrorInfo, error) {
+	v, me, err := s.mirrorOf(name)
 	if err != nil {
 		return apischema.MirrorInfo{}, err
 	}
@@ -452,7 +462,7 @@ func (e *Engine) setPaused(name string, paused bool) (apischema.MirrorInfo, erro
 	r.Paused = paused
 	if me.gone {
 		err = errorf(errkind.ErrMirrorNotFound, "volume %s has no mirror any more (it was removed or failed back)", name)
-	} else if err = e.cat.PutMirror(r); err == nil {
+	} else if err = s.cat.PutMirror(r); err == nil {
 		me.rec = r
 	}
 	me.mu.Unlock()
@@ -464,28 +474,28 @@ func (e *Engine) setPaused(name string, paused bool) (apischema.MirrorInfo, erro
 	} else {
 		me.m.Resume()
 	}
-	return e.mirrorInfo(v), nil
+	return s.mirrorInfo(v), nil
 }
 
 // RemoveMirror stops and forgets a volume's mirror. The replica keeps
 // what it has; on another node it stays a replica volume there (fail it
 // over or remove it on that node).
-func (e *Engine) RemoveMirror(ctx context.Context, name string) error {
-	v, _, err := e.mirrorOf(name)
+func (s *Service) RemoveMirror(ctx context.Context, name string) error {
+	v, _, err := s.mirrorOf(name)
 	if err != nil {
 		return err
 	}
-	if !v.snapMu.TryLock() {
+	if !v.SnapMu().TryLock() {
 		return errorf(errkind.ErrVolumeInUse, "cannot remove the mirror of volume %s: a snapshot removal, promote or migration is running on it; retry when it is done", name)
 	}
-	defer v.snapMu.Unlock()
-	me := v.mir.Load() // again under snapMu: a concurrent rm or failback may have won
+	defer v.SnapMu().Unlock()
+	me := v.State().mir.Load() // again under snapMu: a concurrent rm or failback may have won
 	if me == nil {
 		return errorf(errkind.ErrMirrorNotFound, "volume %s has no mirror (see `extrasphere mirror status`)", name)
 	}
-	cerr := e.detachMirror(ctx, v)
+	cerr := s.detachMirror(ctx, v)
 	me.mu.Lock()
-	err = e.cat.DeleteMirror(name)
+	err = s.cat.DeleteMirror(name)
 	if err == nil || errors.Is(err, catalog.ErrNotFound) {
 		me.gone, err = true, nil
 	}
@@ -493,13 +503,13 @@ func (e *Engine) RemoveMirror(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("remove mirror of %s: %w", name, err)
 	}
-	if err := v.cbt.Remove(MirrorBitmap); err != nil && !errors.Is(err, cbt.ErrBitmapNotFound) {
-		e.log.Warn("remove mirror dirty log", "volume", name, "err", err)
+	if err := v.CBT().Remove(MirrorBitmap); err != nil && !errors.Is(err, cbt.ErrBitmapNotFound) {
+		s.log.Warn("remove mirror dirty log", "volume", name, "err", err)
 	}
 	if cerr != nil {
-		e.log.Warn("stop mirror", "volume", name, "err", cerr)
+		s.log.Warn("stop mirror", "volume", name, "err", cerr)
 	}
-	e.log.Info("mirror removed", "volume", name)
+	s.log.Info("mirror removed", "volume", name)
 	return nil
 }
 
