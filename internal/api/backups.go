@@ -11,7 +11,7 @@ import (
 )
 
 func (s *server) listRepos(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.eng.ListRepos(r.Context()))
+	writeJSON(w, http.StatusOK, s.backups.ListRepos(r.Context()))
 }
 
 func (s *server) addRepo(w http.ResponseWriter, r *http.Request) {
@@ -27,7 +27,7 @@ func (s *server) addRepo(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	in, err := s.eng.AddRepo(r.Context(), req)
+	in, err := s.backups.AddRepo(r.Context(), req)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -36,7 +36,7 @@ func (s *server) addRepo(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) deleteRepo(w http.ResponseWriter, r *http.Request) {
-	if err := s.eng.RemoveRepo(r.Context(), r.PathValue("name")); err != nil {
+	if err := s.backups.RemoveRepo(r.Context(), r.PathValue("name")); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -49,7 +49,7 @@ func (s *server) startBackup(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	j, err := s.eng.Backup(r.Context(), req)
+	j, err := s.backups.Backup(r.Context(), req)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -59,7 +59,7 @@ func (s *server) startBackup(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) listBackups(w http.ResponseWriter, r *http.Request) {
-	bs, err := s.eng.ListBackups(r.Context(), r.URL.Query().Get("repo"))
+	bs, err := s.backups.ListBackups(r.Context(), r.URL.Query().Get("repo"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -73,7 +73,7 @@ func (s *server) verifyBackups(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	rep, err := s.eng.VerifyBackups(r.Context(), req.Repo, req.ReadData)
+	rep, err := s.backups.VerifyBackups(r.Context(), req.Repo, req.ReadData)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -87,7 +87,7 @@ func (s *server) pruneBackups(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	rep, err := s.eng.PruneBackups(r.Context(), req)
+	rep, err := s.backups.PruneBackups(r.Context(), req)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -105,7 +105,7 @@ func (s *server) startRestore(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	j, err := s.eng.Restore(r.Context(), req)
+	j, err := s.backups.Restore(r.Context(), req)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -174,7 +174,7 @@ func (s *server) serveBackup(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	in, err := s.eng.ServeBackup(r.Context(), req)
+	in, err := s.backups.ServeBackup(r.Context(), req)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

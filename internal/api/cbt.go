@@ -22,7 +22,7 @@ func (s *server) enableCBT(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	in, err := s.eng.EnableCBT(r.Context(), r.PathValue("name"), req.Bitmap)
+	in, err := s.cbt.EnableCBT(r.Context(), r.PathValue("name"), req.Bitmap)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -31,7 +31,7 @@ func (s *server) enableCBT(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) listCBT(w http.ResponseWriter, r *http.Request) {
-	in, err := s.eng.ListCBT(r.Context(), r.PathValue("name"))
+	in, err := s.cbt.ListCBT(r.Context(), r.PathValue("name"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -40,7 +40,7 @@ func (s *server) listCBT(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) clearCBT(w http.ResponseWriter, r *http.Request) {
-	in, err := s.eng.ClearCBT(r.Context(), r.PathValue("name"), r.PathValue("bitmap"))
+	in, err := s.cbt.ClearCBT(r.Context(), r.PathValue("name"), r.PathValue("bitmap"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -49,7 +49,7 @@ func (s *server) clearCBT(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) removeCBT(w http.ResponseWriter, r *http.Request) {
-	if err := s.eng.RemoveCBT(r.Context(), r.PathValue("name"), r.PathValue("bitmap")); err != nil {
+	if err := s.cbt.RemoveCBT(r.Context(), r.PathValue("name"), r.PathValue("bitmap")); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

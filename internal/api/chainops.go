@@ -15,7 +15,7 @@ func (s *server) cloneVolume(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	in, err := s.eng.Clone(r.Context(), r.PathValue("name"), req.Snapshot, req.Name)
+	in, err := s.chains.Clone(r.Context(), r.PathValue("name"), req.Snapshot, req.Name)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -24,7 +24,7 @@ func (s *server) cloneVolume(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) promoteVolume(w http.ResponseWriter, r *http.Request) {
-	j, err := s.eng.Promote(r.Context(), r.PathValue("name"))
+	j, err := s.chains.Promote(r.Context(), r.PathValue("name"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -38,7 +38,7 @@ func (s *server) migrateVolume(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	j, err := s.eng.Migrate(r.Context(), r.PathValue("name"), req.Datastore, req.Rate)
+	j, err := s.chains.Migrate(r.Context(), r.PathValue("name"), req.Datastore, req.Rate)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

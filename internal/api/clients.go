@@ -47,7 +47,7 @@ func (s *server) writeClientError(w http.ResponseWriter, r *http.Request, err er
 }
 
 func (s *server) listClients(w http.ResponseWriter, r *http.Request) {
-	cs, err := s.eng.Clients(r.Context())
+	cs, err := s.clients.Clients(r.Context())
 	if err != nil {
 		s.writeClientError(w, r, err)
 		return
@@ -61,7 +61,7 @@ func (s *server) addClient(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	out, err := s.eng.AddClient(r.Context(), req)
+	out, err := s.clients.AddClient(r.Context(), req)
 	if err != nil {
 		s.writeClientError(w, r, err)
 		return
@@ -70,7 +70,7 @@ func (s *server) addClient(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) removeClient(w http.ResponseWriter, r *http.Request) {
-	if err := s.eng.RemoveClient(r.Context(), r.PathValue("name")); err != nil {
+	if err := s.clients.RemoveClient(r.Context(), r.PathValue("name")); err != nil {
 		s.writeClientError(w, r, err)
 		return
 	}

@@ -7,7 +7,7 @@ import (
 )
 
 func (s *server) listDatastores(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.eng.ListDatastores(r.Context()))
+	writeJSON(w, http.StatusOK, s.vols.ListDatastores(r.Context()))
 }
 
 func (s *server) addDatastore(w http.ResponseWriter, r *http.Request) {
@@ -20,7 +20,7 @@ func (s *server) addDatastore(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	in, err := s.eng.AddDatastore(r.Context(), req.Name, req.Path)
+	in, err := s.vols.AddDatastore(r.Context(), req.Name, req.Path)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -3,11 +3,11 @@ package api
 import "net/http"
 
 func (s *server) listJobs(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.eng.Jobs(r.Context()))
+	writeJSON(w, http.StatusOK, s.jobs.Jobs(r.Context()))
 }
 
 func (s *server) getJob(w http.ResponseWriter, r *http.Request) {
-	j, err := s.eng.Job(r.Context(), r.PathValue("id"))
+	j, err := s.jobs.Job(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -16,7 +16,7 @@ func (s *server) getJob(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) cancelJob(w http.ResponseWriter, r *http.Request) {
-	j, err := s.eng.CancelJob(r.Context(), r.PathValue("id"))
+	j, err := s.jobs.CancelJob(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return

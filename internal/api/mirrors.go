@@ -7,7 +7,6 @@ import (
 	"net/url"
 
 	"github.com/extrasphere/extrasphere/internal/apischema"
-	"github.com/extrasphere/extrasphere/internal/engine"
 	"github.com/extrasphere/extrasphere/internal/node"
 )
 
@@ -21,7 +20,7 @@ func (s *server) createMirror(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	in, err := s.eng.CreateMirror(r.Context(), req)
+	in, err := s.mirrors.CreateMirror(r.Context(), req)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -30,7 +29,7 @@ func (s *server) createMirror(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) listMirrors(w http.ResponseWriter, r *http.Request) {
-	ms, err := s.eng.ListMirrors(r.Context(), r.URL.Query().Get("volume"))
+	ms, err := s.mirrors.ListMirrors(r.Context(), r.URL.Query().Get("volume"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -42,11 +41,11 @@ func (s *server) listMirrors(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) pauseMirror(w http.ResponseWriter, r *http.Request) {
-	s.mirrorOp(w, r, s.eng.PauseMirror)
+	s.mirrorOp(w, r, s.mirrors.PauseMirror)
 }
 
 func (s *server) resumeMirror(w http.ResponseWriter, r *http.Request) {
-	s.mirrorOp(w, r, s.eng.ResumeMirror)
+	s.mirrorOp(w, r, s.mirrors.ResumeMirror)
 }
 
 func (s *server) mirrorOp(w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, name string) (apischema.MirrorInfo, error)) {
@@ -59,7 +58,7 @@ func (s *server) mirrorOp(w http.ResponseWriter, r *http.Request, fn func(ctx co
 }
 
 func (s *server) deleteMirror(w http.ResponseWriter, r *http.Request) {
-	if err := s.eng.RemoveMirror(r.Context(), r.PathValue("name")); err != nil {
+	if err := s.mirrors.RemoveMirror(r.Context(), r.PathValue("name")); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -74,7 +73,7 @@ func (s *server) failover(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	in, err := s.eng.Failover(r.Context(), r.PathValue("name"), req.Force)
+	in, err := s.mirrors.Failover(r.Context(), r.PathValue("name"), req.Force)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -83,7 +82,7 @@ func (s *server) failover(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) failback(w http.ResponseWriter, r *http.Request) {
-	in, err := s.eng.Failback(r.Context(), r.PathValue("name"))
+	in, err := s.mirrors.Failback(r.Context(), r.PathValue("name"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -94,11 +93,11 @@ func (s *server) failback(w http.ResponseWriter, r *http.Request) {
 // NewPeerHandler serves the engine's part of the peer API (/peer/v1/...),
 // to be mounted behind node.Service.Handler, which lets only paired nodes
 // through and puts the peer in the request context.
-func NewPeerHandler(eng *engine.Engine, log *slog.Logger) http.Handler {
+func NewPeerHandler(p Peer, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &server{eng: eng, log: log}
+	s := &server{peer: p, log: log}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+apischema.PeerReplicas, s.peerCreateReplica)
 	mux.HandleFunc("POST "+apischema.PeerFailback, s.peerFailback)
@@ -119,7 +118,7 @@ func (s *server) peerCreateReplica(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	resp, err := s.eng.CreateReplica(r.Context(), p, req)
+	resp, err := s.peer.CreateReplica(r.Context(), p, req)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -138,7 +137,7 @@ func (s *server) peerFailback(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	resp, err := s.eng.AcceptFailback(r.Context(), p, req)
+	resp, err := s.peer.AcceptFailback(r.Context(), p, req)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -54,7 +54,7 @@ type NodeInfo struct {
 
 // nodeService returns the engine's node service or errNoNodeService.
 func (s *server) nodeService() (*node.Service, error) {
-	if n := s.eng.Node(); n != nil {
+	if n := s.node; n != nil {
 		return n, nil
 	}
 	return nil, errNoNodeService

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/extrasphere/extrasphere/internal/apischema"
-	"github.com/extrasphere/extrasphere/internal/engine"
 	"github.com/extrasphere/extrasphere/internal/errkind"
+	"github.com/extrasphere/extrasphere/internal/node"
 )
 
 // maxBody bounds request bodies.
@@ -41,7 +41,15 @@ type Options struct {
 // server holds the handler's dependencies; its only mutable state is the
 // refusal log's limiter.
 type server struct {
-	eng      *engine.Engine
+	vols     Volumes
+	chains   Chains
+	cbt      Tracking
+	backups  Backups
+	mirrors  Mirrors
+	peer     Peer
+	clients  Clients
+	jobs     Jobs
+	node     *node.Service // nil without a node identity
 	info     apischema.Info
 	log      *slog.Logger
 	access   Access
@@ -50,12 +58,12 @@ type server struct {
 	now      func() time.Time
 }
 
-// NewHandler returns the API handler over eng.
-func NewHandler(eng *engine.Engine, opts Options) http.Handler {
+// NewHandler returns the API handler over b.
+func NewHandler(b Backend, opts Options) http.Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &server{eng: eng, info: opts.Info, log: opts.Logger, access: opts.Access, tokens: opts.Tokens,
+	s := &server{vols: b, chains: b, cbt: b, backups: b, mirrors: b, clients: b, jobs: b, node: b.Node(), info: opts.Info, log: opts.Logger, access: opts.Access, tokens: opts.Tokens,
 		refusals: &logLimiter{}, now: time.Now}
 	return s.guard(s.routes())
 }

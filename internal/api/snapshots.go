@@ -18,7 +18,7 @@ func (s *server) createSnapshot(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("snapshot: the body names no volume (volumes: [...]): %w", errkind.ErrInvalidArgument))
 		return
 	}
-	out, err := s.eng.CreateSnapshot(r.Context(), req.Volumes, req.Name)
+	out, err := s.chains.CreateSnapshot(r.Context(), req.Volumes, req.Name)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -27,7 +27,7 @@ func (s *server) createSnapshot(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) listSnapshots(w http.ResponseWriter, r *http.Request) {
-	out, err := s.eng.ListSnapshots(r.Context(), r.PathValue("name"))
+	out, err := s.chains.ListSnapshots(r.Context(), r.PathValue("name"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -36,7 +36,7 @@ func (s *server) listSnapshots(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) revertSnapshot(w http.ResponseWriter, r *http.Request) {
-	in, err := s.eng.RevertSnapshot(r.Context(), r.PathValue("name"), r.PathValue("snap"))
+	in, err := s.chains.RevertSnapshot(r.Context(), r.PathValue("name"), r.PathValue("snap"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -45,7 +45,7 @@ func (s *server) revertSnapshot(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) deleteSnapshot(w http.ResponseWriter, r *http.Request) {
-	j, err := s.eng.RemoveSnapshot(r.Context(), r.PathValue("name"), r.PathValue("snap"))
+	j, err := s.chains.RemoveSnapshot(r.Context(), r.PathValue("name"), r.PathValue("snap"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return

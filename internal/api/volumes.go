@@ -11,7 +11,7 @@ import (
 )
 
 func (s *server) listVolumes(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.eng.ListVolumes(r.Context()))
+	writeJSON(w, http.StatusOK, s.vols.ListVolumes(r.Context()))
 }
 
 func (s *server) createVolume(w http.ResponseWriter, r *http.Request) {
@@ -20,7 +20,7 @@ func (s *server) createVolume(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	in, err := s.eng.CreateVolume(r.Context(), engine.CreateOptions{Name: req.Name, Size: req.Size,
+	in, err := s.vols.CreateVolume(r.Context(), engine.CreateOptions{Name: req.Name, Size: req.Size,
 		Datastore: req.Datastore, Preallocate: req.Preallocate, ReadOnly: req.ReadOnly})
 	if err != nil {
 		s.writeError(w, r, err)
@@ -30,7 +30,7 @@ func (s *server) createVolume(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) getVolume(w http.ResponseWriter, r *http.Request) {
-	in, err := s.eng.GetVolume(r.Context(), r.PathValue("name"))
+	in, err := s.vols.GetVolume(r.Context(), r.PathValue("name"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -44,7 +44,7 @@ func (s *server) deleteVolume(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.eng.RemoveVolume(r.Context(), r.PathValue("name"), force); err != nil {
+	if err := s.vols.RemoveVolume(r.Context(), r.PathValue("name"), force); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -61,7 +61,7 @@ func (s *server) patchVolume(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("nothing to change: the body sets no field (read_only): %w", errkind.ErrInvalidArgument))
 		return
 	}
-	in, err := s.eng.SetReadOnly(r.Context(), r.PathValue("name"), *req.ReadOnly)
+	in, err := s.vols.SetReadOnly(r.Context(), r.PathValue("name"), *req.ReadOnly)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -79,7 +79,7 @@ func (s *server) importVolume(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	j, err := s.eng.Import(r.Context(), r.PathValue("name"), engine.ImportOptions{Path: req.Path, Format: req.Format,
+	j, err := s.vols.Import(r.Context(), r.PathValue("name"), engine.ImportOptions{Path: req.Path, Format: req.Format,
 		Datastore: req.Datastore, Size: req.Size})
 	if err != nil {
 		s.writeError(w, r, err)
@@ -99,7 +99,7 @@ func (s *server) exportVolume(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	j, err := s.eng.Export(r.Context(), r.PathValue("name"), engine.ExportOptions{Path: req.Path, Format: req.Format})
+	j, err := s.vols.Export(r.Context(), r.PathValue("name"), engine.ExportOptions{Path: req.Path, Format: req.Format})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -118,7 +118,7 @@ func (s *server) attach(w http.ResponseWriter, r *http.Request) {
 	if kind == "" {
 		kind = apischema.AttachQEMU
 	}
-	text, err := s.eng.AttachTLS(r.Context(), r.PathValue("name"), kind, tcp, r.URL.Query().Get("tls_dir"))
+	text, err := s.vols.AttachTLS(r.Context(), r.PathValue("name"), kind, tcp, r.URL.Query().Get("tls_dir"))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
