@@ -24,7 +24,7 @@ import (
 // NBD listener) reached through a fault proxy, and the identity of the
 // source node paired with it. The source itself is a mirror.Mirror in the
 // test: what it sends crosses the proxy, the NBD server and
-// openReplicaStream as a paired node's would.
+// replication.Service.OpenStream as a paired node's would.
 type fenceRig struct {
 	e     *Engine
 	proxy *netproxy.Proxy
