@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/extrasphere/extrasphere/internal/apischema"
-	"github.com/extrasphere/extrasphere/internal/engine"
+	"github.com/extrasphere/extrasphere/internal/chainops"
 	"github.com/extrasphere/extrasphere/internal/job"
 )
 
@@ -91,7 +91,7 @@ func TestSnapshotCommands(t *testing.T) {
 	}
 	code, out, _ = runCLI(t, ctx, "snapshot", "rm", "b", "g1", "--no-wait", "--json")
 	var started job.Info
-	if code != 0 || json.Unmarshal([]byte(out), &started) != nil || started.Kind != engine.KindConsolidate || started.Volume != "b" {
+	if code != 0 || json.Unmarshal([]byte(out), &started) != nil || started.Kind != chainops.KindConsolidate || started.Volume != "b" {
 		t.Fatalf("rm --no-wait: %d %q", code, out)
 	}
 	code, out, _ = runCLI(t, ctx, "job", "show", started.ID)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/extrasphere/extrasphere/internal/apischema"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
+	"github.com/extrasphere/extrasphere/internal/chainops"
 	"github.com/extrasphere/extrasphere/internal/engine"
 	"github.com/extrasphere/extrasphere/internal/job"
 )
@@ -72,7 +73,7 @@ func TestSnapshots(t *testing.T) {
 
 	// Remove the newest: a consolidation job.
 	j, err := c.RemoveSnapshot(ctx, "a", auto[0].Name)
-	if err != nil || j.Kind != engine.KindConsolidate || j.Volume != "a" {
+	if err != nil || j.Kind != chainops.KindConsolidate || j.Volume != "a" {
 		t.Fatalf("rm %+v %v", j, err)
 	}
 	if fin, err := c.WaitJob(ctx, j.ID, 10*time.Millisecond, nil); err != nil || fin.State != job.Done {

@@ -9,6 +9,7 @@ import (
 	"github.com/extrasphere/extrasphere/internal/backup"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/cbt"
+	"github.com/extrasphere/extrasphere/internal/chainops"
 	"github.com/extrasphere/extrasphere/internal/job"
 	"github.com/extrasphere/extrasphere/internal/repo"
 )
@@ -68,17 +69,22 @@ func (h backupHost) FillNew(ctx context.Context, kind, name string, size int64, 
 }
 
 func (h backupHost) Freeze(names []string, verb string) (backup.Group, error) {
-	vs, unlock, err := h.e.snapVolumes(names, verb)
+	cvs, unlock, err := h.e.chain.LockVolumes(names, verb)
 	if err != nil {
 		return nil, err
 	}
-	return &frozenGroup{e: h.e, vs: vs, unlock: unlock}, nil
+	vs := make([]*volume, len(cvs))
+	for i, cv := range cvs {
+		vs[i] = cv.(chainVol).v
+	}
+	return &frozenGroup{e: h.e, vs: vs, cvs: cvs, unlock: unlock}, nil
 }
 
 // frozenGroup is a backup.Group: volumes whose snapMu it holds.
 type frozenGroup struct {
 	e      *Engine
 	vs     []*volume
+	cvs    []chainops.Vol // the same volumes, as chainops locked them
 	unlock func()
 }
 
@@ -93,11 +99,11 @@ func (g *frozenGroup) Volumes() []backup.Volume {
 }
 
 func (g *frozenGroup) Snapshot(ctx context.Context, name string, during func(string, *cbt.State) error) error {
-	var in func(*volume) error
+	var in func(chainops.Vol) error
 	if during != nil {
-		in = func(v *volume) error { return cbtError(during(v.name, v.cbt)) }
+		in = func(cv chainops.Vol) error { v := cv.(chainVol).v; return cbtError(during(v.name, v.cbt)) }
 	}
-	_, err := g.e.snapshotGroup(ctx, g.vs, name, in)
+	_, err := g.e.chain.SnapshotGroup(ctx, g.cvs, name, in)
 	return err
 }
 
@@ -106,20 +112,13 @@ func (g *frozenGroup) View(vol, name string) (blockdev.Device, error) {
 	if err != nil {
 		return nil, err
 	}
-	k, err := findSnapshot(v, layersOf(v), name)
-	if err != nil {
-		return nil, err
-	}
-	return snapshotView(v, k)
+	return g.e.chain.View(chainVol{g.e, v}, name)
 }
 
 func (g *frozenGroup) Drop(ctx context.Context, name string) {
-	for _, v := range g.vs {
-		if _, err := findSnapshot(v, layersOf(v), name); err != nil {
-			continue // not taken
-		}
-		if err := g.e.mergeNewest(ctx, v, name); err != nil {
-			g.e.log.Error("remove snapshot", "volume", v.name, "snapshot", name, "err", err)
+	for _, cv := range g.cvs {
+		if err := g.e.chain.DropSnapshot(ctx, cv, name); err != nil {
+			g.e.log.Error("remove snapshot", "volume", cv.Name(), "snapshot", name, "err", err)
 		}
 	}
 }

@@ -148,3 +148,36 @@ func roundUp(n int64) (int64, bool) {
 	r := (n + SectorSize - 1) / SectorSize * SectorSize
 	return r, r >= n
 }
+
+// createStaged makes volume name on datastore ds from the files write
+// puts in a staging directory (a clone's delta), commits it, opens the
+// volume from what is on disk and serves it. what names the operation in
+// errors. On failure nothing of the volume remains.
+func (e *Engine) createStaged(ctx context.Context, name, ds, what string, write func(*datastore.Staged, *datastore.Datastore) error) (*volume, error) {
+	ent, err := e.reserveVolume(name, ds)
+	if err != nil {
+		return nil, err
+	}
+	v, err := func() (*volume, error) {
+		st, err := ent.ds.Stage(name)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s: %w", what, name, err)
+		}
+		if err := write(st, ent.ds); err != nil {
+			ent.ds.Abort(st)
+			return nil, err
+		}
+		if err := ent.ds.Commit(st); err != nil {
+			ent.ds.Abort(st)
+			return nil, fmt.Errorf("%s %s: %w", what, name, err)
+		}
+		return e.openCommitted(ctx, ent, name, what)
+	}()
+	e.mu.Lock()
+	delete(e.reserved, name)
+	if err == nil {
+		e.volumes[name] = v
+	}
+	e.mu.Unlock()
+	return v, err
+}

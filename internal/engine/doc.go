@@ -1,15 +1,16 @@
 // Package engine owns the daemon's datastores and volumes: it creates,
-// lists and removes volumes, builds every export's device stack, serves
-// those stacks to the NBD server through nbd.Exports, and runs the jobs
-// that change the stacks (snapshots, merges, clones, migration, promote,
-// revert, instant restore, import and export).
+// lists and removes volumes, builds every export's device stack and
+// changes it (the pivot), serves those stacks to the NBD server through
+// nbd.Exports, and runs jobs (import, export, instant restore).
 //
-// Two concerns are packages of their own, each over a small Host
-// interface the engine implements (backups.go, replication.go):
-// internal/replication (mirrors, replicas, failover and failback; each
-// volume keeps its replication.State) and internal/backup (backups and
-// restores into a file or a new volume). The engine's methods for them
-// delegate, so the API sees one Engine. What needs no volume of its own
+// Three concerns are packages of their own, each over a Host interface
+// the engine implements (chain.go, replication.go, backups.go):
+// internal/chainops (snapshots, snapshot removal, revert, clones, promote,
+// live migration, and their recovery at start), internal/replication
+// (mirrors, replicas, failover and failback; each volume keeps its
+// replication.State) and internal/backup (backups and restores into a
+// file or a new volume). The engine's methods for them delegate, so the
+// API sees one Engine. What needs no volume of its own
 // lives beside it too: internal/transfer (the copies of import, export
 // and promote, and qemu-img), internal/repos (the known backup
 // repositories), internal/access (which NBD client may open which volume)

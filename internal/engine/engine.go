@@ -7,16 +7,14 @@ import (
 	"log/slog"
 	"os"
 	"sort"
-	"strings"
 	"sync"
-	"time"
 
 	"github.com/extrasphere/extrasphere/internal/access"
 	"github.com/extrasphere/extrasphere/internal/backup"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/catalog"
 	"github.com/extrasphere/extrasphere/internal/cbt"
-	"github.com/extrasphere/extrasphere/internal/chain"
+	"github.com/extrasphere/extrasphere/internal/chainops"
 	"github.com/extrasphere/extrasphere/internal/datastore"
 	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/gate"
@@ -45,6 +43,7 @@ type Engine struct {
 	repos   *repos.Registry      // the backup repositories (internal/repos has its own lock)
 	backups *backup.Service      // backups and restores (internal/backup; the engine is its Host)
 	repl    *replication.Service // mirrors and replicas (internal/replication; the engine is its Host)
+	chain   *chainops.Service    // snapshots, clones, promote, migration (internal/chainops; the engine is its Host)
 	access  *access.Access       // the NBD clients and what they may open
 
 	// onStep, set only by tests before any job runs, is called at every
@@ -131,6 +130,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		datastores: map[string]*dsEntry{}, volumes: map[string]*volume{}, reserved: map[string]bool{}}
 	e.access = access.New(cat, cfg.ClientCA, cfg.Logger)
 	e.backups = backup.New(backupHost{e}, cfg.Logger)
+	e.chain = chainops.New(chainHost{e}, cfg.Logger)
 	e.repl = replication.New(replHost{e}, replication.Options{Catalog: cat, Node: cfg.Node, NBDAddr: cfg.NBDAddr,
 		Failpoints: cfg.Failpoints, Logger: cfg.Logger})
 	e.repos, err = repos.Open(cat, cfg.Logger, cfg.Failpoints, now)
@@ -172,7 +172,13 @@ func (e *Engine) load(ctx context.Context) error {
 		}
 		ents = append(ents, ent)
 	}
-	e.finishMigrations(ents)
+	var online []*datastore.Datastore
+	for _, ent := range ents {
+		if ent.ds != nil {
+			online = append(online, ent.ds)
+		}
+	}
+	e.chain.FinishMigrations(online)
 	for _, ent := range ents {
 		vols := e.scanDatastore(ctx, ent)
 		e.mu.Lock()
@@ -180,62 +186,10 @@ func (e *Engine) load(ctx context.Context) error {
 		e.installLocked(ent, vols)
 		e.mu.Unlock()
 	}
-	e.resumeMerges(ctx)
+	e.chain.ResumeMerges(ctx, backup.SnapshotPrefix)
 	e.repl.Start()
 	e.log.Info("engine open", "data", e.cfg.DataDir, "datastores", len(e.datastores), "volumes", len(e.volumes))
 	return nil
-}
-
-// resumeMerges finishes merges a stop or crash interrupted. The layer
-// under a volume's top normally carries the name of the snapshot that
-// froze it; one without a name is a snapshot removal that committed but
-// whose merge did not finish, and one named migrate-* is a migration that
-// stopped before its commit (its target copy was swept with the staging
-// directory), which rolls back by merging. Either way the merge runs as a
-// job, so the daemon serves at once.
-func (e *Engine) resumeMerges(ctx context.Context) {
-	e.mu.Lock()
-	var todo []*volume
-	for _, v := range e.volumes {
-		if v.err == nil && v.dev != nil && !v.files.ReadOnly {
-			todo = append(todo, v)
-		}
-	}
-	e.mu.Unlock()
-	for _, v := range todo {
-		ls := layersOf(v)
-		c, ok := v.layers.(*chain.Chain)
-		if !ok || filling(v) != nil { // a base restored from a backup takes no merge before promote
-			continue
-		}
-		if k := interruptedFrozenMerge(ls); k >= 0 {
-			e.log.Warn("resuming an interrupted snapshot removal", "volume", v.name, "layer", ls[k].path)
-			v.snapMu.Lock()
-			if _, err := e.startFrozenMerge(v, c, k, v.snapMu.Unlock); err != nil {
-				e.log.Error("resume snapshot removal", "volume", v.name, "err", err)
-			}
-			continue
-		}
-		if len(ls) < 2 || !ls[len(ls)-2].own {
-			continue
-		}
-		below, top := ls[len(ls)-2], ls[len(ls)-1]
-		name, _ := below.snapshot()
-		if name != "" && !strings.HasPrefix(name, migrateSnapPrefix) && !strings.HasPrefix(name, backup.SnapshotPrefix) {
-			continue
-		}
-		e.log.Warn("resuming an interrupted merge", "volume", v.name, "layer", below.path, "snapshot", name)
-		if name != "" {
-			if err := below.setSnapshot("", time.Time{}); err != nil {
-				e.log.Error("resume merge: un-name layer", "volume", v.name, "err", err)
-				continue
-			}
-		}
-		v.snapMu.Lock()
-		if _, err := e.startMerge(v, c, below, top, v.snapMu.Unlock); err != nil {
-			e.log.Error("resume merge", "volume", v.name, "err", err)
-		}
-	}
 }
 
 // openDatastore opens one catalog record. The default datastore is
@@ -302,14 +256,14 @@ func (e *Engine) scanDatastore(ctx context.Context, ent *dsEntry) []*volume {
 			vols = append(vols, v)
 			continue
 		}
-		if rf, fixed, err := recoverTop(f, ent.ds.VolumeDir(f.Name)); err != nil {
+		if rf, fixed, err := chainops.RecoverTop(f, ent.ds.VolumeDir(f.Name)); err != nil {
 			v.err = err
 		} else {
 			if fixed {
 				e.log.Warn("completed an interrupted snapshot: new delta on the frozen top", "volume", f.Name)
 			}
 			v.files = rf
-			e.removeOrphans(f.Name, rf.Chain.Orphans)
+			e.chain.RemoveOrphans(f.Name, rf.Chain.Orphans)
 			if v.cbt, v.err = e.openCBT(f.Name, rf.Size); v.err == nil { // cbt: load the bitmaps
 				v.dev, v.layers, v.err = buildStack(ctx, rf, v.cbt, nil, e.openRestoreSource, e.cfg.Failpoints)
 			}

@@ -10,11 +10,11 @@ import (
 	"github.com/extrasphere/extrasphere/internal/backup"
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/chain"
+	"github.com/extrasphere/extrasphere/internal/chainops"
 	"github.com/extrasphere/extrasphere/internal/datastore"
 	"github.com/extrasphere/extrasphere/internal/errkind"
 	"github.com/extrasphere/extrasphere/internal/fill"
 	"github.com/extrasphere/extrasphere/internal/flat"
-	"github.com/extrasphere/extrasphere/internal/job"
 	"github.com/extrasphere/extrasphere/internal/repo"
 	"github.com/extrasphere/extrasphere/internal/sparse"
 	"github.com/extrasphere/extrasphere/internal/vmdk"
@@ -28,9 +28,6 @@ import (
 // then on the flat file alone is the base), pivots, and merges the delta
 // down. A crash before the commit serves from the backup again; after it,
 // the delta merge resumes at start (an unnamed base under the top).
-
-// ddbRestoreFrom marks a base being restored instantly from a backup.
-const ddbRestoreFrom = "ddb.extrasphere.restoreFrom"
 
 // restoreSource opens the backup volume a restoreFrom value names.
 type restoreSource func(ctx context.Context, ref string) (fill.Source, error)
@@ -96,7 +93,7 @@ func (e *Engine) createRestoring(ctx context.Context, ent *dsEntry, name string,
 	if err != nil {
 		return fail(err)
 	}
-	d.DDB.Set(ddbRestoreFrom, ref)
+	d.DDB.Set(chainops.RestoreFromKey, ref)
 	if err := vmdk.WriteFileAtomic(st.DescriptorPath, d.Marshal()); err != nil {
 		return fail(err)
 	}
@@ -115,7 +112,7 @@ func (e *Engine) createRestoring(ctx context.Context, ent *dsEntry, name string,
 func (e *Engine) openRestoreSource(ctx context.Context, ref string) (fill.Source, error) {
 	parts := strings.SplitN(ref, "/", 3)
 	if len(parts) != 3 {
-		return nil, fmt.Errorf("%s %q is not REPO/BACKUP/VOLUME", ddbRestoreFrom, ref)
+		return nil, fmt.Errorf("%s %q is not REPO/BACKUP/VOLUME", chainops.RestoreFromKey, ref)
 	}
 	r, err := e.useRepo(ctx, parts[0])
 	if err != nil {
@@ -139,7 +136,7 @@ func restoringBase(ctx context.Context, f datastore.VolumeFiles, fb *flat.Device
 	if err != nil {
 		return nil, err
 	}
-	ref, ok := d.DDB.Get(ddbRestoreFrom)
+	ref, ok := d.DDB.Get(chainops.RestoreFromKey)
 	if !ok {
 		return fb, nil
 	}
@@ -167,71 +164,4 @@ func filling(v *volume) *fill.Device {
 	base, _ := c.Layers()
 	fd, _ := base.(*fill.Device)
 	return fd
-}
-
-// promoteRestore is Promote of a volume served from a backup (see the
-// top of this file). v.snapMu is held.
-func (e *Engine) promoteRestore(ctx context.Context, v *volume, fd *fill.Device, j *job.Job) error {
-	j.SetDetail("copying the backup into the volume's flat file")
-	buf := make([]byte, v.layers.Caps().PrefBlock)
-	if cs := fd.Caps().PrefBlock; int(cs) > len(buf) {
-		buf = make([]byte, cs)
-	}
-	chunk := int64(fd.Caps().PrefBlock)
-	for c := range fd.Chunks() {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := fd.Fill(ctx, c, buf); err != nil {
-			return fmt.Errorf("promote %s: %w", v.name, err)
-		}
-		j.SetDone(min(int64(c+1)*chunk, v.files.Size))
-	}
-	if err := fd.Flat().Flush(ctx); err != nil {
-		return fmt.Errorf("promote %s: %w", v.name, err)
-	}
-	// The commit point: the base is the flat file alone from now on.
-	d, err := flat.ReadDescriptor(v.files.DescriptorPath)
-	if err != nil {
-		return fmt.Errorf("promote %s: %w", v.name, err)
-	}
-	d.DDB.Delete(ddbRestoreFrom)
-	if err := vmdk.WriteFileAtomic(v.files.DescriptorPath, d.Marshal()); err != nil {
-		return fmt.Errorf("promote %s: %w", v.name, err)
-	}
-	e.hit("promote-restore.after-commit")
-	c := v.layers.(*chain.Chain)
-	_, deltas := c.Layers()
-	p, err := e.beginPivot(v)
-	if err != nil {
-		return fmt.Errorf("promote %s: %w", v.name, err)
-	}
-	// The chain is rebuilt over the flat file before the backup reader is
-	// let go: should the rebuild fail, the fill device still serves.
-	nc, err := chain.Rebase(c, fd.Flat(), deltas[:len(deltas)-1])
-	if err != nil { // cannot happen: same shape
-		p.end()
-		return fmt.Errorf("promote %s: %w", v.name, err)
-	}
-	p.install(nc, nil)
-	p.commit()
-	if _, err := fd.Release(); err != nil {
-		e.log.Warn("promote: close the backup reader", "volume", v.name, "err", err)
-	}
-	p.end()
-	// Merge the delta(s) above into the flat file, as a crash would at the
-	// next start.
-	ls := layersOf(v)
-	j.SetDetail("merging the writes made since the restore into the flat file")
-	if len(ls) == 2 {
-		return e.consolidate(ctx, v, chain.NewMerger(nc), ls[0], ls[1], j)
-	}
-	if n, _ := ls[0].snapshot(); n == "" {
-		m, err := chain.NewFrozenMerger(nc, 1)
-		if err != nil {
-			return err
-		}
-		return e.mergeFrozen(ctx, v, m, 0, j)
-	}
-	return nil
 }

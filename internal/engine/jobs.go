@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/extrasphere/extrasphere/internal/catalog"
+	"github.com/extrasphere/extrasphere/internal/chainops"
 	"github.com/extrasphere/extrasphere/internal/job"
 )
 
@@ -33,11 +34,11 @@ func interruptedHint(kind, volume string) string {
 		return fmt.Sprintf("volume %s is not served: remove it with `extrasphere volume rm %s` and import again", volume, volume)
 	case KindExport:
 		return "the target file may be incomplete: delete it and export again"
-	case KindConsolidate:
+	case chainops.KindConsolidate:
 		return "the merge resumed as a new consolidate job on the volume"
-	case KindMigrate:
+	case chainops.KindMigrate:
 		return "at restart a migration that had reached its commit point was finished, an earlier one rolled back (a new consolidate job merges its delta)"
-	case KindPromote:
+	case chainops.KindPromote:
 		return fmt.Sprintf("if volume %s still shows a base it does not own, run `extrasphere promote %s` again", volume, volume)
 	}
 	return ""

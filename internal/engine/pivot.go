@@ -25,7 +25,7 @@ import (
 // wraps and installs in one step: wrapping publishes the new layers to the
 // mirror copier (mirror.Filter), so the two never part; and it changes
 // v.layers and v.files under one hold of Engine.mu, as readers of the
-// layers (layersOf) index the files by the chain's deltas. The undo steps
+// layers (chainops' layersOf) index the files by the chain's deltas. The undo steps
 // run once, in reverse order, if end comes before commit; the stack, the
 // layers and the files are then put back as they were.
 type pivot struct {

@@ -1,6 +1,8 @@
-package engine
+package chainops
 
 import (
+	"context"
+
 	"github.com/extrasphere/extrasphere/internal/blockdev"
 	"github.com/extrasphere/extrasphere/internal/chain"
 )
@@ -10,8 +12,8 @@ import (
 // the volume keeps running. It shares the open layers with v's stack and
 // does not close them; v.snapMu must stay held while it is used, so no
 // merge changes or closes those layers. It must only be read.
-func snapshotView(v *volume, k int) (blockdev.Device, error) {
-	base, deltas := v.layers.(*chain.Chain).Layers()
+func snapshotView(v Vol, k int) (blockdev.Device, error) {
+	base, deltas := v.Layers().(*chain.Chain).Layers()
 	if k == 0 {
 		return unowned{base}, nil
 	}
@@ -30,3 +32,22 @@ func (unowned) Close() error { return nil }
 type unownedDelta struct{ chain.Delta }
 
 func (unownedDelta) Close() error { return nil }
+
+// View opens snapshot name of v for reading (a backup reads it while the
+// volume keeps running); v's SnapMu stays held while the view is used.
+func (s *Service) View(v Vol, name string) (blockdev.Device, error) {
+	k, err := findSnapshot(v, layersOf(v), name)
+	if err != nil {
+		return nil, err
+	}
+	return snapshotView(v, k)
+}
+
+// DropSnapshot merges away snapshot name of v, taken by the caller's
+// operation (a backup's), if v has it; v's SnapMu is held.
+func (s *Service) DropSnapshot(ctx context.Context, v Vol, name string) error {
+	if _, err := findSnapshot(v, layersOf(v), name); err != nil {
+		return nil // not taken
+	}
+	return s.mergeNewest(ctx, v, name)
+}

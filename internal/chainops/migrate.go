@@ -1,4 +1,4 @@
-package engine
+package chainops
 
 import (
 	"github.com/extrasphere/extrasphere/internal/errkind"
@@ -42,40 +42,37 @@ const migrateSnapPrefix = "migrate-"
 // VM keeps writing; then, with I/O held for the last grains only, make the
 // target directory the volume and drop the old one. The VM's NBD
 // connection never changes. It runs as a job; cancel rolls back.
-func (e *Engine) Migrate(ctx context.Context, vol, to string, rate int64) (job.Info, error) {
-	vs, unlock, err := e.snapVolumes([]string{vol}, "migrate")
+func (s *Service) Migrate(ctx context.Context, vol, to string, rate int64) (job.Info, error) {
+	vs, unlock, err := s.LockVolumes([]string{vol}, "migrate")
 	if err != nil {
 		return job.Info{}, err
 	}
 	v := vs[0]
-	e.mu.Lock()
-	tgt, ok := e.datastores[to]
+	s.host.Lock()
+	tgt, err := s.host.DatastoreLocked(to)
 	switch {
-	case !ok:
-		err = errorf(errkind.ErrDatastoreNotFound, "datastore %s does not exist (see `extrasphere datastore list`)", to)
-	case tgt.ds == nil:
-		err = errorf(errkind.ErrDatastoreOffline, "datastore %s at %s is offline (%v)", to, tgt.path, tgt.err)
-	case tgt == v.ds:
+	case err != nil:
+	case tgt.Name == v.Datastore().Name:
 		err = errorf(errkind.ErrInvalidArgument, "volume %s is already on datastore %s", vol, to)
-	case !v.files.Chain.BaseOwn:
+	case !v.Files().Chain.BaseOwn:
 		err = errorf(errkind.ErrInvalidArgument, "volume %s is a linked clone: promote it before migrating", vol)
-	case filling(v) != nil:
+	case v.Filling() != nil:
 		err = errorf(errkind.ErrInvalidArgument, "volume %s is served from a backup: promote it before migrating", vol)
 	}
-	e.mu.Unlock()
+	s.host.Unlock()
 	if err == nil {
-		err = e.refuseShared(v, "migrate", layersOf(v))
+		err = s.refuseShared(v, "migrate", layersOf(v))
 	}
 	if err != nil {
 		unlock()
 		return job.Info{}, err
 	}
-	e.mu.Lock()
-	j, err := e.startJobLocked(v, KindMigrate, 0, func(ctx context.Context, j *job.Job) error {
+	s.host.Lock()
+	j, err := s.host.StartJobLocked(v, KindMigrate, 0, func(ctx context.Context, j *job.Job) error {
 		defer unlock()
-		return e.migrate(ctx, v, tgt, rate, j)
+		return s.migrate(ctx, v, tgt, rate, j)
 	}, nil)
-	e.mu.Unlock()
+	s.host.Unlock()
 	if err != nil {
 		unlock()
 		return job.Info{}, err
@@ -88,14 +85,14 @@ func (e *Engine) Migrate(ctx context.Context, vol, to string, rate int64) (job.I
 // (the merge is aborted, reads go back to the original layers, the copies
 // are closed, the target copy is deleted and the snapshot merged back), so
 // the volume ends as it began.
-func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int64, j *job.Job) (err error) {
+func (s *Service) migrate(ctx context.Context, v Vol, tgt Datastore, rate int64, j *job.Job) (err error) {
 	start := time.Now()
 	snap := migrateSnapPrefix + j.ID()
-	if err := v.dev.Flush(ctx); err != nil { // so the flush under the hold is short
-		return fmt.Errorf("migrate %s: flush: %w", v.name, err)
+	if err := v.Gate().Flush(ctx); err != nil { // so the flush under the hold is short
+		return fmt.Errorf("migrate %s: flush: %w", v.Name(), err)
 	}
-	if _, err = e.snapshotOne(ctx, v, snap, start); err != nil {
-		return fmt.Errorf("migrate %s: %w", v.name, err)
+	if _, err = s.snapshotOne(ctx, v, snap, start); err != nil {
+		return fmt.Errorf("migrate %s: %w", v.Name(), err)
 	}
 	var undo []func()
 	defer func() {
@@ -106,32 +103,32 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 		}
 	}()
 	var st *datastore.Staged
-	undo = append(undo, func() { e.rollbackMigration(v, snap, tgt, st) })
-	e.hit("migrate.after-snapshot")
-	src := v.layers.(*chain.Chain)
+	undo = append(undo, func() { s.rollbackMigration(v, snap, tgt, st) })
+	s.host.Step("migrate.after-snapshot")
+	src := v.Layers().(*chain.Chain)
 	ls := layersOf(v)
 	frozen := ls[:len(ls)-1]
 
-	j.SetDetail("copying the frozen layers to datastore " + tgt.name)
-	if st, err = tgt.ds.Stage(v.name); err != nil {
-		return fmt.Errorf("migrate %s: %w", v.name, err)
+	j.SetDetail("copying the frozen layers to datastore " + tgt.Name)
+	if st, err = tgt.DS.Stage(v.Name()); err != nil {
+		return fmt.Errorf("migrate %s: %w", v.Name(), err)
 	}
-	copies, err := e.copyLayers(ctx, v, frozen, st.Dir, rate, j)
+	copies, err := s.copyLayers(ctx, v, frozen, st.Dir, rate, j)
 	if err != nil {
-		return fmt.Errorf("migrate %s: copy to datastore %s: %w", v.name, tgt.name, err)
+		return fmt.Errorf("migrate %s: copy to datastore %s: %w", v.Name(), tgt.Name, err)
 	}
 	undo = append(undo, copies.close)
 	copies.src.base, copies.src.deltas = src.Layers()
-	e.hit("migrate.after-copy")
+	s.host.Step("migrate.after-copy")
 
 	// Reads move to the copies: same bytes, other files. Nothing on disk
 	// changes, so a crash here still finds the old chain complete.
-	moved, err := e.switchReads(v, src, copies)
+	moved, err := s.switchReads(v, src, copies)
 	if err != nil {
-		return fmt.Errorf("migrate %s: %w", v.name, err)
+		return fmt.Errorf("migrate %s: %w", v.Name(), err)
 	}
-	undo = append(undo, func() { e.restoreSource(v, src, moved) })
-	e.hit("migrate.after-switch-reads")
+	undo = append(undo, func() { s.restoreSource(v, src, moved) })
+	s.host.Step("migrate.after-switch-reads")
 
 	j.SetDetail("merging the writes made during the copy")
 	m := chain.NewMerger(moved)
@@ -148,35 +145,35 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 		}
 	}
 	if _, err := m.Copy(ctx, 16, 8, progress); err != nil {
-		return fmt.Errorf("migrate %s: merge: %w", v.name, err)
+		return fmt.Errorf("migrate %s: merge: %w", v.Name(), err)
 	}
 	if err := m.Settle(ctx); err != nil {
-		return fmt.Errorf("migrate %s: merge: %w", v.name, err)
+		return fmt.Errorf("migrate %s: merge: %w", v.Name(), err)
 	}
-	e.hit("migrate.after-merge-copy")
+	s.host.Step("migrate.after-merge-copy")
 	// Before the hold, so it stays short: the copied top layer drops the
 	// migration snapshot's name, and the marker that makes the new
 	// directory win after a commit goes in (durably; the commit fsyncs
 	// the directory).
 	err = copies.topLayer().setSnapshot("", time.Time{})
 	if err == nil {
-		err = fsx.WriteNew(filepath.Join(st.Dir, migratedFrom), []byte(e.volumeDirOf(v)+"\n"))
+		err = fsx.WriteNew(filepath.Join(st.Dir, migratedFrom), []byte(dirOf(v)+"\n"))
 	}
 	if err != nil {
-		return fmt.Errorf("migrate %s: %w", v.name, err)
+		return fmt.Errorf("migrate %s: %w", v.Name(), err)
 	}
 
 	j.SetDetail("switching to the new copy")
-	p, err := e.beginPivot(v)
+	p, err := v.BeginPivot()
 	if err != nil {
-		return fmt.Errorf("migrate %s: %w", v.name, err)
+		return fmt.Errorf("migrate %s: %w", v.Name(), err)
 	}
-	stall, err := e.pivotMigration(ctx, v, tgt, st, m, copies, p)
+	stall, err := s.pivotMigration(ctx, v, tgt, st, m, copies, p)
 	if err != nil {
-		p.end() // before the undo steps, which hold I/O themselves
-		return fmt.Errorf("migrate %s: %w", v.name, err)
+		p.End() // before the undo steps, which hold I/O themselves
+		return fmt.Errorf("migrate %s: %w", v.Name(), err)
 	}
-	e.log.Info("volume migrated", "volume", v.name, "to", tgt.name, "took", time.Since(start).Round(time.Millisecond), "io_held", stall)
+	s.log.Info("volume migrated", "volume", v.Name(), "to", tgt.Name, "took", time.Since(start).Round(time.Millisecond), "io_held", stall)
 	return nil
 }
 
@@ -184,18 +181,18 @@ func (e *Engine) migrate(ctx context.Context, v *volume, tgt *dsEntry, rate int6
 // the owner map must see every grain the top delta has allocated. Rebase
 // keeps the top's write masks, so the merge that follows copies only the
 // parts written since the snapshot.
-func (e *Engine) switchReads(v *volume, src *chain.Chain, copies *layerCopies) (*chain.Chain, error) {
-	p, err := e.beginPivot(v)
+func (s *Service) switchReads(v Vol, src *chain.Chain, copies *layerCopies) (*chain.Chain, error) {
+	p, err := v.BeginPivot()
 	if err != nil {
 		return nil, err
 	}
-	defer p.end()
+	defer p.End()
 	c, err := chain.Rebase(src, copies.base, copies.deltas)
 	if err != nil {
 		return nil, err
 	}
-	p.install(c, nil)
-	p.commit()
+	p.Install(c, nil)
+	p.Commit()
 	return c, nil
 }
 
@@ -204,8 +201,8 @@ func (e *Engine) switchReads(v *volume, src *chain.Chain, copies *layerCopies) (
 // stack, end p. Every step that can fail comes before the commit (the
 // rename of the staging directory); after it the new directory is the
 // volume and nothing rolls back. On failure p is still held.
-func (e *Engine) pivotMigration(ctx context.Context, v *volume, tgt *dsEntry, st *datastore.Staged, m *chain.Merger,
-	copies *layerCopies, p *pivot) (time.Duration, error) {
+func (s *Service) pivotMigration(ctx context.Context, v Vol, tgt Datastore, st *datastore.Staged, m *chain.Merger,
+	copies *layerCopies, p Pivot) (time.Duration, error) {
 	if err := m.Finish(ctx); err != nil {
 		return 0, err
 	}
@@ -213,9 +210,9 @@ func (e *Engine) pivotMigration(ctx context.Context, v *volume, tgt *dsEntry, st
 	if err != nil {
 		return 0, err
 	}
-	oldDir := e.volumeDirOf(v)
-	newDir := tgt.ds.VolumeDir(v.name)
-	files := v.files
+	oldDir := dirOf(v)
+	newDir := tgt.DS.VolumeDir(v.Name())
+	files := v.Files()
 	files.DescriptorPath = filepath.Join(newDir, filepath.Base(copies.baseDesc))
 	files.FlatPath = filepath.Join(newDir, filepath.Base(files.FlatPath))
 	files.Chain.Base = files.DescriptorPath
@@ -224,36 +221,33 @@ func (e *Engine) pivotMigration(ctx context.Context, v *volume, tgt *dsEntry, st
 		files.Chain.Deltas = append(files.Chain.Deltas, filepath.Join(newDir, filepath.Base(p)))
 	}
 	files.Chain.Own = len(files.Chain.Deltas)
-	e.hit("migrate.before-commit")
-	if err := tgt.ds.Commit(st); err != nil {
+	s.host.Step("migrate.before-commit")
+	if err := tgt.DS.Commit(st); err != nil {
 		return 0, err
 	}
-	e.hit("migrate.after-commit")
-	oldDS := v.ds
-	p.install(nd, func(f *datastore.VolumeFiles) {
-		*f = files
-		v.ds = tgt
-	})
-	p.commit()
-	stall := p.end()
+	s.host.Step("migrate.after-commit")
+	oldDS := v.Datastore()
+	p.Move(nd, files, tgt)
+	p.Commit()
+	stall := p.End()
 	// The old copy is no longer read: close and remove it in the
 	// background (freeing a large file takes seconds). A crash before
 	// that ends is finished at the next start through the marker.
 	srcChain := copies.src
-	e.cleanups.Go(func() {
+	s.host.Background(func() {
 		for _, d := range srcChain.deltas {
 			d.Close()
 		}
 		srcChain.base.Close()
-		if err := oldDS.ds.RemoveVolume(v.name); err != nil {
-			e.log.Error("migrated: could not remove the old copy; remove it by hand", "volume", v.name, "dir", oldDir, "err", err)
+		if err := oldDS.DS.RemoveVolume(v.Name()); err != nil {
+			s.log.Error("migrated: could not remove the old copy; remove it by hand", "volume", v.Name(), "dir", oldDir, "err", err)
 		}
-		e.hit("migrate.after-remove-old")
+		s.host.Step("migrate.after-remove-old")
 		if err := os.Remove(filepath.Join(newDir, migratedFrom)); err != nil {
-			e.log.Warn("remove migration marker", "volume", v.name, "err", err)
+			s.log.Warn("remove migration marker", "volume", v.Name(), "err", err)
 		}
 		if err := datastore.SyncDir(newDir); err != nil {
-			e.log.Warn("sync migrated volume dir", "volume", v.name, "err", err)
+			s.log.Warn("sync migrated volume dir", "volume", v.Name(), "err", err)
 		}
 	})
 	return stall, nil
@@ -263,44 +257,44 @@ func (e *Engine) pivotMigration(ctx context.Context, v *volume, tgt *dsEntry, st
 // moved to the copies (moved): a chain of src's lower layers with moved's
 // top and owner map, which knows every grain the top allocated since
 // (src's own map does not).
-func (e *Engine) restoreSource(v *volume, src, moved *chain.Chain) {
+func (s *Service) restoreSource(v Vol, src, moved *chain.Chain) {
 	err := func() error {
-		p, err := e.beginPivot(v)
+		p, err := v.BeginPivot()
 		if err != nil {
 			return err
 		}
-		defer p.end()
+		defer p.End()
 		b, ds := src.Layers()
 		c, err := chain.Rebase(moved, b, ds[:len(ds)-1])
 		if err != nil { // cannot happen: src and moved have the same shape
 			return err
 		}
-		p.install(c, nil)
-		p.commit()
+		p.Install(c, nil)
+		p.Commit()
 		return nil
 	}()
 	if err != nil {
-		e.log.Error("migration rollback: put the original layers back", "volume", v.name, "err", err)
+		s.log.Error("migration rollback: put the original layers back", "volume", v.Name(), "err", err)
 	}
 }
 
 // rollbackMigration deletes the target copy and merges the migration's
 // snapshot delta back, so the volume ends as it began.
-func (e *Engine) rollbackMigration(v *volume, snap string, tgt *dsEntry, st *datastore.Staged) {
+func (s *Service) rollbackMigration(v Vol, snap string, tgt Datastore, st *datastore.Staged) {
 	if st != nil {
-		tgt.ds.Abort(st)
+		tgt.DS.Abort(st)
 	}
-	e.mu.Lock()
-	closing := e.closed
-	e.mu.Unlock()
+	s.host.Lock()
+	closing := s.host.ClosedLocked()
+	s.host.Unlock()
 	if closing {
 		// Shutting down: the merge back could take long; the next start
-		// does it (resumeMerges sees the migrate-* snapshot).
-		e.log.Warn("migration stopped by shutdown: it rolls back at the next start", "volume", v.name)
+		// does it (ResumeMerges sees the migrate-* snapshot).
+		s.log.Warn("migration stopped by shutdown: it rolls back at the next start", "volume", v.Name())
 		return
 	}
-	if err := e.mergeNewest(context.Background(), v, snap); err != nil {
-		e.log.Error("migration rollback: merge the migration snapshot back", "volume", v.name, "snapshot", snap, "err", err)
+	if err := s.mergeNewest(context.Background(), v, snap); err != nil {
+		s.log.Error("migration rollback: merge the migration snapshot back", "volume", v.Name(), "snapshot", snap, "err", err)
 	}
 }
 
@@ -337,26 +331,26 @@ func (c *layerCopies) topLayer() layer {
 
 // copyLayers copies the frozen layers into dir under their own names, so
 // the deltas' relative parent hints and CIDs stay valid, and opens them.
-func (e *Engine) copyLayers(ctx context.Context, v *volume, frozen []layer, dir string, rate int64, j *job.Job) (*layerCopies, error) {
+func (s *Service) copyLayers(ctx context.Context, v Vol, frozen []layer, dir string, rate int64, j *job.Job) (*layerCopies, error) {
 	var total int64
 	for _, l := range frozen[1:] {
 		if fi, err := os.Stat(l.path); err == nil {
 			total += fi.Size()
 		}
 	}
-	j.SetTotal(total + v.files.Size)
+	j.SetTotal(total + v.Files().Size)
 	c := &layerCopies{baseDesc: filepath.Join(dir, filepath.Base(frozen[0].path))}
 	lim := transfer.NewLimiter(rate)
 	// The base: a new sparse flat with the same descriptor text, and the
 	// frozen flat's data ranges copied in by the kernel.
-	if err := flat.Create(c.baseDesc, v.files.Size, flat.CreateOptions{}); err != nil {
+	if err := flat.Create(c.baseDesc, v.Files().Size, flat.CreateOptions{}); err != nil {
 		return nil, err
 	}
 	dstFlat, err := flat.FlatPath(c.baseDesc)
 	if err != nil {
 		return nil, err
 	}
-	if err := copyFileData(ctx, v.files.FlatPath, dstFlat, v.files.Size, lim, j.SetDone); err != nil {
+	if err := copyFileData(ctx, v.Files().FlatPath, dstFlat, v.Files().Size, lim, j.SetDone); err != nil {
 		return nil, err
 	}
 	if err := copyDescriptor(frozen[0].path, c.baseDesc); err != nil {
@@ -367,7 +361,7 @@ func (e *Engine) copyLayers(ctx context.Context, v *volume, frozen []layer, dir 
 		return nil, err
 	}
 	c.base = nb
-	done := v.files.Size
+	done := v.Files().Size
 	for _, l := range frozen[1:] {
 		dst := filepath.Join(dir, filepath.Base(l.path))
 		n, err := copyFile(ctx, l.path, dst, lim, func(k int64) { j.SetDone(done + k) })
@@ -466,15 +460,13 @@ func copyFileData(ctx context.Context, src, dst string, size int64, lim *transfe
 // so the kernel streams, and small enough for --rate to pace it smoothly.
 const copyFileChunk = 8 << 20
 
-// finishMigrations completes migrations a crash interrupted after their
+// FinishMigrations completes migrations a crash interrupted after their
 // commit: a volume directory with a migratedFrom marker is complete, so
-// the old directory it names is removed. Runs at open, before scanning.
-func (e *Engine) finishMigrations(ents []*dsEntry) {
-	for _, ent := range ents {
-		if ent.ds == nil {
-			continue
-		}
-		dirs, _ := filepath.Glob(filepath.Join(ent.ds.Path, "*", migratedFrom))
+// the old directory it names is removed. The engine runs it at open,
+// before it scans the datastores (dss: every online one).
+func (s *Service) FinishMigrations(dss []*datastore.Datastore) {
+	for _, ds := range dss {
+		dirs, _ := filepath.Glob(filepath.Join(ds.Path, "*", migratedFrom))
 		for _, marker := range dirs {
 			b, err := os.ReadFile(marker)
 			if err != nil {
@@ -482,13 +474,13 @@ func (e *Engine) finishMigrations(ents []*dsEntry) {
 			}
 			old := strings.TrimSpace(string(b))
 			vol := filepath.Base(filepath.Dir(marker))
-			for _, o := range ents {
-				if o.ds != nil && o.ds.VolumeDir(vol) == old {
-					if err := o.ds.RemoveVolume(vol); err != nil && !errors.Is(err, os.ErrNotExist) {
-						e.log.Error("finish interrupted migration: remove old copy", "volume", vol, "dir", old, "err", err)
+			for _, o := range dss {
+				if o.VolumeDir(vol) == old {
+					if err := o.RemoveVolume(vol); err != nil && !errors.Is(err, os.ErrNotExist) {
+						s.log.Error("finish interrupted migration: remove old copy", "volume", vol, "dir", old, "err", err)
 						continue
 					}
-					e.log.Warn("finished an interrupted migration: removed the old copy", "volume", vol, "dir", old)
+					s.log.Warn("finished an interrupted migration: removed the old copy", "volume", vol, "dir", old)
 				}
 			}
 			os.Remove(marker)

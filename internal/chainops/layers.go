@@ -1,4 +1,4 @@
-package engine
+package chainops
 
 import (
 	"fmt"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/extrasphere/extrasphere/internal/chain"
+	"github.com/extrasphere/extrasphere/internal/datastore"
 	"github.com/extrasphere/extrasphere/internal/sparse"
 	"github.com/extrasphere/extrasphere/internal/vmdk"
 )
@@ -18,18 +19,18 @@ const (
 	ddbSnapTime = "ddb.extrasphere.snapshotTime"
 )
 
-// layer is one file of a volume's chain as the engine sees it.
+// layer is one file of a volume's chain as the chain operations see it.
 type layer struct {
 	path  string
 	own   bool           // in the volume's own directory (not a clone's origin)
 	delta *sparse.Extent // nil for the base
 }
 
-// layersOf lists a volume's layers, bottom first. Caller holds v.snapMu.
-func layersOf(v *volume) []layer {
-	cf := v.files.Chain
-	out := []layer{{path: v.files.DescriptorPath, own: cf.BaseOwn}}
-	c, ok := v.layers.(*chain.Chain)
+// layersOf lists a volume's layers, bottom first. Caller holds v.SnapMu().
+func layersOf(v Vol) []layer {
+	cf := v.Files().Chain
+	out := []layer{{path: v.Files().DescriptorPath, own: cf.BaseOwn}}
+	c, ok := v.Layers().(*chain.Chain)
 	if !ok {
 		return out
 	}
@@ -102,10 +103,11 @@ func (l layer) cid() (uint32, error) {
 	return d.CID, nil
 }
 
-// createDeltaFile creates the volume's next delta file in dir over parent.
-func createDeltaFile(v *volume, dir string, parent layer, size int64) (string, error) {
-	n := max(v.files.Chain.NextDelta, 1)
-	path := filepath.Join(dir, fmt.Sprintf("%s-%06d.vmdk", v.name, n))
+// createDeltaFile creates the next delta file of the volume f describes
+// in dir over parent.
+func createDeltaFile(f datastore.VolumeFiles, dir string, parent layer, size int64) (string, error) {
+	n := max(f.Chain.NextDelta, 1)
+	path := filepath.Join(dir, fmt.Sprintf("%s-%06d.vmdk", f.Name, n))
 	hint, err := filepath.Rel(dir, parent.path)
 	if err != nil {
 		hint = parent.path
@@ -121,8 +123,8 @@ func createDeltaFile(v *volume, dir string, parent layer, size int64) (string, e
 }
 
 // newDelta creates the volume's next delta over parent and opens it.
-func newDelta(v *volume, dir string, parent layer, size int64) (*sparse.Extent, string, error) {
-	path, err := createDeltaFile(v, dir, parent, size)
+func newDelta(v Vol, dir string, parent layer, size int64) (*sparse.Extent, string, error) {
+	path, err := createDeltaFile(v.Files(), dir, parent, size)
 	if err != nil {
 		return nil, "", err
 	}

@@ -1,4 +1,4 @@
-package engine
+package chainops
 
 import (
 	"context"
@@ -24,22 +24,22 @@ const KindPromote = "promote"
 // shares with its origin are copied into a new flat base in the clone's
 // own directory, then its bottom delta is re-pointed to that base (the
 // commit point) and the stack pivots. For a volume served from a backup
-// it copies the backup into the volume's flat file (instant.go). It runs
+// it copies the backup into the volume's flat file (promote_restore.go). It runs
 // as a job.
-func (e *Engine) Promote(ctx context.Context, name string) (job.Info, error) {
-	vs, unlock, err := e.snapVolumes([]string{name}, "promote")
+func (s *Service) Promote(ctx context.Context, name string) (job.Info, error) {
+	vs, unlock, err := s.LockVolumes([]string{name}, "promote")
 	if err != nil {
 		return job.Info{}, err
 	}
 	v := vs[0]
-	cf := v.files.Chain
-	if fd := filling(v); fd != nil { // served from a backup (instant.go)
-		e.mu.Lock()
-		j, err := e.startJobLocked(v, KindPromote, v.files.Size, func(ctx context.Context, j *job.Job) error {
+	cf := v.Files().Chain
+	if fd := v.Filling(); fd != nil { // served from a backup (promote_restore.go)
+		s.host.Lock()
+		j, err := s.host.StartJobLocked(v, KindPromote, v.Files().Size, func(ctx context.Context, j *job.Job) error {
 			defer unlock()
-			return e.promoteRestore(ctx, v, fd, j)
+			return s.promoteRestore(ctx, v, fd, j)
 		}, nil)
-		e.mu.Unlock()
+		s.host.Unlock()
 		if err != nil {
 			unlock()
 			return job.Info{}, err
@@ -50,12 +50,12 @@ func (e *Engine) Promote(ctx context.Context, name string) (job.Info, error) {
 		unlock()
 		return job.Info{}, errorf(errkind.ErrInvalidArgument, "volume %s is not a linked clone: nothing to promote", name)
 	}
-	e.mu.Lock()
-	j, err := e.startJobLocked(v, KindPromote, v.files.Size, func(ctx context.Context, j *job.Job) error {
+	s.host.Lock()
+	j, err := s.host.StartJobLocked(v, KindPromote, v.Files().Size, func(ctx context.Context, j *job.Job) error {
 		defer unlock()
-		return e.promote(ctx, v, j)
+		return s.promote(ctx, v, j)
 	}, nil)
-	e.mu.Unlock()
+	s.host.Unlock()
 	if err != nil {
 		unlock()
 		return job.Info{}, err
@@ -63,10 +63,10 @@ func (e *Engine) Promote(ctx context.Context, name string) (job.Info, error) {
 	return j.Info(), nil
 }
 
-func (e *Engine) promote(ctx context.Context, v *volume, j *job.Job) error {
-	c := v.layers.(*chain.Chain)
+func (s *Service) promote(ctx context.Context, v Vol, j *job.Job) error {
+	c := v.Layers().(*chain.Chain)
 	base, deltas := c.Layers()
-	nShared := len(deltas) - v.files.Chain.Own
+	nShared := len(deltas) - v.Files().Chain.Own
 	var shared blockdev.Device = base
 	if nShared > 0 {
 		sc, err := chain.New(base, deltas[:nShared]) // frozen layers: a read-only view
@@ -75,8 +75,8 @@ func (e *Engine) promote(ctx context.Context, v *volume, j *job.Job) error {
 		}
 		shared = sc
 	}
-	dir := e.volumeDirOf(v)
-	desc := filepath.Join(dir, datastore.DescriptorName(v.name))
+	dir := dirOf(v)
+	desc := filepath.Join(dir, datastore.DescriptorName(v.Name()))
 	flatPath, err := flat.FlatPath(desc)
 	if err != nil {
 		return err
@@ -84,18 +84,18 @@ func (e *Engine) promote(ctx context.Context, v *volume, j *job.Job) error {
 	// A leftover of an interrupted promote is not on any chain: remove it.
 	os.Remove(desc)
 	os.Remove(flatPath)
-	if err := flat.Create(desc, v.files.Size, flat.CreateOptions{}); err != nil {
-		return fmt.Errorf("promote %s: %w", v.name, err)
+	if err := flat.Create(desc, v.Files().Size, flat.CreateOptions{}); err != nil {
+		return fmt.Errorf("promote %s: %w", v.Name(), err)
 	}
 	nb, err := flat.Open(desc, flat.Options{})
 	if err != nil {
-		return fmt.Errorf("promote %s: %w", v.name, err)
+		return fmt.Errorf("promote %s: %w", v.Name(), err)
 	}
 	fail := func(err error) error {
 		nb.Close()
 		os.Remove(desc)
 		os.Remove(flatPath)
-		return fmt.Errorf("promote %s: %w", v.name, err)
+		return fmt.Errorf("promote %s: %w", v.Name(), err)
 	}
 	j.SetDetail("copying the shared layers into " + filepath.Base(flatPath))
 	if err := transfer.CopyDevice(ctx, nb, shared, 0, j.Add); err != nil {
@@ -108,38 +108,38 @@ func (e *Engine) promote(ctx context.Context, v *volume, j *job.Job) error {
 	if err != nil {
 		return fail(err)
 	}
-	p, err := e.beginPivot(v)
+	p, err := v.BeginPivot()
 	if err != nil {
 		return fail(err)
 	}
 	// Built with I/O held: the owner map must see every grain allocated.
 	nd, err := chain.New(nb, own)
 	if err != nil {
-		p.end()
+		p.End()
 		return fail(err)
 	}
 	// The commit point: the bottom delta now names the clone's own base.
 	if err := bottom.SetParent(sparse.ParentRef{FileNameHint: filepath.Base(desc), CID: cid}); err != nil {
-		p.end()
+		p.End()
 		return fail(err)
 	}
-	p.install(nd, func(f *datastore.VolumeFiles) {
+	p.Install(nd, func(f *datastore.VolumeFiles) {
 		f.DescriptorPath = desc
 		f.FlatPath = flatPath
 		f.Chain.Base = desc
 		f.Chain.Deltas = f.Chain.Deltas[nShared:]
 		f.Chain.BaseOwn = true
 	})
-	p.commit()
-	stall := p.end()
+	p.Commit()
+	stall := p.End()
 	var errs []error
 	for _, d := range deltas[:nShared] {
 		errs = append(errs, d.Close())
 	}
 	errs = append(errs, base.Close())
 	if err := errors.Join(errs...); err != nil {
-		e.log.Warn("close origin layers after promote", "volume", v.name, "err", err)
+		s.log.Warn("close origin layers after promote", "volume", v.Name(), "err", err)
 	}
-	e.log.Info("clone promoted", "volume", v.name, "io_held", stall)
+	s.log.Info("clone promoted", "volume", v.Name(), "io_held", stall)
 	return nil
 }

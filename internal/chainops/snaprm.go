@@ -1,11 +1,10 @@
-package engine
+package chainops
 
 import (
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/extrasphere/extrasphere/internal/blockdev"
@@ -18,30 +17,14 @@ import (
 // KindConsolidate is the job kind of snapshot removal.
 const KindConsolidate = "consolidate"
 
-// cloneUsersLocked lists the volumes other than v whose chains read path.
-// Caller holds e.mu.
-func (e *Engine) cloneUsersLocked(v *volume, path string) []string {
-	var users []string
-	for _, o := range e.volumes {
-		if o == v {
-			continue
-		}
-		if o.files.DescriptorPath == path || slices.Contains(o.files.Chain.Deltas, path) {
-			users = append(users, o.name)
-		}
-	}
-	slices.Sort(users)
-	return users
-}
-
 // refuseShared fails when a clone reads one of the layers.
-func (e *Engine) refuseShared(v *volume, what string, ls []layer) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+func (s *Service) refuseShared(v Vol, what string, ls []layer) error {
+	s.host.Lock()
+	defer s.host.Unlock()
 	for _, l := range ls {
-		if users := e.cloneUsersLocked(v, l.path); len(users) > 0 {
+		if users := s.host.CloneUsersLocked(v, l.path); len(users) > 0 {
 			return errorf(errkind.ErrVolumeInUse, "cannot %s volume %s: linked clone(s) %v read its layer %s; promote or remove them first",
-				what, v.name, users, filepath.Base(l.path))
+				what, v.Name(), users, filepath.Base(l.path))
 		}
 	}
 	return nil
@@ -52,8 +35,8 @@ func (e *Engine) refuseShared(v *volume, what string, ls []layer) error {
 // I/O is held only for the last grains and the pivot. It runs as a job.
 // For the newest snapshot that delta is the one being written; for an
 // older one it is frozen too (snaprm_frozen.go).
-func (e *Engine) RemoveSnapshot(ctx context.Context, vol, name string) (job.Info, error) {
-	vs, unlock, err := e.snapVolumes([]string{vol}, "remove a snapshot of")
+func (s *Service) RemoveSnapshot(ctx context.Context, vol, name string) (job.Info, error) {
+	vs, unlock, err := s.LockVolumes([]string{vol}, "remove a snapshot of")
 	if err != nil {
 		return job.Info{}, err
 	}
@@ -61,9 +44,9 @@ func (e *Engine) RemoveSnapshot(ctx context.Context, vol, name string) (job.Info
 	ls := layersOf(v)
 	k, err := findSnapshot(v, ls, name)
 	if err == nil {
-		err = e.refuseShared(v, "remove snapshot "+name+" of", ls[k:])
+		err = s.refuseShared(v, "remove snapshot "+name+" of", ls[k:])
 	}
-	c, ok := v.layers.(*chain.Chain)
+	c, ok := v.Layers().(*chain.Chain)
 	if err == nil && !ok {
 		err = errorf(errkind.ErrSnapshotNotFound, "volume %s has no delta to merge", vol)
 	}
@@ -75,16 +58,16 @@ func (e *Engine) RemoveSnapshot(ctx context.Context, vol, name string) (job.Info
 	// of the newer delta is copied into it, so a cancelled or crashed
 	// merge can never leave a snapshot whose content changed. The merge
 	// itself resumes at the next start if it does not finish (see
-	// resumeMerges).
+	// ResumeMerges).
 	if err := ls[k].setSnapshot("", time.Time{}); err != nil {
 		unlock()
 		return job.Info{}, fmt.Errorf("remove snapshot %s of volume %s: %w", name, vol, err)
 	}
 	var j *job.Job
 	if k == len(ls)-2 {
-		j, err = e.startMerge(v, c, ls[k], ls[k+1], unlock)
+		j, err = s.startMerge(v, c, ls[k], ls[k+1], unlock)
 	} else {
-		j, err = e.startFrozenMerge(v, c, k, unlock) // see snaprm_frozen.go
+		j, err = s.startFrozenMerge(v, c, k, unlock) // see snaprm_frozen.go
 	}
 	if err != nil {
 		return job.Info{}, err
@@ -94,15 +77,15 @@ func (e *Engine) RemoveSnapshot(ctx context.Context, vol, name string) (job.Info
 
 // startMerge runs the merge of top into below as a job; unlock (of
 // v.snapMu) runs when it ends.
-func (e *Engine) startMerge(v *volume, c *chain.Chain, below, top layer, unlock func()) (*job.Job, error) {
+func (s *Service) startMerge(v Vol, c *chain.Chain, below, top layer, unlock func()) (*job.Job, error) {
 	m := chain.NewMerger(c)
 	grain := int64(c.Caps().PrefBlock)
-	e.mu.Lock()
-	j, err := e.startJobLocked(v, KindConsolidate, m.Grains()*grain, func(ctx context.Context, j *job.Job) error {
+	s.host.Lock()
+	j, err := s.host.StartJobLocked(v, KindConsolidate, m.Grains()*grain, func(ctx context.Context, j *job.Job) error {
 		defer unlock()
-		return e.consolidate(ctx, v, m, below, top, j)
+		return s.consolidate(ctx, v, m, below, top, j)
 	}, nil)
-	e.mu.Unlock()
+	s.host.Unlock()
 	if err != nil {
 		m.Abort()
 		unlock()
@@ -112,10 +95,10 @@ func (e *Engine) startMerge(v *volume, c *chain.Chain, below, top layer, unlock 
 }
 
 // consolidate merges top into below (see RemoveSnapshot). v.snapMu is held.
-func (e *Engine) consolidate(ctx context.Context, v *volume, m *chain.Merger, below, top layer, j *job.Job) error {
+func (s *Service) consolidate(ctx context.Context, v Vol, m *chain.Merger, below, top layer, j *job.Job) error {
 	progress := func(n int64) {
 		if j != nil {
-			d := n * int64(v.layers.Caps().PrefBlock)
+			d := n * int64(v.Layers().Caps().PrefBlock)
 			if d > j.Info().Total {
 				j.SetTotal(d) // grains written meanwhile are copied again
 			}
@@ -127,35 +110,35 @@ func (e *Engine) consolidate(ctx context.Context, v *volume, m *chain.Merger, be
 	}
 	if _, err := m.Copy(ctx, 64, 8, progress); err != nil {
 		m.Abort()
-		return fmt.Errorf("remove snapshot of volume %s: copy: %w", v.name, err)
+		return fmt.Errorf("remove snapshot of volume %s: copy: %w", v.Name(), err)
 	}
 	if err := m.Settle(ctx); err != nil {
 		m.Abort()
-		return fmt.Errorf("remove snapshot of volume %s: flush: %w", v.name, err)
+		return fmt.Errorf("remove snapshot of volume %s: flush: %w", v.Name(), err)
 	}
-	e.hit("consolidate.after-copy")
-	p, err := e.beginPivot(v)
+	s.host.Step("consolidate.after-copy")
+	p, err := v.BeginPivot()
 	if err != nil {
 		m.Abort()
 		return err
 	}
-	p.onAbort(m.Abort)
-	next, err := e.commitMerge(ctx, v, m, below, top)
+	p.OnAbort(m.Abort)
+	next, err := s.commitMerge(ctx, v, m, below, top)
 	if err != nil {
-		p.end()
+		p.End()
 		return err
 	}
-	p.install(next, func(f *datastore.VolumeFiles) {
+	p.Install(next, func(f *datastore.VolumeFiles) {
 		f.Chain.Deltas = f.Chain.Deltas[:len(f.Chain.Deltas)-1]
 		f.Chain.Own--
 	})
-	p.commit()
-	stall := p.end()
+	p.Commit()
+	stall := p.End()
 	progress(m.Copied())
 	if err := top.delta.Close(); err != nil {
-		e.log.Warn("close merged delta", "volume", v.name, "err", err)
+		s.log.Warn("close merged delta", "volume", v.Name(), "err", err)
 	}
-	e.log.Info("snapshot removed", "volume", v.name, "merged", filepath.Base(top.path), "into", filepath.Base(below.path), "io_held", stall)
+	s.log.Info("snapshot removed", "volume", v.Name(), "merged", filepath.Base(top.path), "into", filepath.Base(below.path), "io_held", stall)
 	return nil
 }
 
@@ -164,43 +147,35 @@ func (e *Engine) consolidate(ctx context.Context, v *volume, m *chain.Merger, be
 // is the removal's commit point, docs/FORMATS.md section 3; until the file
 // is gone the old chain reads the same). It returns
 // the chain without the top delta, for the caller's pivot to install.
-func (e *Engine) commitMerge(ctx context.Context, v *volume, m *chain.Merger, below, top layer) (blockdev.Device, error) {
+func (s *Service) commitMerge(ctx context.Context, v Vol, m *chain.Merger, below, top layer) (blockdev.Device, error) {
 	if err := m.Finish(ctx); err != nil {
-		return nil, fmt.Errorf("remove snapshot of volume %s: finish copy: %w", v.name, err)
+		return nil, fmt.Errorf("remove snapshot of volume %s: finish copy: %w", v.Name(), err)
 	}
-	e.hit("consolidate.before-unlink")
+	s.host.Step("consolidate.before-unlink")
 	if err := os.Remove(top.path); err != nil {
-		return nil, fmt.Errorf("remove snapshot of volume %s: delete %s: %w", v.name, top.path, err)
+		return nil, fmt.Errorf("remove snapshot of volume %s: delete %s: %w", v.Name(), top.path, err)
 	}
 	if err := datastore.SyncDir(filepath.Dir(top.path)); err != nil {
-		return nil, fmt.Errorf("remove snapshot of volume %s: %w", v.name, err)
+		return nil, fmt.Errorf("remove snapshot of volume %s: %w", v.Name(), err)
 	}
-	e.hit("consolidate.after-unlink")
+	s.host.Step("consolidate.after-unlink")
 	return m.Without()
 }
 
-// hit stops the process at an armed failpoint (crash tests).
-func (e *Engine) hit(name string) {
-	if e.onStep != nil {
-		e.onStep(name)
-	}
-	e.cfg.Failpoints.Hit(name)
-}
-
 // mergeNewest removes the newest snapshot snap synchronously (rollbacks
-// and recovery). The caller holds v.snapMu.
-func (e *Engine) mergeNewest(ctx context.Context, v *volume, snap string) error {
+// and recovery). The caller holds v.SnapMu().
+func (s *Service) mergeNewest(ctx context.Context, v Vol, snap string) error {
 	ls := layersOf(v)
 	k, err := findSnapshot(v, ls, snap)
 	if err != nil {
 		return err
 	}
-	c, ok := v.layers.(*chain.Chain)
+	c, ok := v.Layers().(*chain.Chain)
 	if k != len(ls)-2 || !ok {
-		return fmt.Errorf("snapshot %s of volume %s is not the newest", snap, v.name)
+		return fmt.Errorf("snapshot %s of volume %s is not the newest", snap, v.Name())
 	}
 	if err := ls[k].setSnapshot("", time.Time{}); err != nil {
 		return err
 	}
-	return e.consolidate(ctx, v, chain.NewMerger(c), ls[k], ls[k+1], nil)
+	return s.consolidate(ctx, v, chain.NewMerger(c), ls[k], ls[k+1], nil)
 }
