@@ -10,11 +10,11 @@
 // (mirrors, replicas, failover and failback; each volume keeps its
 // replication.State) and internal/backup (backups and restores into a
 // file or a new volume). The engine's methods for them delegate, so the
-// API sees one Engine. What needs no volume of its own
-// lives beside it too: internal/transfer (the copies of import, export
-// and promote, and qemu-img), internal/repos (the known backup
-// repositories), internal/access (which NBD client may open which volume)
-// and internal/attach (the QEMU and libvirt snippets). The API's types are
+// API sees one Engine. What needs no volume of its own lives beside it
+// too: internal/transfer (the copies of import, export and promote, and
+// qemu-img), internal/repos (the known backup repositories),
+// internal/access (which NBD client may open which volume) and
+// internal/attach (the QEMU and libvirt snippets). The API's types are
 // internal/apischema's. docs/ARCHITECTURE.md walks a write, a read, a
 // FLUSH, a snapshot, a migration, a resync and a backup through this
 // package and the ones below it.
@@ -27,6 +27,18 @@
 // rolled back there, from what the files say (docs/FORMATS.md, "Chains").
 // Close cancels jobs, then flushes and closes every device. The NBD server
 // must be shut down before Close.
+//
+// A volume is in one of these states:
+//
+//	reserved    its name is taken by a create, clone or restore in
+//	            progress (Engine.reserved); not listed, not served
+//	served      it has a stack (dev, layers) and is exported; an
+//	            exclusive change (v.op: remove, read-only change,
+//	            failback) keeps new NBD clients out while it runs
+//	error       its files could not be opened (v.err): listed with the
+//	            error, not served; remove is allowed
+//	removed     gone from the map; a forced removal first closes v.gone,
+//	            which drops the volume's NBD connections
 //
 // # The stack
 //
@@ -56,6 +68,7 @@
 // record and its catalog writes, and internal/repos's Registry the backup
 // repositories (its own lock); neither is taken under Engine.mu. The
 // concern packages take Engine.mu only through their Host (Lock, or a
-// method that locks), in the same order. v.layers and v.files change only in a pivot, under both
-// snapMu and Engine.mu, so a reader holding either sees them agree.
+// method that locks), in the same order. v.layers and v.files change
+// only in a pivot, under both snapMu and Engine.mu, so a reader holding
+// either sees them agree.
 package engine
