@@ -26,7 +26,8 @@ type Host interface {
 	Lock()
 	Unlock()
 
-	// LookupLocked finds a volume by name (errkind.ErrVolumeNotFound).
+	// LookupLocked finds a volume by name (errkind.ErrVolumeNotFound;
+	// errkind.ErrClosed while stopping).
 	LookupLocked(name string) (Vol, error)
 	// VolumesLocked is every volume.
 	VolumesLocked() []Vol
