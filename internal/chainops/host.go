@@ -39,9 +39,8 @@ type Host interface {
 	DatastoreLocked(name string) (Datastore, error)
 
 	// StartJobLocked runs fn as a job of kind on v: v counts as in use
-	// until fn returns; cleanup (nil for none) runs after fn with its
-	// error and returns the job's.
-	StartJobLocked(v Vol, kind string, total int64, fn job.Func, cleanup func(error) error) (*job.Job, error)
+	// until fn returns.
+	StartJobLocked(v Vol, kind string, total int64, fn job.Func) (*job.Job, error)
 
 	// CreateStaged makes volume name on datastore ds from files write
 	// puts in a staging directory, commits it and serves the volume.

@@ -67,14 +67,10 @@ func (s *Service) Migrate(ctx context.Context, vol, to string, rate int64) (job.
 		unlock()
 		return job.Info{}, err
 	}
-	s.host.Lock()
-	j, err := s.host.StartJobLocked(v, KindMigrate, 0, func(ctx context.Context, j *job.Job) error {
-		defer unlock()
+	j, err := s.startHeld(v, KindMigrate, 0, unlock, nil, func(ctx context.Context, j *job.Job) error {
 		return s.migrate(ctx, v, tgt, rate, j)
-	}, nil)
-	s.host.Unlock()
+	})
 	if err != nil {
-		unlock()
 		return job.Info{}, err
 	}
 	return j.Info(), nil

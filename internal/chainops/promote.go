@@ -33,31 +33,15 @@ func (s *Service) Promote(ctx context.Context, name string) (job.Info, error) {
 	}
 	v := vs[0]
 	cf := v.Files().Chain
+	run := func(ctx context.Context, j *job.Job) error { return s.promote(ctx, v, j) }
 	if fd := v.Filling(); fd != nil { // served from a backup (promote_restore.go)
-		s.host.Lock()
-		j, err := s.host.StartJobLocked(v, KindPromote, v.Files().Size, func(ctx context.Context, j *job.Job) error {
-			defer unlock()
-			return s.promoteRestore(ctx, v, fd, j)
-		}, nil)
-		s.host.Unlock()
-		if err != nil {
-			unlock()
-			return job.Info{}, err
-		}
-		return j.Info(), nil
-	}
-	if cf.BaseOwn {
+		run = func(ctx context.Context, j *job.Job) error { return s.promoteRestore(ctx, v, fd, j) }
+	} else if cf.BaseOwn {
 		unlock()
 		return job.Info{}, errorf(errkind.ErrInvalidArgument, "volume %s is not a linked clone: nothing to promote", name)
 	}
-	s.host.Lock()
-	j, err := s.host.StartJobLocked(v, KindPromote, v.Files().Size, func(ctx context.Context, j *job.Job) error {
-		defer unlock()
-		return s.promote(ctx, v, j)
-	}, nil)
-	s.host.Unlock()
+	j, err := s.startHeld(v, KindPromote, v.Files().Size, unlock, nil, run)
 	if err != nil {
-		unlock()
 		return job.Info{}, err
 	}
 	return j.Info(), nil

@@ -80,14 +80,25 @@ func (s *Service) RemoveSnapshot(ctx context.Context, vol, name string) (job.Inf
 func (s *Service) startMerge(v Vol, c *chain.Chain, below, top layer, unlock func()) (*job.Job, error) {
 	m := chain.NewMerger(c)
 	grain := int64(c.Caps().PrefBlock)
-	s.host.Lock()
-	j, err := s.host.StartJobLocked(v, KindConsolidate, m.Grains()*grain, func(ctx context.Context, j *job.Job) error {
-		defer unlock()
+	return s.startHeld(v, KindConsolidate, m.Grains()*grain, unlock, m.Abort, func(ctx context.Context, j *job.Job) error {
 		return s.consolidate(ctx, v, m, below, top, j)
-	}, nil)
+	})
+}
+
+// startHeld runs fn as a job of kind on v, whose SnapMu the caller holds:
+// unlock releases it when the job ends. If the job cannot start, abort
+// (nil for none) undoes what the caller prepared, then unlock runs.
+func (s *Service) startHeld(v Vol, kind string, total int64, unlock, abort func(), fn job.Func) (*job.Job, error) {
+	s.host.Lock()
+	j, err := s.host.StartJobLocked(v, kind, total, func(ctx context.Context, j *job.Job) error {
+		defer unlock()
+		return fn(ctx, j)
+	})
 	s.host.Unlock()
 	if err != nil {
-		m.Abort()
+		if abort != nil {
+			abort()
+		}
 		unlock()
 		return nil, err
 	}

@@ -48,17 +48,9 @@ func (s *Service) startFrozenMerge(v Vol, c *chain.Chain, k int, unlock func()) 
 		return nil, err
 	}
 	grain := int64(c.Caps().PrefBlock)
-	s.host.Lock()
-	j, err := s.host.StartJobLocked(v, KindConsolidate, m.Grains()*grain, func(ctx context.Context, j *job.Job) error {
-		defer unlock()
+	return s.startHeld(v, KindConsolidate, m.Grains()*grain, unlock, nil, func(ctx context.Context, j *job.Job) error {
 		return s.mergeFrozen(ctx, v, m, k, j)
-	}, nil)
-	s.host.Unlock()
-	if err != nil {
-		unlock()
-		return nil, err
-	}
-	return j, nil
+	})
 }
 
 // mergeFrozen runs steps 2-5. v.snapMu is held.

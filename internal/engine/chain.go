@@ -127,8 +127,8 @@ func (h chainHost) DatastoreLocked(name string) (chainops.Datastore, error) {
 	return chainops.Datastore{Name: ent.name, DS: ent.ds}, nil
 }
 
-func (h chainHost) StartJobLocked(v chainops.Vol, kind string, total int64, fn job.Func, cleanup func(error) error) (*job.Job, error) {
-	return h.e.startJobLocked(v.(chainVol).v, kind, total, fn, cleanup)
+func (h chainHost) StartJobLocked(v chainops.Vol, kind string, total int64, fn job.Func) (*job.Job, error) {
+	return h.e.startJobLocked(v.(chainVol).v, kind, total, fn, nil)
 }
 
 func (h chainHost) CreateStaged(ctx context.Context, name, ds, what string, write func(*datastore.Staged, *datastore.Datastore) error) error {
