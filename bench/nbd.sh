@@ -19,6 +19,13 @@
 # without it, whichever server runs after a write workload pays for that write-back, and its tail
 # latency shows it (measured: p99 up to 2x on randwrite-4k-qd32 for the server in second place).
 #
+# Then 4 KiB random writes at QD32, unbounded, with each server's threads on one CPU and fio on
+# another (PIN_ROUNDS rounds, the servers' order rotated each round). On a 2-CPU machine the
+# unpinned rows above share both CPUs between fio, the server's threads and the kernel's write-back,
+# and a server thread the scheduler parks for a time slice (1-3 ms, seen in a runtime trace: a
+# non-blocking read that returned after 2.8 ms) stalls every request in flight: the unbounded p99
+# then follows where the scheduler put the threads more than the server. Pinned, it shows the server.
+#
 # Then the TLS rows: the same fio jobs over TCP on 127.0.0.1, Extrasphere with TLS (its client CA, a
 # certificate from `extrasphere client add`) against qemu-nbd serving the same file with the same
 # certificates (--object tls-creds-x509,dir=<the daemon's pki dir>,endpoint=server --tls-creds), and
@@ -41,6 +48,7 @@
 #   KEEP=1            keep bench/out/work (the data files) afterwards
 #   TLS_SKIP=1        no TLS rows
 #   LAT_RATE=20000    IOPS of the fixed-rate latency rows
+#   PIN_ROUNDS=3      rounds of the pinned QD32 rows (0: none; they need at least 2 CPUs)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -54,12 +62,13 @@ BIN=${EXTRASPHERE_BIN:-$ROOT/bin/extrasphere}
 SKIP_ES=${EXTRASPHERE_SKIP:-0}
 TLS_SKIP=${TLS_SKIP:-0}
 LAT_RATE=${LAT_RATE:-20000}
+PIN_ROUNDS=${PIN_ROUNDS:-3}
 PY=/usr/bin/python3 # python3-libnbd lives there; another python3 may come first on PATH
 
 die() { echo "bench/nbd.sh: $*" >&2; exit 1; }
 log() { echo "bench/nbd.sh: $*" >&2; }
 
-for tool in fio qemu-nbd nbdkit nbdcopy nbdinfo setpriv "$PY"; do
+for tool in fio qemu-nbd nbdkit nbdcopy nbdinfo setpriv taskset "$PY"; do
   command -v "$tool" >/dev/null || die "$tool is missing: run make deps"
 done
 if [[ "$SKIP_ES" != 1 ]]; then
@@ -194,6 +203,36 @@ for s in "${SERVERS[@]}"; do
     die "fio at a fixed rate on $s failed (see $OUT/fio/lat.$s.json)"
 done
 
+# --- QD32 with the server on one CPU and fio on another -------------------------------------------
+# taskset -a moves every thread of a server; threads it starts later inherit the mask. The Go
+# runtime follows its CPU mask (GOMAXPROCS drops to 1 while pinned), as qemu-nbd's and nbdkit's
+# thread pools simply share the one CPU.
+declare -A SPID
+SPID[qemu-nbd]=$(cat "$WORK/qemu-nbd.pid")
+SPID[nbdkit]=$(cat "$WORK/nbdkit.pid")
+[[ "$SKIP_ES" != 1 ]] && SPID[extrasphere]=$ES_PID
+ALL_CPUS="0-$(($(nproc) - 1))"
+PINNED=0
+if (( PIN_ROUNDS > 0 && $(nproc) >= 2 )); then
+  PINNED=$PIN_ROUNDS
+  n=${#SERVERS[@]}
+  for r in $(seq "$PIN_ROUNDS"); do
+    for i in $(seq 0 $((n - 1))); do
+      s=${SERVERS[$(((i + r) % n))]}
+      log "randwrite-4k-qd32 pinned (server CPU 0, fio CPU 1), round $r, on $s"
+      taskset -a -p -c 0 "${SPID[$s]}" >/dev/null || die "taskset $s (pid ${SPID[$s]}) failed"
+      sync
+      taskset -c 1 fio --name=pin --ioengine=nbd --uri="${URI[$s]}" --rw=randwrite --bs=4k --iodepth=32 \
+        --norandommap --time_based --runtime="$RUNTIME" --ramp_time="$RAMP" --randrepeat=1 \
+        --output-format=json --output="$OUT/fio/pin$r.$s.json" >/dev/null ||
+        die "pinned fio on $s failed (see $OUT/fio/pin$r.$s.json)"
+      taskset -a -p -c "$ALL_CPUS" "${SPID[$s]}" >/dev/null || die "taskset $s (pid ${SPID[$s]}) failed"
+    done
+  done
+else
+  log "pinned rows skipped (PIN_ROUNDS=$PIN_ROUNDS, $(nproc) CPUs)"
+fi
+
 # --- TLS over TCP: the same fio jobs, Extrasphere vs qemu-nbd with the same certificates ------------
 TLS_SERVERS=()
 if [[ "$SKIP_ES" != 1 && "$TLS_SKIP" != 1 ]]; then
@@ -299,5 +338,5 @@ fi
   echo "host: $(nproc) CPUs, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$OUT/env.txt"
 "$PY" "$ROOT/bench/report.py" --out "$OUT" --size "$SIZE" --cache "$CACHE" --runtime "$RUNTIME" \
-  --ramp "$RAMP" --servers "${SERVERS[*]}" --workloads "${WORKLOADS[*]}" --lat-rate "$LAT_RATE" --tls-servers "${TLS_SERVERS[*]}" |
+  --ramp "$RAMP" --servers "${SERVERS[*]}" --workloads "${WORKLOADS[*]}" --lat-rate "$LAT_RATE" --pin-rounds "$PINNED" --tls-servers "${TLS_SERVERS[*]}" |
   tee "$OUT/results.md"

@@ -76,6 +76,37 @@ def lat_section(out_dir, servers, rate):
     return out
 
 
+def pin_section(out_dir, servers, rounds):
+    """4 KiB random writes at QD32, unbounded, each server's threads on CPU 0 and fio on CPU 1, in
+    rounds with the servers' order rotated: IOPS and p99 per round, the median p99, and
+    Extrasphere's median p99 against each peer's."""
+    if rounds <= 0:
+        return []
+    res = {s: [summarize(load(os.path.join(out_dir, "fio", f"pin{r}.{s}.json"))) for r in range(1, rounds + 1)]
+           for s in servers}
+    out = ["", "### randwrite-4k-qd32, unbounded, each server on CPU 0 and fio on CPU 1", "",
+           f"- {rounds} rounds, the servers' order rotated each round; `taskset -a -p -c 0 PID` for the server "
+           "(its threads, and those it starts), `taskset -c 1 fio`", ""]
+    head = ["server"] + [f"round {r} IOPS / p99 µs" for r in range(1, rounds + 1)] + ["median p99 µs"]
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|" + "|".join(["---"] + ["--:"] * (len(head) - 1)) + "|")
+    med = {}
+    for s in servers:
+        p99s = sorted(x["p99_us"] for x in res[s])
+        med[s] = p99s[len(p99s) // 2] if len(p99s) % 2 else (p99s[len(p99s) // 2 - 1] + p99s[len(p99s) // 2]) / 2
+        out.append("| " + " | ".join([s] + [f"{fmt_iops(x['iops'])} / {x['p99_us']:.0f}" for x in res[s]] +
+                                     [f"{med[s]:.0f}"]) + " |")
+    if "extrasphere" in med:
+        notes = []
+        for peer in ("qemu-nbd", "nbdkit"):
+            if med.get(peer):
+                better = sum(1 for e, p in zip(res["extrasphere"], res[peer]) if e["p99_us"] <= p["p99_us"])
+                notes.append(f"- median p99 Extrasphere/{peer}: {med['extrasphere'] / med[peer]:.2f}x "
+                             f"(lower is better); no worse in {better} of {rounds} rounds")
+        out += [""] + notes
+    return out
+
+
 def tls_section(out_dir, servers, workloads):
     """The TLS rows: fio over TCP on 127.0.0.1 per server, with the ratio Extrasphere-TLS/qemu-nbd-TLS
     and, for the cost of TLS, TLS/plain TCP of each server."""
@@ -118,6 +149,7 @@ def main():
     ap.add_argument("--workloads", required=True)
     ap.add_argument("--tls-servers", default="")
     ap.add_argument("--lat-rate", default="")
+    ap.add_argument("--pin-rounds", type=int, default=0)
     a = ap.parse_args()
     servers = a.servers.split()
     workloads = a.workloads.split()
@@ -157,6 +189,7 @@ def main():
 
     if a.lat_rate:
         out.extend(lat_section(a.out, servers, a.lat_rate))
+    out.extend(pin_section(a.out, servers, a.pin_rounds))
     out.extend(tls_section(a.out, a.tls_servers.split(), workloads))
 
     rss = os.path.join(a.out, "rss.json")
