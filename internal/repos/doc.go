@@ -9,11 +9,15 @@
 // loaded at start opens on its first Use, and one that cannot be opened
 // stays known and says why in List.
 //
-// Locking: one mutex guards the set and opening a repository. Opening
-// does I/O under it (reading the repository's config, over the network
-// for S3), so a slow endpoint delays other callers of this package, never
-// volume I/O: the engine takes no lock of its own around these calls, and
-// this package calls nothing of the engine.
+// Locking: one mutex guards the set, the names Add is creating and each
+// record's open state; no I/O runs under it. Opening a repository (its
+// config, over the network for S3, up to the backend's timeout) runs
+// outside it, one open per record at a time: other callers of that
+// record wait for the result or for their ctx, and every other record
+// stays usable. An open that finds its record removed, or the registry
+// closed, when it ends closes what it opened. The engine takes no lock of
+// its own around these calls, and this package calls nothing of the
+// engine.
 //
 // Errors wrap ErrNotFound, ErrExists, ErrRepo or ErrInvalidArgument, with
 // a message that names the repository and says what to do.

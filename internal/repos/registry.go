@@ -33,20 +33,35 @@ var (
 )
 
 // Registry is the set of known repositories. Its methods are safe for
-// concurrent use.
+// concurrent use. A repository opens (and Add creates one) outside the
+// registry's lock: an S3 repository that does not answer takes up to its
+// backend's timeout, and meanwhile the other repositories stay usable and
+// a caller waiting for the same one can give up (its ctx).
 type Registry struct {
 	cat *catalog.Catalog
 	log *slog.Logger
 	fp  *failpoint.Set // given to every repository opened; nil in production
 	now func() time.Time
-	mu  sync.Mutex // guards m, and opening a repository
-	m   map[string]*entry
+
+	mu     sync.Mutex          // guards m, adding, gen and every entry's r and opening
+	m      map[string]*entry   // the known repositories
+	adding map[string]struct{} // names Add is creating or checking, not yet known
+	gen    uint64              // counts Close calls: an open that ran across one is not kept
 }
 
 // entry is one known repository, opened on first use.
 type entry struct {
-	rec catalog.Repo
-	r   *repo.Repo // nil until opened
+	rec     catalog.Repo
+	r       *repo.Repo // nil until opened
+	opening *attempt   // the open running now, or nil
+}
+
+// attempt is one open of a repository; done is closed when it ended, and
+// err then says how (nil: opened, and entry.r set unless the entry was
+// removed or the registry closed meanwhile).
+type attempt struct {
+	done chan struct{}
+	err  error
 }
 
 // Open loads the catalog's repository records; they open on first use.
@@ -55,7 +70,7 @@ func Open(cat *catalog.Catalog, log *slog.Logger, fp *failpoint.Set, now func() 
 	if err != nil {
 		return nil, err
 	}
-	g := &Registry{cat: cat, log: log, fp: fp, now: now, m: map[string]*entry{}}
+	g := &Registry{cat: cat, log: log, fp: fp, now: now, m: map[string]*entry{}, adding: map[string]struct{}{}}
 	for _, r := range recs {
 		g.m[r.Name] = &entry{rec: r}
 	}
@@ -84,13 +99,26 @@ func (g *Registry) Add(ctx context.Context, req apischema.RepoRequest) (apischem
 		rec.Location = filepath.Clean(rec.Location)
 	}
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	if _, ok := g.m[req.Name]; ok {
+	_, known := g.m[req.Name]
+	_, busy := g.adding[req.Name]
+	if known || busy {
+		g.mu.Unlock()
 		return apischema.RepoInfo{}, errkind.Errorf(ErrExists, "repository %s already exists (see `extrasphere repo list`)", req.Name)
 	}
+	g.adding[req.Name] = struct{}{}
+	gen := g.gen
+	g.mu.Unlock()
+
 	r, err := openRepo(ctx, rec, req.Init, req.ChunkSize)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.adding, req.Name)
 	if err != nil {
 		return apischema.RepoInfo{}, err
+	}
+	if g.gen != gen {
+		r.Close()
+		return apischema.RepoInfo{}, errkind.Errorf(ErrRepo, "repository %s: the daemon is stopping; add it again", req.Name)
 	}
 	r.SetFailpoints(g.fp)
 	if err := g.cat.PutRepo(rec); err != nil {
@@ -106,17 +134,19 @@ func (g *Registry) Add(ctx context.Context, req apischema.RepoRequest) (apischem
 // opened carries its error.
 func (g *Registry) List(ctx context.Context) []apischema.RepoInfo {
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	names := make([]string, 0, len(g.m))
 	for name := range g.m {
 		names = append(names, name)
 	}
+	g.mu.Unlock()
 	slices.Sort(names)
 	out := []apischema.RepoInfo{}
 	for _, name := range names {
-		ent := g.m[name]
-		r, err := g.openLocked(ctx, ent)
-		out = append(out, info(ent.rec, r, err))
+		r, rec, err := g.open(ctx, name)
+		if errors.Is(err, ErrNotFound) {
+			continue // removed meanwhile
+		}
+		out = append(out, info(rec, r, err))
 	}
 	return out
 }
@@ -145,13 +175,8 @@ func (g *Registry) Use(ctx context.Context, name string) (*repo.Repo, error) {
 	if name == "" {
 		name = apischema.DefaultRepo
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	ent, ok := g.m[name]
-	if !ok {
-		return nil, notFound(name)
-	}
-	return g.openLocked(ctx, ent)
+	r, _, err := g.open(ctx, name)
+	return r, err
 }
 
 // Close closes the open repositories. Records stay known: a later Use
@@ -159,6 +184,7 @@ func (g *Registry) Use(ctx context.Context, name string) (*repo.Repo, error) {
 func (g *Registry) Close() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.gen++
 	for _, ent := range g.m {
 		if ent.r != nil {
 			ent.r.Close()
@@ -167,17 +193,61 @@ func (g *Registry) Close() {
 	}
 }
 
-func (g *Registry) openLocked(ctx context.Context, ent *entry) (*repo.Repo, error) {
-	if ent.r != nil {
-		return ent.r, nil
+// open returns the repository name names, opened, and its record. One
+// open runs at a time per repository, without g.mu; other callers wait for
+// its result, or for their ctx. A waiter whose opener gave up (its ctx
+// ended) tries again itself.
+func (g *Registry) open(ctx context.Context, name string) (*repo.Repo, catalog.Repo, error) {
+	for {
+		g.mu.Lock()
+		ent, ok := g.m[name]
+		if !ok {
+			g.mu.Unlock()
+			return nil, catalog.Repo{}, notFound(name)
+		}
+		rec := ent.rec
+		if ent.r != nil {
+			r := ent.r
+			g.mu.Unlock()
+			return r, rec, nil
+		}
+		if a := ent.opening; a != nil {
+			g.mu.Unlock()
+			select {
+			case <-a.done:
+			case <-ctx.Done():
+				return nil, rec, errkind.Errorf(ErrRepo, "repository %s: gave up waiting for it to open: %w", name, ctx.Err())
+			}
+			if a.err != nil && !errors.Is(a.err, context.Canceled) && !errors.Is(a.err, context.DeadlineExceeded) {
+				return nil, rec, a.err
+			}
+			continue // opened (and kept, unless removed or closed meanwhile), or its opener gave up
+		}
+		a := &attempt{done: make(chan struct{})}
+		ent.opening = a
+		gen := g.gen
+		g.mu.Unlock()
+
+		r, err := openRepo(ctx, rec, false, 0)
+		g.mu.Lock()
+		ent.opening = nil
+		switch {
+		case err != nil:
+		case g.m[name] != ent:
+			r.Close()
+			r, err = nil, notFound(name)
+		case g.gen != gen:
+			r.Close()
+			r, err = nil, errkind.Errorf(ErrRepo, "repository %s: closed while it opened (the daemon is stopping)", name)
+		default:
+			r.SetFailpoints(g.fp)
+			ent.r = r
+		}
+		a.err = err
+		close(a.done)
+		g.mu.Unlock()
+		return r, rec, err
 	}
-	r, err := openRepo(ctx, ent.rec, false, 0)
-	if err != nil {
-		return nil, err
-	}
-	r.SetFailpoints(g.fp)
-	ent.r = r
-	return r, nil
 }
 
 func notFound(name string) error {

@@ -1,8 +1,10 @@
 package repos
 
 import (
+	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -118,5 +120,94 @@ func TestRegistryListsWhatCannotOpen(t *testing.T) {
 	}
 	if _, err := g.Use(ctx, "r"); !errors.Is(err, ErrRepo) {
 		t.Fatalf("Use = %v, want ErrRepo", err)
+	}
+}
+
+// A repository that does not answer (an S3 endpoint that accepts and
+// never replies) holds up neither the other repositories nor Add, and a
+// caller waiting for it gives up when its ctx ends.
+func TestRegistryOpenDoesNotBlockOthers(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	catPath := filepath.Join(dir, "catalog.db")
+	g, stop := openRegistry(t, catPath)
+	if _, err := g.Add(ctx, apischema.RepoRequest{Name: "fast", Location: filepath.Join(dir, "fast"), Init: true}); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := make(chan struct{})
+	var conns []net.Conn
+	var connsMu sync.Mutex
+	go func() {
+		for first := true; ; first = false {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			connsMu.Lock()
+			conns = append(conns, c) // held open, never answered
+			connsMu.Unlock()
+			if first {
+				close(accepted)
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		connsMu.Lock()
+		defer connsMu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	cat, err := catalog.Open(catPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := catalog.Repo{Name: "slow", Location: "s3://bucket/prefix", Endpoint: ln.Addr().String(), Insecure: true,
+		Region: "us-east-1", AccessKey: "key", SecretKey: "secret", Added: time.Now()}
+	if err := cat.PutRepo(slow); err != nil {
+		t.Fatal(err)
+	}
+	cat.Close()
+
+	g, _ = openRegistry(t, catPath)
+	slowCtx, cancelSlow := context.WithCancel(ctx)
+	defer cancelSlow()
+	slowErr := make(chan error, 1)
+	go func() {
+		_, err := g.Use(slowCtx, "slow")
+		slowErr <- err
+	}()
+	<-accepted // the open of "slow" is waiting for the endpoint now
+
+	if _, err := g.Use(ctx, "fast"); err != nil {
+		t.Fatalf("Use(fast) while slow opens: %v", err)
+	}
+	if _, err := g.Add(ctx, apischema.RepoRequest{Name: "other", Location: filepath.Join(dir, "other"), Init: true}); err != nil {
+		t.Fatalf("Add while slow opens: %v", err)
+	}
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := g.Use(ended, "slow"); !errors.Is(err, ErrRepo) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Use(slow) with an ended ctx = %v, want ErrRepo wrapping context.Canceled", err)
+	}
+	l := g.List(ended)
+	if len(l) != 3 || l[0].Name != "fast" || l[0].Error != "" || l[1].Name != "other" || l[1].Error != "" ||
+		l[2].Name != "slow" || !strings.Contains(l[2].Error, "gave up waiting") {
+		t.Fatalf("List with an ended ctx while slow opens = %+v", l)
+	}
+
+	cancelSlow()
+	if err := <-slowErr; !errors.Is(err, ErrRepo) {
+		t.Fatalf("the slow open, cancelled = %v, want ErrRepo", err)
+	}
+	if err := g.Remove("slow"); err != nil {
+		t.Fatal(err)
 	}
 }
