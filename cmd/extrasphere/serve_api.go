@@ -17,7 +17,8 @@ import (
 )
 
 // Limits of the API's HTTP servers: a client that sends its headers
-// slowly, or keeps an idle connection, is cut off.
+// slowly, or keeps an idle connection, is cut off (and one that stops
+// reading a response: apiWriteTimeout).
 const (
 	apiReadHeaderTimeout = 10 * time.Second
 	apiIdleTimeout       = 2 * time.Minute
@@ -99,7 +100,7 @@ func (d *apiDoors) listeners() []net.Listener {
 func (d *apiDoors) serve(eng *engine.Engine, info apischema.Info, log *slog.Logger, errc chan<- error) []*http.Server {
 	newServer := func(a api.Access) *http.Server {
 		return &http.Server{
-			Handler:           api.NewHandler(eng, api.Options{Info: info, Logger: log, Access: a, Tokens: d.tokens}),
+			Handler:           writeDeadlines(api.NewHandler(eng, api.Options{Info: info, Logger: log, Access: a, Tokens: d.tokens})),
 			ReadHeaderTimeout: apiReadHeaderTimeout,
 			IdleTimeout:       apiIdleTimeout,
 			MaxHeaderBytes:    apiMaxHeaderBytes,
