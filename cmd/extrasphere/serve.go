@@ -191,8 +191,12 @@ func serve(ctx context.Context, g *globals, o serveOptions, apiAddr string) erro
 	apiServers := doors.serve(eng, info, log, errc)
 	var ps *http.Server
 	if nodeLn != nil {
-		ps = &http.Server{Handler: ns.Handler(api.NewPeerHandler(eng, log)), ReadHeaderTimeout: 10 * time.Second}
-		go func() { errc <- ps.Serve(tls.NewListener(nodeLn, ns.ServerTLS())) }()
+		// The node port answers anyone on the network (pairing), so it has
+		// the API's limits: connections, idle time, header size, and a
+		// write deadline per response.
+		ps = &http.Server{Handler: writeDeadlines(ns.Handler(api.NewPeerHandler(eng, log))), ReadHeaderTimeout: apiReadHeaderTimeout,
+			IdleTimeout: apiIdleTimeout, MaxHeaderBytes: apiMaxHeaderBytes, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		go func() { errc <- ps.Serve(tls.NewListener(newLimitListener(nodeLn, maxAPIConns), ns.ServerTLS())) }()
 	}
 	log.Info("extrasphere serving", "version", version, "data", data, "nbd_socket", sock, "nbd_tcp", o.nbdAddr, "nbd_insecure", o.nbdInsecure,
 		"api", apiAddr, "node", o.nodeAddr, "volumes", len(eng.ListExports(ctx)), "startup", time.Since(start).Round(time.Millisecond))
