@@ -58,10 +58,12 @@ type entry struct {
 
 // attempt is one open of a repository; done is closed when it ended, and
 // err then says how (nil: opened, and entry.r set unless the entry was
-// removed or the registry closed meanwhile).
+// removed or the registry closed meanwhile). gaveUp: it failed because its
+// caller's ctx ended, which says nothing of the repository.
 type attempt struct {
-	done chan struct{}
-	err  error
+	done   chan struct{}
+	err    error
+	gaveUp bool
 }
 
 // Open loads the catalog's repository records; they open on first use.
@@ -218,7 +220,7 @@ func (g *Registry) open(ctx context.Context, name string) (*repo.Repo, catalog.R
 			case <-ctx.Done():
 				return nil, rec, errkind.Errorf(ErrRepo, "repository %s: gave up waiting for it to open: %w", name, ctx.Err())
 			}
-			if a.err != nil && !errors.Is(a.err, context.Canceled) && !errors.Is(a.err, context.DeadlineExceeded) {
+			if a.err != nil && !a.gaveUp {
 				return nil, rec, a.err
 			}
 			continue // opened (and kept, unless removed or closed meanwhile), or its opener gave up
@@ -243,7 +245,7 @@ func (g *Registry) open(ctx context.Context, name string) (*repo.Repo, catalog.R
 			r.SetFailpoints(g.fp)
 			ent.r = r
 		}
-		a.err = err
+		a.err, a.gaveUp = err, err != nil && ctx.Err() != nil
 		close(a.done)
 		g.mu.Unlock()
 		return r, rec, err

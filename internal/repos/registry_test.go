@@ -140,11 +140,11 @@ func TestRegistryOpenDoesNotBlockOthers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	accepted := make(chan struct{})
+	accepted := make(chan struct{}, 64) // one per connection
 	var conns []net.Conn
 	var connsMu sync.Mutex
 	go func() {
-		for first := true; ; first = false {
+		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
@@ -152,9 +152,7 @@ func TestRegistryOpenDoesNotBlockOthers(t *testing.T) {
 			connsMu.Lock()
 			conns = append(conns, c) // held open, never answered
 			connsMu.Unlock()
-			if first {
-				close(accepted)
-			}
+			accepted <- struct{}{}
 		}
 	}()
 	t.Cleanup(func() {
@@ -203,9 +201,23 @@ func TestRegistryOpenDoesNotBlockOthers(t *testing.T) {
 		t.Fatalf("List with an ended ctx while slow opens = %+v", l)
 	}
 
+	// A caller still waiting when the opener gives up does not take the
+	// opener's cancellation for an answer: it opens again itself.
+	waitCtx, cancelWait := context.WithCancel(ctx)
+	defer cancelWait()
+	waitErr := make(chan error, 1)
+	go func() {
+		_, err := g.Use(waitCtx, "slow")
+		waitErr <- err
+	}()
 	cancelSlow()
 	if err := <-slowErr; !errors.Is(err, ErrRepo) {
 		t.Fatalf("the slow open, cancelled = %v, want ErrRepo", err)
+	}
+	<-accepted // the waiter's own open reached the endpoint
+	cancelWait()
+	if err := <-waitErr; !errors.Is(err, ErrRepo) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("the waiter, cancelled = %v, want ErrRepo wrapping context.Canceled", err)
 	}
 	if err := g.Remove("slow"); err != nil {
 		t.Fatal(err)
