@@ -177,11 +177,7 @@ func TestRegistryOpenDoesNotBlockOthers(t *testing.T) {
 	g, _ = openRegistry(t, catPath)
 	slowCtx, cancelSlow := context.WithCancel(ctx)
 	defer cancelSlow()
-	slowErr := make(chan error, 1)
-	go func() {
-		_, err := g.Use(slowCtx, "slow")
-		slowErr <- err
-	}()
+	slowErr := useAsync(slowCtx, g, "slow")
 	<-accepted // the open of "slow" is waiting for the endpoint now
 
 	if _, err := g.Use(ctx, "fast"); err != nil {
@@ -205,11 +201,7 @@ func TestRegistryOpenDoesNotBlockOthers(t *testing.T) {
 	// opener's cancellation for an answer: it opens again itself.
 	waitCtx, cancelWait := context.WithCancel(ctx)
 	defer cancelWait()
-	waitErr := make(chan error, 1)
-	go func() {
-		_, err := g.Use(waitCtx, "slow")
-		waitErr <- err
-	}()
+	waitErr := useAsync(waitCtx, g, "slow")
 	cancelSlow()
 	if err := <-slowErr; !errors.Is(err, ErrRepo) {
 		t.Fatalf("the slow open, cancelled = %v, want ErrRepo", err)
@@ -222,4 +214,15 @@ func TestRegistryOpenDoesNotBlockOthers(t *testing.T) {
 	if err := g.Remove("slow"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// useAsync runs g.Use(ctx, name) in a goroutine; its error comes on the
+// channel.
+func useAsync(ctx context.Context, g *Registry, name string) <-chan error {
+	errc := make(chan error, 1)
+	go func() {
+		_, err := g.Use(ctx, name)
+		errc <- err
+	}()
+	return errc
 }
