@@ -103,9 +103,13 @@ func (g *Registry) Add(ctx context.Context, req apischema.RepoRequest) (apischem
 	g.mu.Lock()
 	_, known := g.m[req.Name]
 	_, busy := g.adding[req.Name]
-	if known || busy {
+	if known {
 		g.mu.Unlock()
 		return apischema.RepoInfo{}, errkind.Errorf(ErrExists, "repository %s already exists (see `extrasphere repo list`)", req.Name)
+	}
+	if busy {
+		g.mu.Unlock()
+		return apischema.RepoInfo{}, errkind.Errorf(ErrExists, "repository %s is being added by another request; see `extrasphere repo list` when it is done", req.Name)
 	}
 	g.adding[req.Name] = struct{}{}
 	gen := g.gen

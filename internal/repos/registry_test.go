@@ -186,6 +186,26 @@ func TestRegistryOpenDoesNotBlockOthers(t *testing.T) {
 	if _, err := g.Add(ctx, apischema.RepoRequest{Name: "other", Location: filepath.Join(dir, "other"), Init: true}); err != nil {
 		t.Fatalf("Add while slow opens: %v", err)
 	}
+	// An Add that waits for the endpoint holds its name: a second Add of
+	// it is refused at once, and says why.
+	addCtx, cancelAdd := context.WithCancel(ctx)
+	defer cancelAdd()
+	addErr := make(chan error, 1)
+	go func() {
+		_, err := g.Add(addCtx, apischema.RepoRequest{Name: "slow2", Location: "s3://bucket/other",
+			Endpoint: ln.Addr().String(), Insecure: true, Region: "us-east-1", AccessKey: "key", SecretKey: "secret"})
+		addErr <- err
+	}()
+	<-accepted // that Add is waiting for the endpoint
+	if _, err := g.Add(ctx, apischema.RepoRequest{Name: "slow2", Location: filepath.Join(dir, "slow2"), Init: true}); !errors.Is(err, ErrExists) ||
+		!strings.Contains(err.Error(), "being added") {
+		t.Fatalf("Add of a name being added = %v, want ErrExists saying it is being added", err)
+	}
+	cancelAdd()
+	if err := <-addErr; !errors.Is(err, ErrRepo) {
+		t.Fatalf("the waiting Add, cancelled = %v, want ErrRepo", err)
+	}
+
 	ended, cancel := context.WithCancel(ctx)
 	cancel()
 	if _, err := g.Use(ended, "slow"); !errors.Is(err, ErrRepo) || !errors.Is(err, context.Canceled) {
